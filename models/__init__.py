@@ -1,0 +1,1 @@
+"""Network definitions used by the scenarios (installed as ``neurolns.models``)."""

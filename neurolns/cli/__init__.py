@@ -1,0 +1,4 @@
+"""The ``neurolns`` command."""
+from neurolns.cli.main import main
+
+__all__ = ["main"]

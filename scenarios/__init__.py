@@ -1,0 +1,1 @@
+"""Runnable scenarios (installed as ``neurolns.scenarios``); start them with ``neurolns run NAME``."""
