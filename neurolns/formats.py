@@ -122,7 +122,7 @@ class LNSFormat:
     >>> f.e_min, f.e_max
     (-63, 63)
     >>> round(f.max_magnitude, 3), round(f.resolution, 5)
-    (234.753, 0.08006)
+    (234.753, 0.09051)
     """
 
     bits: int = 8

@@ -1,1 +1,36 @@
-"""neurolns.lns."""
+"""The logarithmic number system: codec, exact products, adders and dot products.
+
+>>> import numpy as np
+>>> from neurolns import LNS8
+>>> from neurolns import lns
+>>> a = lns.encode(np.array([0.75, -2.0, 5.0]), LNS8)
+>>> (a * a).decode().round(3)
+array([ 0.771,  4.   , 25.372])
+"""
+
+from neurolns.lns.array import LNSArray, load, save
+from neurolns.lns.codec import (
+    as_rng,
+    choose_scale,
+    decode,
+    decode_codes,
+    encode,
+    encode_codes,
+    quantize,
+)
+from neurolns.lns.multiply import div, mul
+
+__all__ = [
+    "LNSArray",
+    "encode",
+    "decode",
+    "encode_codes",
+    "decode_codes",
+    "choose_scale",
+    "quantize",
+    "as_rng",
+    "mul",
+    "div",
+    "save",
+    "load",
+]

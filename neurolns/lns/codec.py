@@ -1,0 +1,333 @@
+"""Encoding real values to LNS codes and decoding them back.
+
+A value ``x`` is stored as the signed code ``c`` with
+
+.. math::  x \\approx \\operatorname{sign}(c)\\,\\sigma\\,2^{(|c|-\\beta)/\\gamma},
+           \\qquad e = |c| - \\beta = \\operatorname{round}(\\gamma \\log_2 |x/\\sigma|)
+
+Rounding happens in the log domain (:class:`~neurolns.formats.Rounding`):
+nearest (``rint``, ties to even) or stochastic (unbiased: ``E[e] = γ log2|x/σ|``).
+Out-of-range values saturate at the largest code, never wrap; values below the
+smallest code flush to zero or saturate (:class:`~neurolns.formats.Underflow`).
+
+Special values: NaN raises :class:`ValueError` (how many, and where the first
+is); ±inf saturates to ±largest magnitude with a :class:`RuntimeWarning`, as
+numpy warns on overflow rather than raising. Exact zero is the code 0.
+
+The scale ``σ``: ``scale=None`` picks a power of two per tensor (or per channel
+with ``channel_axis``) that maps ``max|x|`` onto the top exponent code; a number
+or an array broadcastable to ``x`` is used as given. With ``scale=1`` the codes
+are the plain fixed-point ``log2`` of the input, with ``F = log2 γ`` fractional
+bits — the grid of the ``xlns`` package.
+
+References: Zhao et al., LNS-Madam, IEEE Trans. Computers 71(12), 2022.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import numpy as np
+
+from neurolns.formats import LNSFormat, Rounding
+from neurolns.lns import _codec_kernels as _k
+from neurolns.lns._reference import decode_reference, encode_reference
+
+__all__ = ["encode", "decode", "encode_codes", "decode_codes", "choose_scale", "quantize", "as_rng"]
+
+#: formats up to this width decode through a table of 2**(bits-1) float64 entries
+_TABLE_MAX_BITS = 20
+
+
+def _check_format(fmt) -> LNSFormat:
+    if not isinstance(fmt, LNSFormat):
+        raise TypeError(f"fmt must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
+    return fmt
+
+
+def _as_float_array(x) -> np.ndarray:
+    """float32/float64 view of the input; ints and bools become float64, float16 float32."""
+    arr = np.asarray(x)
+    kind = arr.dtype.kind
+    if kind in "iub":
+        return arr.astype(np.float64)
+    if kind == "f":
+        if arr.dtype == np.float16:
+            return arr.astype(np.float32)
+        if arr.dtype.itemsize > 8:
+            return arr.astype(np.float64)
+        return arr
+    raise TypeError(f"cannot encode an array of dtype {arr.dtype}; allowed: integer, bool or float")
+
+
+def as_rng(seed) -> np.random.Generator:
+    """A numpy Generator from ``None``, an int, a SeedSequence or a Generator."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def choose_scale(x, fmt: LNSFormat, *, channel_axis: int | None = None) -> np.ndarray:
+    """Power-of-two scale that maps ``max|x|`` (finite values) onto the top code.
+
+    ``σ = 2**k``, ``k = ceil(log2 max|x| - e_max/γ)``: the largest magnitude
+    encodes at or just below ``e_max``, so nothing saturates and the format's
+    whole dynamic range lies below the maximum. All-zero (or non-finite) data
+    get ``σ = 1``.
+
+    Parameters
+    ----------
+    x : array_like
+    fmt : LNSFormat
+    channel_axis : int, optional
+        One scale per index along this axis (e.g. 0 for the output channels of
+        a weight matrix); the result keeps ``x.ndim`` dimensions for
+        broadcasting. ``None``: one scale for the tensor (a 0-d array).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neurolns import LNS8
+    >>> from neurolns.lns import choose_scale
+    >>> float(choose_scale(np.array([0.5, -3.0]), LNS8))   # 3 <= 2**-6 * 2**(63/8)
+    0.015625
+    """
+    fmt = _check_format(fmt)
+    a = np.abs(_as_float_array(x)).astype(np.float64, copy=False)
+    a = np.where(np.isfinite(a), a, 0.0)
+    if channel_axis is None:
+        amax = np.asarray(a.max() if a.size else 0.0)
+    else:
+        if a.ndim == 0:
+            raise ValueError("channel_axis needs an array with at least one dimension")
+        ax = channel_axis % a.ndim if -a.ndim <= channel_axis < a.ndim else None
+        if ax is None:
+            raise ValueError(f"channel_axis={channel_axis} is out of range for an array of ndim {a.ndim}")
+        axes = tuple(i for i in range(a.ndim) if i != ax)
+        amax = a.max(axis=axes, keepdims=True) if a.size else np.zeros([1] * a.ndim)
+    with np.errstate(divide="ignore"):
+        k = np.ceil(np.log2(amax) - fmt.e_max / fmt.gamma)
+    k = np.where(amax > 0, k, 0.0)
+    return np.exp2(k)
+
+
+def _resolve_scale(x: np.ndarray, fmt: LNSFormat, scale, channel_axis) -> np.ndarray:
+    if scale is None:
+        return choose_scale(x, fmt, channel_axis=channel_axis)
+    if channel_axis is not None:
+        raise ValueError("give either scale or channel_axis, not both (channel_axis picks scales)")
+    s = np.asarray(scale, dtype=np.float64)
+    if not np.all(np.isfinite(s)) or not np.all(s > 0):
+        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+    try:
+        shape = np.broadcast_shapes(s.shape, x.shape)
+    except ValueError:
+        raise ValueError(f"scale of shape {s.shape} does not broadcast to the data's shape {x.shape}") from None
+    if shape != x.shape:
+        raise ValueError(f"scale of shape {s.shape} would broadcast the data's shape {x.shape} to {shape}")
+    return s
+
+
+def _flat_scale(s: np.ndarray, shape) -> np.ndarray:
+    """Scale as a flat array: length 1 when per-tensor, else broadcast to ``shape``."""
+    if s.size == 1:
+        return s.reshape(1)
+    return np.ascontiguousarray(np.broadcast_to(s, shape)).reshape(-1)
+
+
+def _raise_nan(x: np.ndarray, n_nan: int) -> None:
+    first = np.unravel_index(int(np.argmax(np.isnan(x))), x.shape) if x.ndim else ()
+    where = f" at index {tuple(int(i) for i in first)}" if x.ndim else ""
+    raise ValueError(f"cannot encode NaN: the input holds {n_nan} NaN value(s), the first{where}")
+
+
+def encode_codes(
+    x,
+    fmt: LNSFormat,
+    scale=1.0,
+    *,
+    rounding: Rounding | str = Rounding.NEAREST,
+    seed=None,
+    reference: bool = False,
+) -> np.ndarray:
+    """Codes of ``x`` at the given scale (the hot path under :func:`encode`).
+
+    Parameters
+    ----------
+    x : array_like
+        Integer, bool, float16/32/64 input of any shape (0-d and empty too).
+    fmt : LNSFormat
+    scale : float or array_like
+        Positive scale broadcastable to ``x`` (default 1: plain fixed-point log2).
+    rounding : {"nearest", "stochastic"}
+    seed : None, int or numpy.random.Generator
+        Source of the uniform numbers of stochastic rounding; the same seed
+        gives the same codes.
+    reference : bool
+        Use the float64 numpy reference path instead of the Numba kernel.
+
+    Returns
+    -------
+    numpy.ndarray of ``fmt.code_dtype`` with the shape of ``x``.
+
+    Examples
+    --------
+    >>> from neurolns import LNSFormat
+    >>> from neurolns.lns import encode_codes
+    >>> encode_codes([3.0, 0.1, -1.0, 0.0], LNSFormat(bits=8, gamma=8))  # ±(e + 64)
+    array([ 77,  37, -64,   0], dtype=int8)
+    """
+    fmt = _check_format(fmt)
+    rounding = Rounding(rounding)
+    x = _as_float_array(x)
+    s = _resolve_scale(x, fmt, scale, None)
+    u = as_rng(seed).random(x.size) if rounding == Rounding.STOCHASTIC else np.zeros(1)
+    log2s = np.log2(s)
+    if reference:
+        codes = encode_reference(x, fmt, log2s, rounding, u)
+        n_nan = int(np.isnan(x).sum())
+        n_inf = int(np.isinf(x).sum())
+    else:
+        flat = np.ascontiguousarray(x).reshape(-1)
+        out = np.empty(flat.size, dtype=fmt.code_dtype)
+        n_nan, n_inf = _k.encode_kernel(
+            flat, _flat_scale(log2s, x.shape), float(fmt.gamma), fmt.bias, fmt.e_min, fmt.e_max,
+            fmt.underflow.value == "saturate", rounding == Rounding.STOCHASTIC, u, out,
+        )
+        codes = out.reshape(x.shape)
+    if n_nan:
+        _raise_nan(x, int(n_nan))
+    if n_inf:
+        warnings.warn(
+            f"{int(n_inf)} infinite value(s) saturated to the largest magnitude of {fmt}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return codes
+
+
+@lru_cache(maxsize=32)
+def decode_table(fmt: LNSFormat) -> np.ndarray:
+    """``table[m] = 2**((m - β)/γ)`` for ``m = 0..max_code`` with ``table[0] = 0``."""
+    m = np.arange(fmt.max_code + 1, dtype=np.float64)
+    t = np.exp2((m - fmt.bias) / fmt.gamma)
+    t[0] = 0.0
+    t.setflags(write=False)
+    return t
+
+
+def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=np.float64, reference: bool = False) -> np.ndarray:
+    """Values of raw codes: ``sign(c) · σ · 2**((|c| - β)/γ)``.
+
+    Examples
+    --------
+    >>> from neurolns import LNS8
+    >>> from neurolns.lns import decode_codes
+    >>> decode_codes([77, 37, -64, 0], LNS8).round(6)
+    array([ 3.084422,  0.096388, -1.      ,  0.      ])
+    """
+    fmt = _check_format(fmt)
+    c = np.asarray(codes)
+    if c.dtype.kind not in "iu":
+        raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"dtype must be a float dtype, got {dtype}")
+    s = np.asarray(scale, dtype=np.float64)
+    if reference:
+        return decode_reference(c, fmt, s).astype(dtype, copy=False)
+    shape = np.broadcast_shapes(c.shape, s.shape)
+    if shape != c.shape:
+        raise ValueError(f"scale of shape {s.shape} does not broadcast to the codes' shape {c.shape}")
+    flat = np.ascontiguousarray(c).reshape(-1)
+    out = np.empty(flat.size, dtype=dtype)
+    fs = _flat_scale(s, c.shape)
+    if fmt.bits <= _TABLE_MAX_BITS:
+        _k.decode_kernel(flat, decode_table(fmt), fs, out)
+    else:
+        _k.decode_exp2_kernel(flat, float(fmt.gamma), fmt.bias, fs, out)
+    return out.reshape(c.shape)
+
+
+def encode(
+    x,
+    fmt: LNSFormat,
+    *,
+    scale=None,
+    channel_axis: int | None = None,
+    rounding: Rounding | str = Rounding.NEAREST,
+    seed=None,
+    reference: bool = False,
+):
+    """Encode real values into an :class:`~neurolns.lns.LNSArray`.
+
+    Parameters
+    ----------
+    x : array_like
+        Integer, bool or float16/32/64 input of any shape.
+    fmt : LNSFormat
+    scale : None, float or array_like
+        ``None`` picks a power-of-two scale (:func:`choose_scale`), per tensor
+        or per channel along ``channel_axis``; a number or array broadcastable
+        to ``x`` is used as given (``scale=1``: the plain log2 grid).
+    channel_axis : int, optional
+        With ``scale=None``: one power-of-two scale per index along this axis.
+    rounding : {"nearest", "stochastic"}
+        Log-domain rounding; stochastic is unbiased in the log domain.
+    seed : None, int or numpy.random.Generator
+        For stochastic rounding: the same seed gives the same codes.
+    reference : bool
+        Use the float64 reference path (slow; for tests and debugging).
+
+    Returns
+    -------
+    LNSArray
+
+    Raises
+    ------
+    ValueError
+        If ``x`` holds NaN (the message counts them and gives the first index),
+        or the scale is not positive, finite and broadcastable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neurolns import LNSFormat
+    >>> from neurolns.lns import encode
+    >>> a = encode(np.array([3.0, 0.1]), LNSFormat(bits=8, gamma=8), scale=1)
+    >>> a.exponents                      # round(8 log2 3) = 13, round(8 log2 0.1) = -27
+    array([ 13, -27])
+    >>> a.decode().round(6)
+    array([3.084422, 0.096388])
+    """
+    from neurolns.lns.array import LNSArray
+
+    fmt = _check_format(fmt)
+    xf = _as_float_array(x)
+    s = _resolve_scale(xf, fmt, scale, channel_axis)
+    codes = encode_codes(xf, fmt, s, rounding=rounding, seed=seed, reference=reference)
+    return LNSArray(codes, fmt, s, _trusted=True)
+
+
+def decode(a, dtype=np.float64) -> np.ndarray:
+    """Values of an :class:`~neurolns.lns.LNSArray` as a numpy array (float64 by default)."""
+    from neurolns.lns.array import LNSArray
+
+    if not isinstance(a, LNSArray):
+        raise TypeError(f"decode expects an LNSArray, got {type(a).__name__}; for raw codes use decode_codes")
+    return decode_codes(a.codes, a.format, a.scale, dtype=dtype)
+
+
+def quantize(x, fmt: LNSFormat, **kwargs) -> np.ndarray:
+    """``decode(encode(x, fmt, **kwargs))`` in the dtype of ``x`` (float64 for integers).
+
+    The numpy "fake quantization": the nearest value of the format.
+
+    >>> from neurolns import LNS8
+    >>> from neurolns.lns import quantize
+    >>> quantize([3.0], LNS8, scale=1.0)
+    array([3.08442165])
+    """
+    xf = _as_float_array(x)
+    return decode(encode(xf, fmt, **kwargs), dtype=xf.dtype)
