@@ -5,7 +5,7 @@
 >>> from neurolns import lns
 >>> a = lns.encode(np.array([0.75, -2.0, 5.0]), LNS8)
 >>> (a * a).decode().round(3)
-array([ 0.771,  4.   , 25.372])
+array([ 0.595,  4.   , 26.909])
 """
 
 from neurolns.lns.array import LNSArray, load, save
