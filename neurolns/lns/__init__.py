@@ -19,6 +19,15 @@ from neurolns.lns.codec import (
     quantize,
 )
 from neurolns.lns.multiply import div, mul
+from neurolns.lns.add import (
+    AddMode,
+    add,
+    add_codes,
+    add_error_bound,
+    correction_tables,
+    default_table_size,
+    sub,
+)
 
 __all__ = [
     "LNSArray",
@@ -33,4 +42,11 @@ __all__ = [
     "div",
     "save",
     "load",
+    "AddMode",
+    "add",
+    "sub",
+    "add_codes",
+    "add_error_bound",
+    "correction_tables",
+    "default_table_size",
 ]
