@@ -1,1 +1,87 @@
-"""neurolns.learning."""
+"""Learning rules: multiplicative plasticity and 1-bit learning signals.
+
+Pure update functions (numpy arrays in, updated in place; a Numba kernel and a
+float64 numpy reference path chosen by ``reference=``):
+
+* :func:`madam_update` (Madam on floats), :func:`lns_madam_update` (LNS-Madam on
+  exponent codes), with :func:`madam_p_max`, :func:`lns_code_cap`,
+  :func:`update_format`;
+* :func:`sign_sgd_update`, :func:`signum_update`, :func:`ef_sign_update`,
+  :func:`majority_vote`, :func:`pack_signs`, :func:`unpack_signs`,
+  :func:`apply_signs`, :func:`code_step_update` (the 1-bit → one-code-step path).
+
+Stateful optimizers with one interface (``step``, ``state_dict``,
+``load_state_dict``, ``defaults``): :class:`SGD`, :class:`Adam`, :class:`Madam`,
+:class:`LNSMadam`, :class:`SignSGD`, :class:`Signum`, :class:`EFSignSGD`,
+:class:`MajorityVote`, built by name with :func:`make_optimizer` and :class:`Rule`.
+
+Conventions: sign(0) = +1 (a sign is one bit); a tied vote gives +1 by default
+or 0 with ``ties="abstain"``; packed signs are little-endian bits, 1 = negative.
+See ``docs/learning.md``.
+"""
+
+from neurolns.learning.madam import (
+    code_step_size,
+    lns_code_cap,
+    lns_madam_update,
+    madam_p_max,
+    madam_update,
+    update_format,
+)
+from neurolns.learning.optim import (
+    SGD,
+    Adam,
+    EFSignSGD,
+    LNSMadam,
+    Madam,
+    MajorityVote,
+    Optimizer,
+    SignSGD,
+    Signum,
+    format_from_dict,
+    format_to_dict,
+)
+from neurolns.learning.sign import (
+    TieRule,
+    apply_signs,
+    code_step_update,
+    ef_sign_update,
+    majority_vote,
+    onebit_sign,
+    pack_signs,
+    packed_size,
+    sign_sgd_update,
+    signum_update,
+    unpack_signs,
+)
+
+__all__ = [
+    "madam_update",
+    "lns_madam_update",
+    "madam_p_max",
+    "lns_code_cap",
+    "update_format",
+    "code_step_size",
+    "TieRule",
+    "onebit_sign",
+    "pack_signs",
+    "unpack_signs",
+    "packed_size",
+    "majority_vote",
+    "sign_sgd_update",
+    "signum_update",
+    "ef_sign_update",
+    "apply_signs",
+    "code_step_update",
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "Madam",
+    "LNSMadam",
+    "SignSGD",
+    "Signum",
+    "EFSignSGD",
+    "MajorityVote",
+    "format_to_dict",
+    "format_from_dict",
+]

@@ -1,0 +1,209 @@
+"""Numba kernels of the learning rules (the fast paths).
+
+Each rule has a scalar kernel (one synapse) and two loop kernels over flat
+arrays: a serial one and a ``prange`` one, picked by
+:func:`neurolns._jit.use_parallel`. Arithmetic is float64 per element whatever
+the storage dtype, in the same order as the numpy paths of
+:mod:`neurolns.learning._reference`, so integer results (codes, packed bits)
+agree bit for bit and float results to the last float32 ulp (``exp`` may differ
+in the last float64 ulp between libm and numpy).
+
+Sign convention used by every kernel: ``sign(x) = -1`` if ``x < 0`` else ``+1``
+(so ``sign(0) = +1``; a sign is one bit). A packed bit is 1 for a negative sign.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from neurolns._jit import jit, pjit, prange
+
+# --------------------------------------------------------------------------
+# Madam (float weights)
+
+
+@jit
+def _normalised_grad(g, v, beta, inv_bc, g_bound):
+    """Return (ĝ, v_new): Adam-style second moment, bias-corrected, 0/0 -> 0."""
+    v_new = beta * v + (1.0 - beta) * (g * g)
+    den = math.sqrt(v_new * inv_bc)
+    gh = g / den if den > 0.0 else 0.0  # den == 0 only when every g so far was 0
+    if gh > g_bound:
+        gh = g_bound
+    elif gh < -g_bound:
+        gh = -g_bound
+    return gh, v_new
+
+
+@jit
+def _madam_one(w, g, v, lr, beta, inv_bc, g_bound, p_max):
+    gh, v_new = _normalised_grad(g, v, beta, inv_bc, g_bound)
+    s = 1.0 if w > 0.0 else (-1.0 if w < 0.0 else 0.0)
+    w_new = w * math.exp(-lr * gh * s)
+    if w_new > p_max:
+        w_new = p_max
+    elif w_new < -p_max:
+        w_new = -p_max
+    return w_new, v_new
+
+
+@jit
+def madam_serial(w, g, v, lr, beta, inv_bc, g_bound, p_max):
+    for i in range(w.size):
+        w[i], v[i] = _madam_one(np.float64(w[i]), np.float64(g[i]), np.float64(v[i]), lr, beta, inv_bc, g_bound, p_max)
+
+
+@pjit
+def madam_parallel(w, g, v, lr, beta, inv_bc, g_bound, p_max):
+    for i in prange(w.size):
+        w[i], v[i] = _madam_one(np.float64(w[i]), np.float64(g[i]), np.float64(v[i]), lr, beta, inv_bc, g_bound, p_max)
+
+
+# --------------------------------------------------------------------------
+# LNS-Madam (integer codes on the update grid)
+
+
+@jit
+def _lns_madam_one(c, g, v, beta, inv_bc, g_bound, k, cap):
+    gh, v_new = _normalised_grad(g, v, beta, inv_bc, g_bound)
+    q = np.int64(np.rint(gh))
+    m = abs(c)
+    s = 1 if c > 0 else -1
+    m_new = m - k * q * s
+    if m_new > cap:
+        m_new = cap
+    elif m_new < 1:  # never reach the zero code: a synapse cannot die
+        m_new = 1
+    # zero stays zero: the code 0 has no sign and no exponent to move
+    c_new = 0 if c == 0 else s * m_new
+    return c_new, v_new
+
+
+@jit
+def lns_madam_serial(c, g, v, beta, inv_bc, g_bound, k, cap):
+    for i in range(c.size):
+        c[i], v[i] = _lns_madam_one(np.int64(c[i]), np.float64(g[i]), np.float64(v[i]), beta, inv_bc, g_bound, k, cap)
+
+
+@pjit
+def lns_madam_parallel(c, g, v, beta, inv_bc, g_bound, k, cap):
+    for i in prange(c.size):
+        c[i], v[i] = _lns_madam_one(np.int64(c[i]), np.float64(g[i]), np.float64(v[i]), beta, inv_bc, g_bound, k, cap)
+
+
+# --------------------------------------------------------------------------
+# 1-bit signs: packing and the majority vote
+
+
+@jit
+def pack_signs_kernel(x, out):
+    """Bit ``i % 8`` of byte ``i // 8`` is 1 where ``x[i] < 0`` (little bit order)."""
+    n = x.size
+    nfull = n // 8
+    for j in range(nfull):
+        b = 0
+        base = 8 * j
+        for t in range(8):
+            if x[base + t] < 0:
+                b |= 1 << t
+        out[j] = b
+    if n % 8:
+        b = 0
+        for t in range(n - 8 * nfull):
+            if x[8 * nfull + t] < 0:
+                b |= 1 << t
+        out[nfull] = b
+
+
+@jit
+def unpack_signs_kernel(packed, n, out):
+    for i in range(n):
+        out[i] = -1 if (packed[i >> 3] >> (i & 7)) & 1 else 1
+
+
+@jit
+def vote_kernel(packed, n, abstain, out):
+    """Ternary vote per position from packed rows ``packed[k, :]``.
+
+    ``Σ_k sign_k = K - 2·(number of negative bits)``; a tie (even K) gives
+    0 when ``abstain`` else +1.
+    """
+    kw = packed.shape[0]
+    for i in range(n):
+        j = i >> 3
+        t = i & 7
+        neg = 0
+        for k in range(kw):
+            neg += (packed[k, j] >> t) & 1
+        total = kw - 2 * neg
+        if total > 0:
+            out[i] = 1
+        elif total < 0:
+            out[i] = -1
+        else:
+            out[i] = 0 if abstain else 1
+
+
+# --------------------------------------------------------------------------
+# sign-driven updates
+
+
+@jit
+def sign_step_serial(w, d, lr):
+    """signSGD / vote step: ``w ← w − lr·sign(d)`` (sign(0) = +1)."""
+    for i in range(w.size):
+        s = -1.0 if d[i] < 0 else 1.0
+        w[i] = np.float64(w[i]) - lr * s
+
+
+@jit
+def ternary_step_serial(w, s, lr):
+    """``w ← w − lr·s`` for an int8 ternary direction ``s`` in {-1, 0, +1}."""
+    for i in range(w.size):
+        w[i] = np.float64(w[i]) - lr * np.float64(s[i])
+
+
+@jit
+def signum_serial(w, g, m, lr, beta):
+    """Signum: ``m ← β m + (1−β) g``, ``w ← w − lr·sign(m)``."""
+    for i in range(w.size):
+        mi = beta * np.float64(m[i]) + (1.0 - beta) * np.float64(g[i])
+        m[i] = mi
+        s = -1.0 if mi < 0 else 1.0
+        w[i] = np.float64(w[i]) - lr * s
+
+
+@jit
+def ef_sign_serial(w, g, e, lr):
+    """Scaled sign with error feedback (Karimireddy et al. 2019), one tensor."""
+    d = w.size
+    if d == 0:
+        return
+    l1 = 0.0
+    for i in range(d):
+        p = lr * np.float64(g[i]) + np.float64(e[i])
+        l1 += abs(p)
+    scale = l1 / d
+    for i in range(d):
+        p = lr * np.float64(g[i]) + np.float64(e[i])
+        delta = -scale if p < 0 else scale
+        w[i] = np.float64(w[i]) - delta
+        e[i] = p - delta
+
+
+@jit
+def code_step_serial(c, s, k, cap):
+    """Multiplicative one-bit update on codes: ``|c| ← clamp(|c| − k·s·sign(c), 1, cap)``."""
+    for i in range(c.size):
+        ci = np.int64(c[i])
+        if ci == 0:
+            continue
+        sg = 1 if ci > 0 else -1
+        m = abs(ci) - k * np.int64(s[i]) * sg
+        if m > cap:
+            m = cap
+        elif m < 1:
+            m = 1
+        c[i] = sg * m

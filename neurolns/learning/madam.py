@@ -1,0 +1,288 @@
+"""Multiplicative weight updates: Madam on floats and LNS-Madam on exponent codes.
+
+Both rules normalise the gradient by its running RMS, exactly as Adam's second
+moment (Kingma & Ba 2015), and apply it to ``log|w|`` instead of ``w``:
+
+.. math::
+
+    v_t &= \\beta v_{t-1} + (1-\\beta) g_t^2, \\qquad
+    \\hat g_t = \\operatorname{clamp}\\!\\left(\\frac{g_t}{\\sqrt{v_t/(1-\\beta^t)}},
+                \\pm g_{\\text{bound}}\\right)\\ (0/0 := 0)
+
+    \\text{Madam:}\\quad & w \\leftarrow \\operatorname{clamp}\\big(w\\,
+        e^{-\\eta\\,\\hat g\\,\\operatorname{sign}(w)}, \\pm p_{\\max}\\big)
+
+    \\text{LNS-Madam:}\\quad & |c| \\leftarrow \\operatorname{clamp}\\big(|c| - k\\,
+        \\operatorname{round}(\\hat g)\\,\\operatorname{sign}(c),\\ 1,\\ c_{\\max}\\big),
+        \\quad k = \\eta\\gamma_u
+
+The factor ``e^{…}`` never changes a sign and leaves zero at zero; on codes the
+sign is kept apart from ``|c|``, ``c = 0`` is never touched, and ``|c|`` saturates
+at ``c_max`` above and at 1 (the smallest magnitude) below, so a synapse neither
+flips nor dies.
+
+References: Bernstein, Zhao, Meister, Liu, Anandkumar & Yue, "Learning
+compositional functions via multiplicative weight updates", NeurIPS 2020
+(Madam; η = 0.01, β = 0.999, g_bound = 10, p_scale = 3). Zhao et al.,
+"LNS-Madam: low-precision training in logarithmic number system using
+multiplicative weight update", IEEE Trans. Computers 71(12), 2022 (η = 1/128).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from neurolns._jit import use_parallel
+from neurolns.formats import LNSFormat
+from neurolns.learning import _kernels as _k
+from neurolns.learning import _reference as _ref
+from neurolns.learning._checks import (
+    check_array,
+    check_real,
+    check_step,
+    check_writeable,
+    inv_bias_correction,
+)
+
+__all__ = [
+    "madam_update",
+    "lns_madam_update",
+    "madam_p_max",
+    "lns_code_cap",
+    "update_format",
+    "code_step_size",
+]
+
+
+def _check_common(beta, g_bound):
+    beta = check_real("beta", beta, 0.0, 1.0, hi_open=True)
+    g_bound = check_real("g_bound", g_bound, 0.0, math.inf, lo_open=True)
+    return beta, g_bound
+
+
+def madam_p_max(w: np.ndarray, p_scale: float) -> float:
+    """Magnitude cap of Madam: ``p_max = p_scale · RMS(w)`` (taken at the first step).
+
+    ``p_scale = inf`` disables the cap. An all-zero tensor gets ``p_max = 0``,
+    which changes nothing since its weights never move.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> madam_p_max(np.array([3.0, -4.0]), 3.0)  # RMS = sqrt(12.5)
+    10.606601717798213
+    """
+    p_scale = check_real("p_scale", p_scale, 0.0, math.inf, lo_open=True)
+    if math.isinf(p_scale):
+        return math.inf
+    w = np.asarray(w, dtype=np.float64)
+    rms = math.sqrt(float(np.mean(w * w))) if w.size else 0.0
+    return p_scale * rms
+
+
+def madam_update(w, g, v, t, *, lr=0.01, beta=0.999, g_bound=10.0, p_max=math.inf, reference=False) -> None:
+    """One Madam step on float weights, in place (``w`` and ``v``).
+
+    ``v ← βv + (1−β)g²``; ``ĝ = clamp(g/sqrt(v/(1−β^t)), ±g_bound)`` with 0/0
+    taken as 0; ``w ← clamp(w·exp(−η ĝ sign(w)), ±p_max)``. Arithmetic is
+    float64 per element; ``w`` and ``v`` keep their dtypes.
+
+    Parameters
+    ----------
+    w : ndarray of float, C-contiguous
+        Weights, updated in place.
+    g : ndarray of float, same shape
+        Gradient ``∂L/∂w``.
+    v : ndarray of float, same shape
+        Second-moment state (zeros before the first step), updated in place.
+    t : int
+        1-based step count (for the bias correction ``1 − β^t``).
+    lr : float
+        ``η``, the step of ``ln|w|`` per unit ``ĝ`` (natural-log units), > 0.
+    beta : float
+        Second-moment decay in ``[0, 1)``.
+    g_bound : float
+        Clamp of the normalised gradient, > 0.
+    p_max : float
+        Magnitude cap, usually :func:`madam_p_max` of the weights at step 1.
+    reference : bool
+        Run the float64 numpy path instead of the Numba kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = np.array([0.5, -0.5, 0.0], dtype=np.float32)
+    >>> v = np.zeros_like(w)
+    >>> madam_update(w, np.array([1.0, 1.0, 1.0], np.float32), v, 1, lr=0.01)
+    >>> w  # |w| shrinks by e^-0.01 where sign(w) = sign(g), grows otherwise; 0 stays 0
+    array([ 0.49502492, -0.5050251 ,  0.        ], dtype=float32)
+    """
+    w = check_array("w", w, "f")
+    check_writeable("w", w)
+    g = check_array("g", g, "f", w.shape)
+    v = check_array("v", v, "f", w.shape)
+    check_writeable("v", v)
+    t = check_step(t)
+    lr = check_real("lr", lr, 0.0, math.inf, lo_open=True)
+    beta, g_bound = _check_common(beta, g_bound)
+    p_max = check_real("p_max", p_max, 0.0, math.inf)
+    inv_bc = inv_bias_correction(beta, t)
+    if reference:
+        _ref.madam(w, g, v, lr, beta, inv_bc, g_bound, p_max)
+        return
+    kernel = _k.madam_parallel if use_parallel(w.size) else _k.madam_serial
+    kernel(w.reshape(-1), g.reshape(-1), v.reshape(-1), lr, beta, inv_bc, g_bound, p_max)
+
+
+def code_step_size(fmt: LNSFormat, lr: float | None) -> int:
+    """Code steps per unit of ``round(ĝ)``: ``k = η·γ_u``, a positive integer.
+
+    ``lr=None`` means ``η = 1/γ_u`` (one code step, the LNS-Madam default).
+
+    >>> code_step_size(LNSFormat(bits=16, gamma=128), 1 / 64)
+    2
+    """
+    if not isinstance(fmt, LNSFormat):
+        raise TypeError(f"fmt must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
+    if lr is None:
+        return 1
+    lr = check_real("lr", lr, 0.0, math.inf, lo_open=True)
+    k = lr * fmt.gamma
+    if abs(k - round(k)) > 1e-9 * max(1.0, k) or round(k) < 1:
+        raise ValueError(
+            f"lr={lr!r} is not a whole number of code steps of the update grid (γ={fmt.gamma}); "
+            f"allowed: lr = k/{fmt.gamma} for an integer k >= 1, e.g. {1 / fmt.gamma!r}"
+        )
+    return int(round(k))
+
+
+def lns_code_cap(codes: np.ndarray, fmt: LNSFormat, p_scale: float) -> int:
+    """Largest ``|c|`` allowed by a Madam-style cap ``|w| ≤ p_scale·RMS(w)``.
+
+    The scale cancels: with magnitudes ``2^((|c|−β)/γ)`` the cap is
+    ``c_max = β + floor(γ log2(p_scale · RMS))``, clipped to ``[1, fmt.max_code]``.
+    ``p_scale = inf`` (or an all-zero tensor) gives ``fmt.max_code``.
+
+    >>> f = LNSFormat(bits=16, gamma=128)
+    >>> lns_code_cap(np.array([f.bias, -f.bias]), f, 2.0) - f.bias  # RMS 1, cap one octave up
+    128
+    """
+    p_scale = check_real("p_scale", p_scale, 0.0, math.inf, lo_open=True)
+    mag = np.abs(np.asarray(codes, dtype=np.int64))
+    if math.isinf(p_scale) or not mag.any():
+        return fmt.max_code
+    # log2 RMS over all entries (zeros count as 0 in the mean), computed with a
+    # max shift so that wide formats (e up to 2^31/γ octaves) cannot overflow
+    e = (mag[mag > 0] - fmt.bias) / fmt.gamma
+    top = e.max()
+    log2_ms = 2 * top + math.log2(np.sum(np.exp2(2 * (e - top))) / mag.size)
+    cap = fmt.bias + math.floor(fmt.gamma * (0.5 * log2_ms + math.log2(p_scale)) + 1e-9)
+    return int(min(max(cap, 1), fmt.max_code))
+
+
+def update_format(forward: LNSFormat, gamma: int = 128) -> LNSFormat:
+    """The update grid that refines a forward format by ``r = γ_u/γ_f`` steps.
+
+    Returns ``LNSFormat(bits=B_f + log2 r, gamma=γ_u, bias=r·β_f)``: then
+    ``|c_u| = r·|c_f|`` holds for every forward code, i.e. the update code is the
+    forward code with ``log2 r`` extra fractional bits, the forward code is
+    ``round(|c_u|/r)`` (same sign, same scale), and ``r·forward.max_code`` is the
+    cap that keeps every update code representable in the forward format.
+
+    >>> from neurolns import LNS8
+    >>> u = update_format(LNS8)  # LNS8 γ=8 refined 16 times
+    >>> (u.bits, u.gamma, u.bias)
+    (12, 128, 1024)
+    """
+    if not isinstance(forward, LNSFormat):
+        raise TypeError(f"forward must be an LNSFormat, got {type(forward).__name__} {forward!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, np.integer)) or gamma < forward.gamma:
+        raise ValueError(f"gamma={gamma!r} is out of range; allowed: a power of two >= forward.gamma={forward.gamma}")
+    r = int(gamma) // forward.gamma
+    if r * forward.gamma != gamma:
+        raise ValueError(f"gamma={gamma} is not a power-of-two multiple of forward.gamma={forward.gamma}")
+    extra = r.bit_length() - 1
+    return LNSFormat(bits=forward.bits + extra, gamma=int(gamma), bias=forward.bias * r, underflow=forward.underflow)
+
+
+def lns_madam_update(
+    codes,
+    g,
+    v,
+    t,
+    *,
+    fmt: LNSFormat,
+    beta=0.999,
+    g_bound=10.0,
+    lr=None,
+    max_code=None,
+    reference=False,
+) -> None:
+    """One LNS-Madam step on signed exponent codes, in place (``codes`` and ``v``).
+
+    ``ĝ`` as in Madam, then ``|c| ← clamp(|c| − k·round(ĝ)·sign(c), 1, c_max)``
+    with ``k = η γ_u`` (``η = 1/γ_u`` by default: one step of the update grid,
+    ``2^{1/γ_u}``), the sign of ``c`` kept and ``c = 0`` left at 0. In value
+    terms ``w ← w · 2^{−η round(ĝ) sign(w)}``. ``round`` is ``rint`` (ties to even).
+
+    Parameters
+    ----------
+    codes : ndarray of signed int, C-contiguous
+        Codes on the update grid ``fmt`` (see :func:`update_format`), in place.
+    g : ndarray of float, same shape
+        Gradient with respect to the decoded weights (only its ratio to its
+        RMS matters, so the scale of the weights drops out).
+    v : ndarray of float, same shape
+        Second-moment state (float32 is enough), in place.
+    t : int
+        1-based step count.
+    fmt : LNSFormat
+        The update grid: ``fmt.gamma`` sets the step ``2^{1/γ_u}``.
+    beta, g_bound : float
+        As in :func:`madam_update`.
+    lr : float, optional
+        ``η`` in log2 units; must be a whole number of grid steps ``k/γ_u``.
+    max_code : int, optional
+        Cap ``c_max`` on ``|c|`` (default ``fmt.max_code``); see
+        :func:`lns_code_cap` for a Madam-style ``p_scale`` cap.
+    reference : bool
+        Run the numpy path instead of the Numba kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> f = LNSFormat(bits=16, gamma=128)
+    >>> c = np.array([1000, -1000, 0], dtype=np.int16)
+    >>> v = np.zeros(3, np.float32)
+    >>> lns_madam_update(c, np.array([1.0, 1.0, 1.0], np.float32), v, 1, fmt=f)
+    >>> c  # ĝ = 1 at the first step: |w| shrinks where sign(w) = sign(g)
+    array([  999, -1001,     0], dtype=int16)
+    """
+    if not isinstance(fmt, LNSFormat):
+        raise TypeError(f"fmt must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
+    codes = check_array("codes", codes, "i")
+    check_writeable("codes", codes)
+    if np.iinfo(codes.dtype).max < fmt.max_code:
+        raise TypeError(f"codes dtype {codes.dtype} cannot hold ±{fmt.max_code}; allowed: {fmt.code_dtype} or wider")
+    g = check_array("g", g, "f", codes.shape)
+    v = check_array("v", v, "f", codes.shape)
+    check_writeable("v", v)
+    t = check_step(t)
+    beta, g_bound = _check_common(beta, g_bound)
+    k = code_step_size(fmt, lr)
+    if max_code is None:
+        cap = fmt.max_code
+    else:
+        if isinstance(max_code, bool) or not isinstance(max_code, (int, np.integer)):
+            raise TypeError(f"max_code must be an int, got {type(max_code).__name__} {max_code!r}")
+        if not 1 <= max_code <= fmt.max_code:
+            raise ValueError(f"max_code={max_code} is out of range; allowed: 1 <= max_code <= {fmt.max_code}")
+        cap = int(max_code)
+    inv_bc = inv_bias_correction(beta, t)
+    if reference:
+        _ref.lns_madam(codes, g, v, beta, inv_bc, g_bound, k, cap)
+        return
+    kernel = _k.lns_madam_parallel if use_parallel(codes.size) else _k.lns_madam_serial
+    kernel(codes.reshape(-1), g.reshape(-1), v.reshape(-1), beta, inv_bc, g_bound, np.int64(k), np.int64(cap))

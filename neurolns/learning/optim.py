@@ -1,0 +1,566 @@
+"""Stateful optimizers: they hold state and walk parameters; the maths is in the
+pure update functions of :mod:`neurolns.learning.madam` and
+:mod:`neurolns.learning.sign`.
+
+Every optimizer has the same interface::
+
+    opt = Madam(params, lr=0.01)        # params: list of ndarrays, updated in place
+    opt.step(grads)                      # grads: list of ndarrays, same shapes
+    sd = opt.state_dict()                # arrays, ints, floats, strs, lists, dicts
+    opt.load_state_dict(sd)              # restores state AND hyperparameters
+
+``defaults`` holds every hyperparameter; ``state_dict()`` carries them, so a
+resumed run continues with the hyperparameters it was started with. The step
+count ``t`` is shared by all parameters (1-based inside the formulas).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from neurolns.formats import LNSFormat, Underflow
+from neurolns.learning._checks import check_real
+from neurolns.learning.madam import (
+    code_step_size,
+    lns_code_cap,
+    lns_madam_update,
+    madam_p_max,
+    madam_update,
+)
+from neurolns.learning.sign import (
+    TieRule,
+    apply_signs,
+    code_step_update,
+    ef_sign_update,
+    majority_vote,
+    pack_signs,
+    sign_sgd_update,
+    signum_update,
+)
+
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "Madam",
+    "LNSMadam",
+    "SignSGD",
+    "Signum",
+    "EFSignSGD",
+    "MajorityVote",
+    "format_to_dict",
+    "format_from_dict",
+]
+
+#: the update grid LNS-Madam uses unless told otherwise (γ_u = 128: η = 1/128)
+DEFAULT_UPDATE_FORMAT = LNSFormat(bits=16, gamma=128)
+
+
+def format_to_dict(fmt: LNSFormat) -> dict:
+    """An :class:`LNSFormat` as plain ints and strs (for ``state_dict``)."""
+    return {"bits": fmt.bits, "gamma": fmt.gamma, "bias": fmt.bias, "underflow": fmt.underflow.value}
+
+
+def format_from_dict(d: dict) -> LNSFormat:
+    """Inverse of :func:`format_to_dict`."""
+    return LNSFormat(bits=int(d["bits"]), gamma=int(d["gamma"]), bias=int(d["bias"]), underflow=Underflow(str(d["underflow"])))
+
+
+def _positive(name):
+    return lambda x: check_real(name, x, 0.0, math.inf, lo_open=True)
+
+
+def _unit(name):
+    return lambda x: check_real(name, x, 0.0, 1.0, hi_open=True)
+
+
+def _cap_scale(name):
+    """p_scale: > 0, inf switches the cap off."""
+    return lambda x: check_real(name, x, 0.0, math.inf, lo_open=True)
+
+
+class Optimizer:
+    """Base class: parameter list, hyperparameters, step count and per-parameter state.
+
+    Subclasses set ``rule`` (the :class:`~neurolns.learning.Rule` value),
+    ``_hyper`` (name → (default, validator)), ``_param_kind`` ('f' float
+    weights or 'i' integer codes) and implement ``_init_state`` and ``_update``.
+    """
+
+    rule: ClassVar[str] = ""
+    _hyper: ClassVar[dict[str, tuple[Any, Any]]] = {}
+    _param_kind: ClassVar[str] = "f"
+
+    def __init__(self, params, **hyperparameters):
+        unknown = sorted(set(hyperparameters) - set(self._hyper))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown hyperparameter(s) {unknown}; allowed: {sorted(self._hyper)}"
+            )
+        self.params = self._check_params(params)
+        self.defaults = self._validate({**{k: d for k, (d, _) in self._hyper.items()}, **hyperparameters})
+        self.t = 0
+        self.state: list[dict[str, Any]] = [self._init_state(p) for p in self.params]
+
+    # -- validation ---------------------------------------------------------
+    def _validate(self, hp: dict) -> dict:
+        return {k: self._hyper[k][1](v) for k, v in hp.items()}
+
+    def _check_params(self, params) -> list[np.ndarray]:
+        if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
+            raise TypeError(f"params must be a list of numpy arrays, got {type(params).__name__}")
+        what = "a float dtype" if self._param_kind == "f" else "a signed integer dtype (LNS codes)"
+        for i, p in enumerate(params):
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"params[{i}] must be a numpy ndarray, got {type(p).__name__}")
+            if p.dtype.kind != self._param_kind:
+                raise TypeError(f"params[{i}] has dtype {p.dtype}; {type(self).__name__} needs {what}")
+            if not p.flags.c_contiguous or not p.flags.writeable:
+                raise ValueError(f"params[{i}] must be C-contiguous and writeable (updated in place)")
+        return list(params)
+
+    def _check_grads(self, grads, where: str = "grads") -> list[np.ndarray]:
+        if not isinstance(grads, (list, tuple)) or len(grads) != len(self.params):
+            n = len(grads) if isinstance(grads, (list, tuple)) else type(grads).__name__
+            raise ValueError(f"{where} must be a list of {len(self.params)} arrays (one per parameter), got {n}")
+        out = []
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            g = np.asarray(g)
+            if g.shape != p.shape:
+                raise ValueError(f"{where}[{i}] has shape {g.shape}; params[{i}] has shape {p.shape}")
+            if g.dtype.kind != "f":
+                raise TypeError(f"{where}[{i}] has dtype {g.dtype}; allowed: a float dtype")
+            out.append(np.ascontiguousarray(g))
+        return out
+
+    # -- the step -----------------------------------------------------------
+    def step(self, grads) -> None:
+        """Apply one update to every parameter, in place."""
+        grads = self._check_grads(grads)
+        self.t += 1
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            self._update(i, p, g, self.state[i])
+
+    def _init_state(self, p: np.ndarray) -> dict:
+        return {}
+
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray, st: dict) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- persistence -------------------------------------------------------
+    def _defaults_plain(self) -> dict:
+        return {k: (format_to_dict(v) if isinstance(v, LNSFormat) else v) for k, v in self.defaults.items()}
+
+    def state_dict(self) -> dict:
+        """Copy of the state: ``{"rule", "t", "defaults", "shapes", "state"}``.
+
+        Only numpy arrays, ints, floats, strs and (nested) lists/dicts, so that
+        it can be flattened into ``np.savez`` or written as JSON (arrays as lists).
+        """
+        return {
+            "rule": self.rule,
+            "t": int(self.t),
+            "defaults": self._defaults_plain(),
+            "shapes": [list(p.shape) for p in self.params],
+            "state": [
+                {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in st.items()} for st in self.state
+            ],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (state and hyperparameters).
+
+        Raises :class:`ValueError` if it comes from another rule or from
+        parameters of other shapes; nothing is changed in that case.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        missing = {"rule", "t", "defaults", "state"} - set(state)
+        if missing:
+            raise ValueError(f"state dict lacks {sorted(missing)}; is it an optimizer state_dict()?")
+        if state["rule"] != self.rule:
+            raise ValueError(f"state dict is for rule {state['rule']!r}; this optimizer is {self.rule!r}")
+        shapes = [list(p.shape) for p in self.params]
+        if "shapes" in state and [list(s) for s in state["shapes"]] != shapes:
+            raise ValueError(f"state dict is for parameter shapes {state['shapes']}; these are {shapes}")
+        if len(state["state"]) != len(self.params):
+            raise ValueError(f"state dict holds {len(state['state'])} parameters; this optimizer has {len(self.params)}")
+        hp = dict(state["defaults"])
+        unknown = sorted(set(hp) - set(self._hyper))
+        if unknown:
+            raise ValueError(f"state dict has unknown hyperparameter(s) {unknown}; allowed: {sorted(self._hyper)}")
+        defaults = self._validate({**self.defaults, **hp})
+        old_defaults, self.defaults = self.defaults, defaults
+        try:  # the state layout may depend on the hyperparameters (e.g. workers)
+            fresh = [self._init_state(p) for p in self.params]
+        finally:
+            self.defaults = old_defaults
+        new_state = []
+        for i, (st, ref) in enumerate(zip(state["state"], fresh)):
+            if set(st) != set(ref):
+                raise ValueError(f"state of parameter {i} has keys {sorted(st)}; expected {sorted(ref)}")
+            new = {}
+            for k, v in st.items():
+                if isinstance(ref[k], np.ndarray):
+                    v = np.asarray(v)
+                    if v.shape != ref[k].shape:
+                        raise ValueError(f"state[{i}][{k!r}] has shape {v.shape}; expected {ref[k].shape}")
+                    new[k] = np.ascontiguousarray(v, dtype=ref[k].dtype).copy()
+                else:
+                    new[k] = type(ref[k])(v)
+            new_state.append(new)
+        t = int(state["t"])
+        if t < 0:
+            raise ValueError(f"t={t} is out of range; allowed: t >= 0")
+        self.defaults, self.state, self.t = defaults, new_state, t
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v}" for k, v in self.defaults.items())
+        return f"{type(self).__name__}({len(self.params)} params, t={self.t}, {hp})"
+
+
+# ---------------------------------------------------------------------------
+# float baselines
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with heavy-ball momentum (PyTorch convention).
+
+    ``b ← μ b + g`` (``b = g`` at the first step), ``w ← w − η b``; ``μ = 0`` is
+    plain SGD.
+
+    Examples
+    --------
+    >>> w = np.array([1.0, 2.0]); opt = SGD([w], lr=0.1)
+    >>> opt.step([np.array([1.0, -1.0])]); w
+    array([0.9, 2.1])
+    """
+
+    rule = "sgd"
+    _hyper = {"lr": (0.1, _positive("lr")), "momentum": (0.0, lambda x: check_real("momentum", x, 0.0, 1.0, hi_open=True))}
+
+    def _init_state(self, p):
+        return {"buf": np.zeros_like(p)}
+
+    def _update(self, i, p, g, st):
+        lr, mu = self.defaults["lr"], self.defaults["momentum"]
+        if mu == 0.0:
+            p -= (lr * g).astype(p.dtype, copy=False)
+            return
+        buf = st["buf"]
+        if self.t == 1:
+            buf[...] = g
+        else:
+            buf *= mu
+            buf += g
+        p -= (lr * buf).astype(p.dtype, copy=False)
+
+
+def _check_betas(b):
+    if not isinstance(b, (list, tuple)) or len(b) != 2:
+        raise ValueError(f"betas={b!r} must be a pair (beta1, beta2), each in [0, 1)")
+    return [check_real("betas[0]", b[0], 0.0, 1.0, hi_open=True), check_real("betas[1]", b[1], 0.0, 1.0, hi_open=True)]
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, ICLR 2015), the float baseline.
+
+    ``m ← β₁m + (1−β₁)g``, ``v ← β₂v + (1−β₂)g²``,
+    ``w ← w − η m̂/(sqrt(v̂) + ε)`` with ``m̂ = m/(1−β₁^t)``, ``v̂ = v/(1−β₂^t)``.
+
+    Examples
+    --------
+    >>> w = np.array([1.0, 2.0]); opt = Adam([w], lr=0.1)
+    >>> opt.step([np.array([3.0, -0.5])]); w  # the first step is ±η whatever |g|
+    array([0.9, 2.1])
+    """
+
+    rule = "adam"
+    _hyper = {
+        "lr": (1e-3, _positive("lr")),
+        "betas": ((0.9, 0.999), _check_betas),
+        "eps": (1e-8, lambda x: check_real("eps", x, 0.0, math.inf)),
+    }
+
+    def _init_state(self, p):
+        return {"m": np.zeros_like(p), "v": np.zeros_like(p)}
+
+    def _update(self, i, p, g, st):
+        b1, b2 = self.defaults["betas"]
+        m, v = st["m"], st["v"]
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        bc1 = 1.0 - b1**self.t
+        bc2 = 1.0 - b2**self.t
+        denom = np.sqrt(v / bc2) + self.defaults["eps"]
+        p -= ((self.defaults["lr"] / bc1) * m / denom).astype(p.dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# multiplicative rules
+
+
+class Madam(Optimizer):
+    """Madam on float weights (Bernstein et al., NeurIPS 2020).
+
+    Per parameter: :func:`~neurolns.learning.madam_update` with
+    ``p_max = p_scale · RMS(w)`` taken at the first step (``p_scale = inf``
+    switches the cap off). Defaults are the paper's: η = 0.01, β = 0.999,
+    g_bound = 10, p_scale = 3; :func:`~neurolns.learning.make_optimizer` uses
+    a larger ``p_scale`` for training small networks (see ``docs/learning.md``).
+    A weight initialised at exactly 0 never moves: initialise biases away from 0.
+
+    Examples
+    --------
+    >>> w = np.array([0.5, -0.25], np.float32); opt = Madam([w], lr=0.01)
+    >>> opt.step([np.array([1.0, 1.0], np.float32)]); w
+    array([ 0.49502492, -0.25251254], dtype=float32)
+    """
+
+    rule = "madam"
+    _hyper = {
+        "lr": (0.01, _positive("lr")),
+        "beta": (0.999, _unit("beta")),
+        "g_bound": (10.0, _positive("g_bound")),
+        "p_scale": (3.0, _cap_scale("p_scale")),
+    }
+
+    def _init_state(self, p):
+        return {"v": np.zeros_like(p), "p_max": 0.0}
+
+    def _update(self, i, p, g, st):
+        d = self.defaults
+        if self.t == 1:
+            st["p_max"] = madam_p_max(p, d["p_scale"])
+        madam_update(p, g, st["v"], self.t, lr=d["lr"], beta=d["beta"], g_bound=d["g_bound"], p_max=st["p_max"])
+
+
+def _check_fmt(x):
+    if isinstance(x, dict):
+        x = format_from_dict(x)
+    if not isinstance(x, LNSFormat):
+        raise TypeError(f"fmt must be an LNSFormat, got {type(x).__name__} {x!r}")
+    return x
+
+
+class _CodeOptimizer(Optimizer):
+    """Shared parts of the optimizers whose parameters are LNS codes."""
+
+    _param_kind = "i"
+
+    def _validate(self, hp):
+        hp = super()._validate(hp)
+        fmt = hp["fmt"]
+        if hp.get("lr") is None:
+            hp["lr"] = 1.0 / fmt.gamma
+        code_step_size(fmt, hp["lr"])  # lr must be a whole number of grid steps
+        for i, p in enumerate(getattr(self, "params", [])):
+            if np.iinfo(p.dtype).max < fmt.max_code:
+                raise TypeError(f"params[{i}] dtype {p.dtype} cannot hold codes up to ±{fmt.max_code} of {fmt}")
+        return hp
+
+    def _init_state(self, p):
+        return {"max_code": int(self.defaults["fmt"].max_code) if hasattr(self, "defaults") else 0}
+
+    def _set_caps(self):
+        """Per-parameter cap on |c| from p_scale, fixed at the first step."""
+        fmt, p_scale = self.defaults["fmt"], self.defaults["p_scale"]
+        for p, st in zip(self.params, self.state):
+            st["max_code"] = lns_code_cap(p, fmt, p_scale)
+
+
+class LNSMadam(_CodeOptimizer):
+    """LNS-Madam on integer exponent codes (Zhao et al., IEEE Trans. Computers 2022).
+
+    Parameters are signed code arrays on the *update grid* ``fmt`` (default
+    LNS16, γ_u = 128); each step is :func:`~neurolns.learning.lns_madam_update`,
+    moving ``|c|`` by ``−k·round(ĝ)·sign(c)`` steps (``k = η γ_u``, 1 by
+    default: η = 1/128 octave). The optimizer never sees the scale: it is the
+    caller's (``LNSArray(codes, fmt, scale)``), and the forward weights are
+    ``LNSArray(codes, fmt, scale).astype(forward_fmt)``; with
+    ``fmt = update_format(forward_fmt)`` the forward code is ``round(c/r)``.
+
+    ``p_scale`` (default ``inf``: only the format's own saturation) caps
+    ``|w| ≤ p_scale·RMS(w at step 1)`` as in Madam, via :func:`lns_code_cap`.
+    Signs never flip, zero codes stay zero, ``|c|`` saturates at the cap and at 1.
+
+    Examples
+    --------
+    >>> c = np.array([16384, -16000, 0], np.int16)
+    >>> opt = LNSMadam([c])
+    >>> opt.step([np.array([0.1, 0.1, 0.1], np.float32)]); c
+    array([ 16383, -16001,      0], dtype=int16)
+    """
+
+    rule = "lns-madam"
+    _hyper = {
+        "fmt": (DEFAULT_UPDATE_FORMAT, _check_fmt),
+        "lr": (None, lambda x: None if x is None else check_real("lr", x, 0.0, math.inf, lo_open=True)),
+        "beta": (0.999, _unit("beta")),
+        "g_bound": (10.0, _positive("g_bound")),
+        "p_scale": (math.inf, _cap_scale("p_scale")),
+    }
+
+    def _init_state(self, p):
+        return {"v": np.zeros(p.shape, np.float32), **super()._init_state(p)}
+
+    def step(self, grads) -> None:
+        grads = self._check_grads(grads)
+        self.t += 1
+        if self.t == 1:
+            self._set_caps()
+        d = self.defaults
+        for p, g, st in zip(self.params, grads, self.state):
+            lns_madam_update(p, g, st["v"], self.t, fmt=d["fmt"], beta=d["beta"], g_bound=d["g_bound"],
+                             lr=d["lr"], max_code=st["max_code"])
+
+
+# ---------------------------------------------------------------------------
+# sign rules
+
+
+class SignSGD(Optimizer):
+    """signSGD: ``w ← w − η sign(g)``, sign(0) = +1 (Bernstein et al., ICML 2018).
+
+    >>> w = np.zeros(2); SignSGD([w], lr=0.01).step([np.array([3.0, -1e-9])]); w
+    array([-0.01,  0.01])
+    """
+
+    rule = "signsgd"
+    _hyper = {"lr": (1e-3, _positive("lr"))}
+
+    def _update(self, i, p, g, st):
+        sign_sgd_update(p, g, lr=self.defaults["lr"])
+
+
+class Signum(Optimizer):
+    """Signum: ``m ← βm + (1−β)g``, ``w ← w − η sign(m)`` (Bernstein et al. 2018).
+
+    >>> w = np.zeros(1); opt = Signum([w], lr=0.1, beta=0.9)
+    >>> opt.step([np.array([1.0])]); opt.step([np.array([-0.5])]); w  # m = 0.1, then 0.04
+    array([-0.2])
+    """
+
+    rule = "signum"
+    _hyper = {"lr": (1e-3, _positive("lr")), "beta": (0.9, _unit("beta"))}
+
+    def _init_state(self, p):
+        return {"m": np.zeros_like(p)}
+
+    def _update(self, i, p, g, st):
+        signum_update(p, g, st["m"], lr=self.defaults["lr"], beta=self.defaults["beta"])
+
+
+class EFSignSGD(Optimizer):
+    """Scaled sign with error feedback (Karimireddy et al., ICML 2019).
+
+    ``p = ηg + e``, ``Δ = (‖p‖₁/d) sign(p)``, ``w ← w − Δ``, ``e ← p − Δ`` per tensor.
+
+    >>> w = np.zeros(2); EFSignSGD([w], lr=1.0).step([np.array([3.0, -1.0])]); w
+    array([-2.,  2.])
+    """
+
+    rule = "ef-signsgd"
+    _hyper = {"lr": (1e-2, _positive("lr"))}
+
+    def _init_state(self, p):
+        return {"e": np.zeros_like(p)}
+
+    def _update(self, i, p, g, st):
+        ef_sign_update(p, g, st["e"], lr=self.defaults["lr"])
+
+
+class MajorityVote(Optimizer):
+    """signSGD / Signum with majority vote over ``K`` simulated workers (Bernstein et al., ICLR 2019).
+
+    ``step(grads)`` takes ``grads[k][i]``, worker ``k``'s gradient of parameter
+    ``i``. Each worker keeps its own momentum ``m_k ← βm_k + (1−β)g_k``
+    (``momentum = 0``: ``m_k = g_k``), packs ``sign(m_k)`` into bits (what a
+    worker sends: ``ceil(d/8)`` bytes), the packed rows are voted,
+    ``s = sign(Σ_k sign(m_k))`` (ties per ``ties``), and every parameter takes
+    ``w ← w − η s`` (``multiplicative=False``, float weights) or, with
+    ``multiplicative=True``, the one-code-step update of
+    :func:`~neurolns.learning.code_step_update` on integer codes of the update
+    grid ``fmt`` (``|c|`` moves by ``−k·s·sign(c)``, ``k = η γ_u``).
+
+    ``last_bytes_sent`` holds the bytes the K workers sent in the last step.
+
+    Examples
+    --------
+    >>> w = np.zeros(3); opt = MajorityVote([w], lr=0.1, workers=3)
+    >>> opt.step([[np.array([1.0, -1.0, 2.0])], [np.array([1.0, 1.0, -2.0])], [np.array([-1.0, -1.0, -2.0])]])
+    >>> w
+    array([-0.1,  0.1,  0.1])
+    """
+
+    rule = "majority-vote"
+    _hyper = {
+        "lr": (1e-3, _positive("lr")),
+        "workers": (5, lambda k: _check_workers(k)),
+        "momentum": (0.0, _unit("momentum")),
+        "ties": (TieRule.PLUS.value, lambda x: TieRule(x).value),
+        "multiplicative": (False, lambda x: _check_bool("multiplicative", x)),
+        "fmt": (DEFAULT_UPDATE_FORMAT, _check_fmt),
+    }
+
+    def __init__(self, params, **hyperparameters):
+        mult = hyperparameters.get("multiplicative", False)
+        self._param_kind = "i" if mult else "f"
+        if mult and "lr" not in hyperparameters:
+            hyperparameters["lr"] = 1.0 / _check_fmt(hyperparameters.get("fmt", DEFAULT_UPDATE_FORMAT)).gamma
+        super().__init__(params, **hyperparameters)
+        self.last_bytes_sent = 0
+
+    def _validate(self, hp):
+        hp = super()._validate(hp)
+        if hp["multiplicative"]:
+            code_step_size(hp["fmt"], hp["lr"])
+        return hp
+
+    def _init_state(self, p):
+        k = self.defaults["workers"] if hasattr(self, "defaults") else 0
+        return {"m": np.zeros((k,) + p.shape, np.float32)}
+
+    def step(self, grads) -> None:
+        d = self.defaults
+        k = d["workers"]
+        if not isinstance(grads, (list, tuple)) or len(grads) != k:
+            n = len(grads) if isinstance(grads, (list, tuple)) else type(grads).__name__
+            raise ValueError(f"grads must be a list over the {k} workers of lists of arrays, got {n} entries")
+        per_worker = [self._check_grads(gk, where=f"grads[{j}]") for j, gk in enumerate(grads)]
+        self.t += 1
+        sent = 0
+        for i, p in enumerate(self.params):
+            m = self.state[i]["m"]
+            if d["momentum"] > 0.0:
+                for j in range(k):
+                    m[j] *= d["momentum"]
+                    m[j] += (1.0 - d["momentum"]) * per_worker[j][i]
+                msgs = m.reshape(k, -1)
+            else:
+                msgs = np.stack([per_worker[j][i].reshape(-1) for j in range(k)])
+            packed = pack_signs(msgs)  # (K, ceil(d/8)) uint8: what travels
+            sent += packed.nbytes
+            vote = majority_vote(packed, p.size, ties=d["ties"]).reshape(p.shape)
+            if d["multiplicative"]:
+                code_step_update(p, vote, fmt=d["fmt"], lr=d["lr"])
+            else:
+                apply_signs(p, vote, lr=d["lr"])
+        self.last_bytes_sent = sent
+
+
+def _check_workers(k):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"workers={k!r} is out of range; allowed: an int >= 1")
+    return int(k)
+
+
+def _check_bool(name, x):
+    if not isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(x).__name__} {x!r}")
+    return bool(x)
