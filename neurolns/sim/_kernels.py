@@ -1,0 +1,165 @@
+"""Numba kernels of the rate-network simulator (the fast paths).
+
+Every kernel here has a float64 numpy twin in :mod:`neurolns.sim._reference`
+with the same arguments; the tests compare the two. Matrix products are not
+here: they go through BLAS (``numpy.matmul``) on decoded weights, which is the
+"fast" product mode of :func:`neurolns.lns.matmul` (decode, then multiply).
+
+Activation kinds are small integers so one compiled kernel serves them all:
+0 identity, 1 ReLU, 2 leaky ReLU (slope ``alpha``), 3 tanh, 4 logistic sigmoid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from neurolns._jit import jit
+
+IDENTITY, RELU, LEAKY_RELU, TANH, SIGMOID = 0, 1, 2, 3, 4
+
+
+@jit
+def activation_forward(x, kind, alpha, out):
+    """``out = f(x)`` elementwise on flat float32 arrays."""
+    for i in range(x.size):
+        v = x[i]
+        if kind == RELU:
+            out[i] = v if v > 0 else 0.0
+        elif kind == LEAKY_RELU:
+            out[i] = v if v > 0 else alpha * v
+        elif kind == TANH:
+            out[i] = math.tanh(v)
+        elif kind == SIGMOID:
+            out[i] = 1.0 / (1.0 + math.exp(-v))
+        else:
+            out[i] = v
+
+
+@jit
+def activation_backward(x, y, dy, kind, alpha, dx):
+    """``dx = f'(x) · dy``; tanh and sigmoid use their output ``y``."""
+    for i in range(x.size):
+        if kind == RELU:
+            dx[i] = dy[i] if x[i] > 0 else 0.0
+        elif kind == LEAKY_RELU:
+            dx[i] = dy[i] if x[i] > 0 else alpha * dy[i]
+        elif kind == TANH:
+            dx[i] = dy[i] * (1.0 - y[i] * y[i])
+        elif kind == SIGMOID:
+            dx[i] = dy[i] * y[i] * (1.0 - y[i])
+        else:
+            dx[i] = dy[i]
+
+
+@jit
+def softmax_xent(logits, labels, dlogits):
+    """Mean softmax cross-entropy of ``(N, C)`` logits; writes ``∂loss/∂logits``.
+
+    Returns ``(loss, n_correct)``. Per row, in float64: ``m = max z``,
+    ``lse = m + log Σ exp(z - m)``, ``loss_n = lse - z_y``; the gradient is
+    ``(softmax(z) - onehot(y)) / N``. ``argmax`` takes the first maximum.
+    """
+    n, c = logits.shape
+    total = 0.0
+    correct = 0
+    inv_n = 1.0 / n
+    for r in range(n):
+        m = -np.inf
+        best = 0
+        for j in range(c):
+            v = float(logits[r, j])
+            if v > m:
+                m = v
+                best = j
+        s = 0.0
+        for j in range(c):
+            s += math.exp(float(logits[r, j]) - m)
+        lse = m + math.log(s)
+        y = labels[r]
+        total += lse - float(logits[r, y])
+        if best == y:
+            correct += 1
+        for j in range(c):
+            p = math.exp(float(logits[r, j]) - lse)
+            dlogits[r, j] = (p - (1.0 if j == y else 0.0)) * inv_n
+    return total * inv_n, correct
+
+
+@jit
+def im2col(x, k, stride, pad, cols):
+    """``cols[n, t, c*k + j] = x_padded[n, c, t*stride + j]`` (zero padding)."""
+    n_b, n_c, length = x.shape
+    l_out = cols.shape[1]
+    for n in range(n_b):
+        for t in range(l_out):
+            start = t * stride - pad
+            for c in range(n_c):
+                base = c * k
+                for j in range(k):
+                    p = start + j
+                    cols[n, t, base + j] = x[n, c, p] if 0 <= p < length else 0.0
+
+
+@jit
+def col2im(dcols, k, stride, pad, dx):
+    """Adjoint of :func:`im2col`: scatter-add ``dcols`` back into ``dx``."""
+    n_b, n_c, length = dx.shape
+    l_out = dcols.shape[1]
+    dx[...] = 0.0
+    for n in range(n_b):
+        for t in range(l_out):
+            start = t * stride - pad
+            for c in range(n_c):
+                base = c * k
+                for j in range(k):
+                    p = start + j
+                    if 0 <= p < length:
+                        dx[n, c, p] += dcols[n, t, base + j]
+
+
+@jit
+def codes_to_values(codes, table, scale, out):
+    """``out = sign(c) · scale · table[|c|]`` (one table lookup per synapse).
+
+    ``table`` maps a master-format field value to the magnitude of the forward
+    format at scale 1, so re-gridding and decoding are one step.
+    """
+    for i in range(codes.size):
+        c = np.int64(codes[i])
+        if c > 0:
+            out[i] = scale * table[c]
+        elif c < 0:
+            out[i] = -scale * table[-c]
+        else:
+            out[i] = 0.0
+
+
+@jit
+def maxpool_forward(x, k, out, arg):
+    """Non-overlapping max pool of width ``k`` along the last axis (``(N, C, L)``)."""
+    n_b, n_c, l_out = out.shape
+    for n in range(n_b):
+        for c in range(n_c):
+            for t in range(l_out):
+                best = x[n, c, t * k]
+                bi = t * k
+                for j in range(1, k):
+                    v = x[n, c, t * k + j]
+                    if v > best:
+                        best = v
+                        bi = t * k + j
+                out[n, c, t] = best
+                arg[n, c, t] = bi
+
+
+@jit
+def maxpool_backward(dy, arg, dx):
+    """Route each pooled gradient to the input that won the max."""
+    n_b, n_c, l_out = dy.shape
+    dx[...] = 0.0
+    for n in range(n_b):
+        for c in range(n_c):
+            for t in range(l_out):
+                dx[n, c, arg[n, c, t]] += dy[n, c, t]

@@ -1,0 +1,89 @@
+"""Float64 numpy reference paths of the simulator kernels.
+
+Plain vectorised transcriptions of :mod:`neurolns.sim._kernels`, selected with
+``reference=True`` and used by the tests as their oracle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurolns.sim._kernels import LEAKY_RELU, RELU, SIGMOID, TANH
+
+
+def activation_forward(x, kind, alpha):
+    x = np.asarray(x, dtype=np.float64)
+    if kind == RELU:
+        return np.maximum(x, 0.0)
+    if kind == LEAKY_RELU:
+        return np.where(x > 0, x, alpha * x)
+    if kind == TANH:
+        return np.tanh(x)
+    if kind == SIGMOID:
+        return 1.0 / (1.0 + np.exp(-x))
+    return x.copy()
+
+
+def activation_backward(x, y, dy, kind, alpha):
+    x, y, dy = (np.asarray(a, dtype=np.float64) for a in (x, y, dy))
+    if kind == RELU:
+        return np.where(x > 0, dy, 0.0)
+    if kind == LEAKY_RELU:
+        return np.where(x > 0, dy, alpha * dy)
+    if kind == TANH:
+        return dy * (1.0 - y * y)
+    if kind == SIGMOID:
+        return dy * y * (1.0 - y)
+    return dy.copy()
+
+
+def softmax_xent(logits, labels):
+    z = np.asarray(logits, dtype=np.float64)
+    n = z.shape[0]
+    m = z.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+    rows = np.arange(n)
+    loss = float((lse[:, 0] - z[rows, labels]).mean()) if n else 0.0
+    p = np.exp(z - lse)
+    p[rows, labels] -= 1.0
+    correct = int((z.argmax(axis=1) == labels).sum())
+    return loss, p / max(n, 1), correct
+
+
+def im2col(x, k, stride, pad, l_out):
+    x = np.asarray(x, dtype=np.float64)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad + k)))
+    idx = np.arange(l_out)[:, None] * stride + np.arange(k)[None, :]  # (L_out, k)
+    win = xp[:, :, idx]  # (N, C, L_out, k)
+    return win.transpose(0, 2, 1, 3).reshape(x.shape[0], l_out, -1)
+
+
+def col2im(dcols, k, stride, pad, shape):
+    n, c, length = shape
+    l_out = dcols.shape[1]
+    d = np.asarray(dcols, dtype=np.float64).reshape(n, l_out, c, k)
+    dxp = np.zeros((n, c, length + 2 * pad + k))
+    for t in range(l_out):
+        dxp[:, :, t * stride : t * stride + k] += d[:, t]
+    return dxp[:, :, pad : pad + length]
+
+
+def codes_to_values(codes, table, scale):
+    c = np.asarray(codes, dtype=np.int64)
+    return np.sign(c) * scale * np.asarray(table)[np.abs(c)]
+
+
+def maxpool_forward(x, k):
+    x = np.asarray(x, dtype=np.float64)
+    n, c, length = x.shape
+    l_out = length // k
+    w = x[:, :, : l_out * k].reshape(n, c, l_out, k)
+    return w.max(axis=3), w.argmax(axis=3) + np.arange(l_out) * k
+
+
+def maxpool_backward(dy, arg, length):
+    n, c, l_out = dy.shape
+    dx = np.zeros((n, c, length))
+    nn, cc, _ = np.indices(dy.shape)
+    np.add.at(dx, (nn, cc, arg), dy)
+    return dx

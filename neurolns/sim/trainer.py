@@ -1,0 +1,293 @@
+"""Training loop: minibatches, epochs, a learning rule, K simulated workers, checkpoints.
+
+Reproducibility: the network's initial weights come from the layers' seeds and
+the order of the examples from one ``numpy.random.Generator`` (PCG64) seeded by
+``seed``; nothing else is random (quantisation rounds to nearest). The same
+seeds therefore give the same trajectory bit for bit, and a checkpoint stores
+the generator's state so that stopping and resuming gives the identical
+trajectory too.
+
+Majority vote over ``K`` workers (Bernstein et al., ICLR 2019): each minibatch
+is split into ``K`` shards (``numpy.array_split``, sizes differing by at most
+one); each shard's gradient is a worker's, and the optimizer receives the list
+of the ``K`` gradient lists (``grads[k][i]``), packs their signs and votes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neurolns.sim.checkpoint import from_savable, read_checkpoint, save_checkpoint, to_savable
+from neurolns.sim.network import Sequential
+
+__all__ = ["Trainer"]
+
+
+def _check_xy(x, y, what: str):
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"{what}: {len(x)} inputs but {len(y)} labels")
+    if len(x) == 0:
+        raise ValueError(f"{what} is empty")
+    return x, y
+
+
+def _first_difference(a, b, path="") -> str:
+    """Where two JSON-like values first differ, for error messages."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path}.{k}: present in only one"
+            d = _first_difference(a[k], b[k], f"{path}.{k}")
+            if d:
+                return d
+        return ""
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} entries vs {len(b)}"
+        for i, (u, v) in enumerate(zip(a, b)):
+            d = _first_difference(u, v, f"{path}[{i}]")
+            if d:
+                return d
+        return ""
+    return "" if a == b else f"{path}: {a!r} vs {b!r}"
+
+
+class Trainer:
+    """Train a :class:`~neurolns.sim.Sequential` network with one learning rule.
+
+    Parameters
+    ----------
+    net : Sequential
+        Its parameters must be all float32 (float rules) or all LNS codes
+        (``"lns-madam"``, or ``"majority-vote"`` which then votes multiplicatively).
+    rule : str or neurolns.learning.Rule
+        ``"sgd", "adam", "madam", "lns-madam", "signsgd", "signum", "ef-signsgd",
+        "majority-vote"``; built with :func:`neurolns.learning.make_optimizer`.
+    batch_size : int
+        Examples per step (the last, shorter batch of an epoch is used too).
+    seed : int
+        Seed of the example order.
+    workers : int, optional
+        ``K`` simulated workers for majority vote (default 5); others use 1.
+    progress : bool
+        Show a tqdm progress bar over the epochs.
+    **hyperparameters
+        Passed to the optimizer (``lr``, ``momentum``, ``beta``, ...). For
+        code parameters the update grid ``fmt`` is the parameters' master format.
+
+    Attributes
+    ----------
+    optimizer : neurolns.learning.Optimizer
+    epoch : int
+        Epochs completed.
+    history : list of dict
+        One entry per epoch: ``epoch, train_loss, train_acc, test_loss, test_acc``
+        (the test entries when test data were given).
+    """
+
+    def __init__(self, net: Sequential, rule="adam", *, batch_size: int = 64, seed: int = 0,
+                 workers: int | None = None, progress: bool = False, **hyperparameters):
+        from neurolns.learning import Rule, make_optimizer
+
+        if not isinstance(net, Sequential):
+            raise TypeError(f"net must be a neurolns.sim.Sequential, got {type(net).__name__}")
+        self.net = net
+        self.rule = Rule(rule)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} is out of range; allowed: an int >= 1")
+        self.batch_size = int(batch_size)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed={seed!r} is out of range; allowed: an int >= 0")
+        self.seed = int(seed)
+        self.progress = bool(progress)
+        self.params = net.params()
+        if not self.params:
+            raise ValueError("the network has no parameters to train")
+        on_codes = net.on_codes
+        hp = dict(hyperparameters)
+        if self.rule.needs_worker_grads:
+            self.workers = 5 if workers is None else int(workers)
+            hp["workers"] = self.workers
+            if on_codes:
+                hp.setdefault("multiplicative", True)
+        elif workers not in (None, 1):
+            raise ValueError(f"workers={workers!r} applies to majority vote only; rule {self.rule.value!r} uses 1")
+        else:
+            self.workers = 1
+        if self.workers < 1 or self.workers > self.batch_size:
+            raise ValueError(f"workers={self.workers} is out of range; allowed: 1 <= workers <= batch_size "
+                             f"({self.batch_size}), each worker needs at least one example")
+        wants_codes = self.rule.on_codes or bool(hp.get("multiplicative", False))
+        if wants_codes != on_codes:
+            have = "LNS codes" if on_codes else "float32 values"
+            need = "LNS codes (give the layers a master_format)" if wants_codes else "float32 values"
+            raise ValueError(f"rule {self.rule.value!r} updates {need}, but the network holds {have}")
+        if on_codes:
+            fmts = {p.master_format for p in self.params}
+            if len(fmts) != 1:
+                raise ValueError(f"all parameters must share one update grid for one optimizer; found {fmts}")
+            hp.setdefault("fmt", fmts.pop())
+        self.optimizer = make_optimizer(self.rule, [p.data for p in self.params], **hp)
+        self.rng = np.random.Generator(np.random.PCG64(self.seed))
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.seconds = 0.0
+
+    # -- one step -------------------------------------------------------------
+    def step(self, x, y) -> tuple[float, int]:
+        """One optimizer step on a minibatch; returns ``(mean loss, n_correct)``."""
+        if self.workers == 1:
+            loss, k = self.net.loss_and_grads(x, y)
+            self.optimizer.step([p.grad for p in self.params])
+            return loss, k
+        worker_grads = []
+        total = 0.0
+        correct = 0
+        for idx in np.array_split(np.arange(len(x)), self.workers):
+            loss, k = self.net.loss_and_grads(x[idx], y[idx])
+            total += loss * len(idx)
+            correct += k
+            worker_grads.append([p.grad.copy() for p in self.params])
+        self.optimizer.step(worker_grads)
+        return total / len(x), correct
+
+    def train_epoch(self, x, y) -> tuple[float, float]:
+        """One pass over ``(x, y)`` in a shuffled order; returns ``(mean loss, accuracy)``."""
+        x, y = _check_xy(x, y, "training data")
+        order = self.rng.permutation(len(x))
+        total = 0.0
+        correct = 0
+        seen = 0
+        for start in range(0, len(x), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            if len(idx) < self.workers:  # too few examples left to give each worker one
+                continue
+            loss, k = self.step(x[idx], y[idx])
+            total += loss * len(idx)
+            correct += k
+            seen += len(idx)
+        return total / seen, correct / seen
+
+    def evaluate(self, x, y) -> tuple[float, float]:
+        """``(mean loss, accuracy)`` of the current network on ``(x, y)``."""
+        x, y = _check_xy(x, y, "evaluation data")
+        return self.net.evaluate(x, y)
+
+    # -- the loop -------------------------------------------------------------
+    def fit(self, data, epochs: int, *, checkpoint=None, progress: bool | None = None) -> list[dict]:
+        """Train until ``epochs`` epochs are complete in total (resumed runs continue).
+
+        Parameters
+        ----------
+        data
+            An object with ``x_train, y_train`` and optionally ``x_test, y_test``
+            (a :class:`neurolns.data.Dataset`).
+        epochs : int
+            Total epoch count to reach; a trainer restored from a checkpoint at
+            epoch 3 and asked for 5 trains 2 more.
+        checkpoint : path, optional
+            Written (atomically) after every epoch.
+        progress : bool, optional
+            Overrides the trainer's ``progress`` setting.
+
+        Returns
+        -------
+        list of dict
+            :attr:`history`.
+        """
+        from tqdm.auto import tqdm
+
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs={epochs!r} is out of range; allowed: an int >= 0")
+        x_tr, y_tr = _check_xy(data.x_train, data.y_train, "training data")
+        x_te = getattr(data, "x_test", None)
+        y_te = getattr(data, "y_test", None)
+        show = self.progress if progress is None else bool(progress)
+        bar = tqdm(range(self.epoch, int(epochs)), disable=not show, desc=f"{self.rule.value}", leave=False)
+        for _ in bar:
+            t0 = time.perf_counter()
+            loss, acc = self.train_epoch(x_tr, y_tr)
+            self.epoch += 1
+            entry = {"epoch": self.epoch, "train_loss": float(loss), "train_acc": float(acc)}
+            if x_te is not None and y_te is not None and len(x_te):
+                tl, ta = self.evaluate(x_te, y_te)
+                entry.update(test_loss=float(tl), test_acc=float(ta))
+            self.history.append(entry)
+            self.seconds += time.perf_counter() - t0
+            bar.set_postfix({k: round(v, 4) for k, v in entry.items() if k != "epoch"})
+            if checkpoint is not None:
+                self.save_checkpoint(checkpoint)
+        return self.history
+
+    # -- checkpoints ----------------------------------------------------------
+    def _identity(self) -> dict:
+        return {"rule": self.rule.value, "batch_size": self.batch_size, "workers": self.workers}
+
+    def save_checkpoint(self, path) -> Path:
+        """Write codes, formats, optimizer state, RNG state and history to ``path`` (atomic)."""
+        arrays: dict[str, np.ndarray] = {}
+        for i, p in enumerate(self.params):
+            arrays[f"param{i}"] = p.data
+        meta = {
+            **self._identity(),
+            "network": self.net.spec(),
+            "scales": [float(p.scale) for p in self.params],
+            "optimizer": to_savable(self.optimizer.state_dict(), arrays, "opt"),
+            "rng": self.rng.bit_generator.state,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "history": self.history,
+            "seconds": self.seconds,
+        }
+        return save_checkpoint(path, meta, arrays)
+
+    def load_checkpoint(self, path) -> None:
+        """Restore a :meth:`save_checkpoint` file into this trainer and its network.
+
+        Everything is checked before anything changes: a corrupt file or one
+        from another architecture, format, rule, batch size or worker count
+        raises :class:`ValueError` naming the difference.
+        """
+        meta, arrays = read_checkpoint(path)
+        try:
+            mine = {**self._identity(), "network": self.net.spec()}
+            theirs = {k: meta[k] for k in mine}
+            diff = _first_difference(theirs, mine)
+            if diff:
+                raise ValueError(f"checkpoint {path} was made for another setup ({diff.lstrip('.')}; "
+                                 "checkpoint value first)")
+            new_data = []
+            for i, p in enumerate(self.params):
+                a = arrays[f"param{i}"]
+                if a.shape != p.data.shape or a.dtype != p.data.dtype:
+                    raise ValueError(f"checkpoint parameter {i} is {a.dtype}{a.shape}; the network's is "
+                                     f"{p.data.dtype}{p.data.shape}")
+                new_data.append(a)
+            scales = [float(s) for s in meta["scales"]]
+            if len(scales) != len(self.params) or not all(np.isfinite(s) and s > 0 for s in scales):
+                raise ValueError("checkpoint scales are missing or invalid")
+            rng = np.random.Generator(np.random.PCG64())
+            rng.bit_generator.state = meta["rng"]
+            opt_state = from_savable(meta["optimizer"], arrays)
+            self.optimizer.load_state_dict(opt_state)
+            epoch = int(meta["epoch"])
+            history = list(meta["history"])
+        except KeyError as exc:
+            raise ValueError(f"checkpoint {path} lacks {exc}; it is incomplete") from None
+        # commit: in place, so the optimizer keeps pointing at the same arrays
+        for p, a, s in zip(self.params, new_data, scales):
+            p.data[...] = a
+            p.scale = s
+        self.rng = rng
+        self.epoch = epoch
+        self.history = history
+        self.seconds = float(meta.get("seconds", 0.0))
+
+    def __repr__(self) -> str:
+        return (f"Trainer(rule={self.rule.value!r}, batch_size={self.batch_size}, workers={self.workers}, "
+                f"epoch={self.epoch})")
