@@ -1,0 +1,367 @@
+"""1-bit majority-vote gradient exchange as a DDP communication hook.
+
+signSGD with majority vote (Bernstein et al., ICML 2018; ICLR 2019): every worker
+sends only the signs of its gradient (1 bit per parameter, packed 8 per byte),
+and every worker receives the elementwise majority
+
+.. math::  \\hat g = \\operatorname{sign}\\Big(\\sum_{k=1}^{W} \\operatorname{sign}(d_k)\\Big)
+
+where ``d_k`` is worker ``k``'s gradient, or its momentum
+``m_k ← β m_k + (1-β) g_k`` (Signum: momentum kept per worker, taken before the
+sign). The optimizer (plain ``torch.optim.SGD(lr=η)``) then applies
+``w ← w − η ĝ``. Conventions follow :mod:`neurolns.learning.sign`:
+``sign(0) = +1``; a packed bit is 1 for a negative sign, little-endian within a
+byte; a tied vote (even ``W``) gives +1 (``ties="plus"``) or 0
+(``ties="abstain"``, all-gather exchange only, since the result is ternary).
+
+Two exchange schemes (:class:`Exchange`):
+
+``allgather``
+    ``all_gather`` of every worker's packed signs, then each worker votes on the
+    whole vector: a worker sends ``(W-1)·d/8`` bytes (ring). Cheapest for few
+    workers; 32× less than an FP32 ring all-reduce at W=2, 16× at W=4.
+``two-phase``
+    DeepSpeed 1-bit Adam's compressed all-reduce: ``all_to_all`` of packed signs
+    so worker ``r`` holds slice ``r`` of everyone's signs, votes on its ``1/W``
+    slice, then ``all_gather`` of the voted slices: ``2(W-1)/W·d/8`` bytes per
+    worker, 32× less than FP32 at every ``W``.
+
+Error feedback (Karimireddy et al., ICML 2019): ``p = g + e``,
+``Δ = (‖p‖₁/d)·sign(p)`` per parameter, ``e ← p − Δ``; workers exchange the signs
+and one float32 scale per parameter and return the mean of the ``Δ_k``. The mean
+of scaled signs is NOT a vote: a single worker can move it arbitrarily, so error
+feedback gives up the Byzantine robustness of the majority vote.
+
+Per-parameter state (momentum, residuals) is keyed by the parameter, not by
+the bucket, so it survives DDP's rebuild of its buckets after the first
+iteration. Bytes are counted per step (:attr:`MajorityVoteState.last_step_bytes`).
+"""
+
+# no `from __future__ import annotations`: DDP checks the hooks' return annotation at runtime
+import datetime as _dt
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from neurolns.formats import _StrEnum
+
+__all__ = [
+    "Exchange",
+    "MajorityVoteState",
+    "majority_vote_hook",
+    "ByteCountState",
+    "fp32_allreduce_hook",
+    "pack_signs",
+    "unpack_signs",
+    "vote_from_packed",
+    "ring_bytes",
+]
+
+
+class Exchange(_StrEnum):
+    """How packed signs travel between workers (see the module docs)."""
+
+    ALLGATHER = "allgather"
+    TWO_PHASE = "two-phase"
+
+
+_BIT_WEIGHTS = {}
+
+
+def _weights(device) -> torch.Tensor:
+    key = str(device)
+    if key not in _BIT_WEIGHTS:
+        _BIT_WEIGHTS[key] = (2 ** torch.arange(8, dtype=torch.int32, device=device)).to(torch.int32)
+    return _BIT_WEIGHTS[key]
+
+
+def pack_signs(x: torch.Tensor, n_padded: int | None = None) -> torch.Tensor:
+    """Pack ``x < 0`` into uint8, 8 signs per byte, little-endian (bit j = element 8i+j).
+
+    Matches :func:`neurolns.learning.pack_signs` (1 = negative; ``sign(0) = +1``).
+    ``n_padded`` (a multiple of 8, ``>= x.numel()``) pads with positive signs.
+    """
+    flat = x.reshape(-1)
+    n = flat.numel()
+    total = n_padded if n_padded is not None else (n + 7) // 8 * 8
+    if total % 8 or total < n:
+        raise ValueError(f"n_padded={total} must be a multiple of 8 and >= {n}")
+    bits = torch.zeros(total, dtype=torch.int32, device=flat.device)
+    bits[:n] = (flat < 0).to(torch.int32)
+    return (bits.view(-1, 8) * _weights(flat.device)).sum(dim=1).to(torch.uint8)
+
+
+def unpack_signs(packed: torch.Tensor, n: int) -> torch.Tensor:
+    """Bits (1 = negative) of the first ``n`` packed signs, as int32 0/1."""
+    b = (packed.to(torch.int32).unsqueeze(-1) >> torch.arange(8, device=packed.device, dtype=torch.int32)) & 1
+    return b.reshape(*packed.shape[:-1], -1)[..., :n]
+
+
+def vote_from_packed(packed_rows: torch.Tensor, n: int, ties: str, dtype) -> torch.Tensor:
+    """Majority vote over the rows (one per worker) of packed signs.
+
+    ``Σ_k sign_k = W − 2·(number of negative bits)``; > 0 → +1, < 0 → −1,
+    0 (a tie) → +1 or 0 per ``ties``.
+    """
+    workers = packed_rows.shape[0]
+    negatives = unpack_signs(packed_rows, n).sum(dim=0)
+    total = workers - 2 * negatives
+    tie = 1.0 if ties == "plus" else 0.0
+    out = torch.where(total > 0, 1.0, torch.where(total < 0, -1.0, tie))
+    return out.to(dtype)
+
+
+def ring_bytes(op: str, payload: int, world: int) -> int:
+    """Bytes one worker sends for a collective on ``payload`` bytes (ring/pairwise model).
+
+    ``all_reduce``: ``2(W-1)/W·P``; ``all_gather``: ``(W-1)·P`` (P = this worker's
+    contribution); ``all_to_all``: ``(W-1)/W·P`` (P = the whole send buffer).
+    """
+    if op == "all_reduce":
+        return 2 * (world - 1) * payload // world
+    if op == "all_gather":
+        return (world - 1) * payload
+    if op == "all_to_all":
+        return (world - 1) * payload // world
+    raise ValueError(f"unknown collective {op!r}; allowed: all_reduce, all_gather, all_to_all")
+
+
+def _all_gather_flat(out: torch.Tensor, inp: torch.Tensor, group):
+    fn = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    return fn(out, inp, group=group, async_op=True)
+
+
+@dataclass
+class ByteCountState:
+    """Counts bytes sent per step; base of the hook states.
+
+    Attributes
+    ----------
+    process_group : ProcessGroup or None
+        ``None`` = the default group.
+    step : int
+        Completed optimizer steps (counted on the last bucket of a step).
+    last_step_bytes, total_bytes : int
+        Bytes this worker sent in the last completed step / since the start,
+        under the ring model of :func:`ring_bytes`.
+    """
+
+    process_group: object = None
+    step: int = 0
+    last_step_bytes: int = 0
+    total_bytes: int = 0
+    _current: int = field(default=0, repr=False)
+
+    def _count(self, op: str, payload: int, world: int) -> None:
+        sent = ring_bytes(op, payload, world)
+        self._current += sent
+        self.total_bytes += sent
+
+    def _end_bucket(self, bucket) -> None:
+        if bucket.is_last():
+            self.last_step_bytes = self._current
+            self._current = 0
+            self.step += 1
+
+
+def fp32_allreduce_hook(state: ByteCountState, bucket) -> torch.futures.Future[torch.Tensor]:
+    """The FP32 baseline: average the bucket with one all-reduce, counting bytes."""
+    group = state.process_group
+    world = dist.get_world_size(group)
+    buf = bucket.buffer().div_(world)
+    state._count("all_reduce", buf.numel() * buf.element_size(), world)
+    state._end_bucket(bucket)
+    fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
+    return fut.then(lambda f: f.value()[0])
+
+
+@dataclass
+class MajorityVoteState(ByteCountState):
+    """State and options of :func:`majority_vote_hook`.
+
+    Parameters
+    ----------
+    exchange : Exchange or str
+        ``"allgather"`` (default) or ``"two-phase"``.
+    momentum : float
+        β of the worker-side momentum (Signum), in ``[0, 1)``; 0 = signSGD.
+    error_feedback : bool
+        Exchange scaled signs with residuals instead of voting (all-gather only).
+    warmup_steps : int
+        Steps of plain FP32 all-reduce (averaged) before switching to 1 bit.
+    ties : {"plus", "abstain"}
+        Result of a tied vote (even number of workers).
+    flip_signs : bool
+        This worker sends flipped signs: an adversary for robustness experiments.
+    timeout_s : float
+        A collective that does not complete within this time raises instead of
+        hanging (e.g. a peer died).
+    """
+
+    exchange: Exchange = Exchange.ALLGATHER
+    momentum: float = 0.0
+    error_feedback: bool = False
+    warmup_steps: int = 0
+    ties: str = "plus"
+    flip_signs: bool = False
+    timeout_s: float = 60.0
+    _param_state: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.exchange = Exchange(self.exchange)
+        if not 0.0 <= float(self.momentum) < 1.0:
+            raise ValueError(f"momentum={self.momentum} is out of range; allowed: 0 <= momentum < 1")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an int >= 0")
+        if self.ties not in ("plus", "abstain"):
+            raise ValueError(f"ties={self.ties!r}; allowed: 'plus', 'abstain'")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s={self.timeout_s} must be > 0")
+        if self.exchange == Exchange.TWO_PHASE and self.ties == "abstain":
+            raise ValueError(
+                "ties='abstain' makes the vote ternary, which the two-phase scheme cannot send as 1 bit; "
+                "use ties='plus' or exchange='allgather'"
+            )
+        if self.exchange == Exchange.TWO_PHASE and self.error_feedback:
+            raise ValueError(
+                "error feedback exchanges scaled signs whose mean is not a vote; the two-phase scheme "
+                "only votes. Use exchange='allgather' with error_feedback=True"
+            )
+        if dist.is_available() and dist.is_initialized():
+            self.check_backend()
+
+    def check_backend(self) -> None:
+        """Refuse backends that lack the collectives the scheme needs (before any hang)."""
+        backend = str(dist.get_backend(self.process_group)).lower()
+        supported = {"gloo", "nccl"}
+        if backend not in supported:
+            raise ValueError(
+                f"majority_vote_hook supports the backends {sorted(supported)}; this process group uses {backend!r}"
+            )
+
+    def direction(self, param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """What this worker signs for one parameter: g, its momentum, or g + residual."""
+        if not (self.momentum or self.error_feedback):
+            return grad
+        st = self._param_state.get(id(param))
+        if st is None or st["buf"].shape != grad.shape:
+            st = {"buf": torch.zeros_like(grad)}
+            self._param_state[id(param)] = st
+        if self.momentum:
+            st["buf"].mul_(self.momentum).add_(grad, alpha=1.0 - self.momentum)
+            return st["buf"]
+        return st["buf"] + grad  # p = g + e (the residual is updated after sending)
+
+
+def _result(fut_value_fn, state, bucket_name: str):
+    def wrap(fut):
+        try:
+            return fut_value_fn(fut)
+        except Exception as exc:  # name what failed, keep the cause
+            raise RuntimeError(
+                f"majority-vote exchange failed in {bucket_name} (a peer may have died or timed out): {exc}"
+            ) from exc
+
+    return wrap
+
+
+def majority_vote_hook(state: MajorityVoteState, bucket) -> torch.futures.Future[torch.Tensor]:
+    """DDP communication hook: send packed signs, return the majority vote.
+
+    Register with ``ddp.register_comm_hook(state, majority_vote_hook)`` and train
+    with ``torch.optim.SGD(model.parameters(), lr=η)`` (no momentum there: it
+    lives in the hook, per worker, before the sign).
+
+    Examples
+    --------
+    >>> from neurolns.torch.distributed import MajorityVoteState, majority_vote_hook
+    >>> state = MajorityVoteState(exchange="two-phase", momentum=0.9)   # doctest: +SKIP
+    >>> ddp.register_comm_hook(state, majority_vote_hook)               # doctest: +SKIP
+    """
+    group = state.process_group
+    world = dist.get_world_size(group)
+    buf = bucket.buffer()
+    if state.step < state.warmup_steps:
+        return fp32_allreduce_hook(state, bucket)
+    params = bucket.parameters()
+    grads = bucket.gradients()
+    dirs = [state.direction(p, g) for p, g in zip(params, grads)]
+    d = torch.cat([x.reshape(-1) for x in dirs]) if len(dirs) > 1 else dirs[0].reshape(-1)
+    if state.flip_signs:
+        d = -d
+    n = d.numel()
+    name = f"bucket {bucket.index()}"
+
+    if state.error_feedback:
+        return _ef_exchange(state, bucket, params, dirs, d, world, group, name)
+
+    if state.exchange == Exchange.ALLGATHER:
+        packed = pack_signs(d)
+        out = torch.empty(world * packed.numel(), dtype=torch.uint8, device=buf.device)
+        state._count("all_gather", packed.numel(), world)
+        state._end_bucket(bucket)
+        fut = _all_gather_flat(out, packed, group).get_future()
+
+        def finish(f):
+            f.wait()
+            buf.copy_(vote_from_packed(out.view(world, -1), n, state.ties, buf.dtype))
+            return buf
+
+        return fut.then(_result(finish, state, name))
+
+    # two-phase: pad to a multiple of 8·W bits so every worker owns a whole-byte slice
+    n_pad = -(-n // (8 * world)) * 8 * world
+    packed = pack_signs(d, n_pad)
+    slice_bytes = packed.numel() // world
+    recv = torch.empty_like(packed)
+    state._count("all_to_all", packed.numel(), world)
+    state._count("all_gather", slice_bytes, world)
+    state._end_bucket(bucket)
+    fut = dist.all_to_all_single(recv, packed, group=group, async_op=True).get_future()
+
+    def phase2(f):
+        f.wait()
+        mine = vote_from_packed(recv.view(world, slice_bytes), slice_bytes * 8, state.ties, torch.float32)
+        voted = pack_signs(mine)
+        gathered = torch.empty(world * slice_bytes, dtype=torch.uint8, device=buf.device)
+        work = _all_gather_flat(gathered, voted, group)
+        if not work.wait(timeout=_dt.timedelta(seconds=state.timeout_s)):
+            raise RuntimeError(f"all_gather did not complete within {state.timeout_s} s")
+        bits = unpack_signs(gathered, n)
+        buf.copy_((1 - 2 * bits).to(buf.dtype))
+        return buf
+
+    return fut.then(_result(phase2, state, name))
+
+
+def _ef_exchange(state, bucket, params, dirs, d, world, group, name):
+    """Error feedback: all-gather signs + per-parameter scales, return the mean Δ."""
+    buf = bucket.buffer()
+    sizes = [x.numel() for x in dirs]
+    scales = torch.stack([x.abs().mean() for x in dirs]).to(torch.float32)
+    packed = pack_signs(d)
+    delta_local = torch.cat([torch.where(x >= 0, s, -s).reshape(-1) for x, s in zip(dirs, scales)])
+    # residual e <- p - Δ for every parameter (before sending, so a failure cannot skip it)
+    offset = 0
+    for p, x, k in zip(params, dirs, sizes):
+        state._param_state[id(p)]["buf"].copy_(x - delta_local[offset:offset + k].view_as(x))
+        offset += k
+    out_bits = torch.empty(world * packed.numel(), dtype=torch.uint8, device=buf.device)
+    out_scales = torch.empty(world * scales.numel(), dtype=torch.float32, device=buf.device)
+    state._count("all_gather", packed.numel() + scales.numel() * 4, world)
+    state._end_bucket(bucket)
+    w1 = _all_gather_flat(out_bits, packed, group)
+    fut = _all_gather_flat(out_scales, scales, group).get_future()
+    n = d.numel()
+
+    def finish(f):
+        if not w1.wait(timeout=_dt.timedelta(seconds=state.timeout_s)):
+            raise RuntimeError(f"all_gather did not complete within {state.timeout_s} s")
+        f.wait()
+        signs = 1.0 - 2.0 * unpack_signs(out_bits.view(world, -1), n).to(torch.float32)
+        per_elem = torch.repeat_interleave(out_scales.view(world, -1), torch.tensor(sizes, device=buf.device), dim=1)
+        buf.copy_((signs * per_elem).mean(dim=0).to(buf.dtype))
+        return buf
+
+    return fut.then(_result(finish, state, name))
