@@ -28,6 +28,7 @@ from neurolns.accounting.counts import (
     spiking_counts,
 )
 from neurolns.accounting.energy import EnergyModel, Figure, Kind, Op, available_presets, format_key
+from neurolns.accounting.networks import count_sim, count_spiking
 from neurolns.accounting.memory import MemoryFootprint, memory_footprint
 from neurolns.accounting.report import (
     EnergyBreakdown,
@@ -45,7 +46,7 @@ from neurolns.accounting.rules import RECIPES, Exchange, Recipe, Rule, exchange_
 __all__ = [
     "EnergyModel", "Figure", "Kind", "Op", "available_presets", "format_key",
     "Counts", "LayerCounts", "Phase", "dense_counts", "conv_counts", "relu_counts", "maxpool_counts",
-    "log_softmax_nll_counts", "mlp_counts", "spiking_counts",
+    "log_softmax_nll_counts", "mlp_counts", "spiking_counts", "count_sim", "count_spiking",
     "Recipe", "Rule", "Exchange", "RECIPES", "update_counts", "exchange_counts",
     "MemoryFootprint", "memory_footprint",
     "EnergyBreakdown", "EnergyReport", "price_layer", "inference_energy", "training_step_energy",

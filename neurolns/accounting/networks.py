@@ -1,0 +1,126 @@
+"""Counts for networks of the Numba simulators (``neurolns.sim`` and ``neurolns.sim.spiking``).
+
+The simulators are read through their public attributes only (layer types and
+shapes; neuron, synapse and spike counts), so this module imports neither. A
+rate network is counted with the same convention as the PyTorch counter, so
+``count_sim(build_sim())`` and ``count_torch(build_torch())`` of the same
+architecture agree (the tests hold them to it).
+"""
+from __future__ import annotations
+
+from neurolns.accounting.counts import (
+    Counts,
+    LayerCounts,
+    Phase,
+    conv_counts,
+    dense_counts,
+    log_softmax_nll_counts,
+    maxpool_counts,
+    relu_counts,
+    spiking_counts,
+)
+from neurolns.accounting.energy import Op
+
+__all__ = ["count_sim", "count_spiking"]
+
+
+def _elems(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def count_sim(net, input_shape, *, training: bool = True, loss: bool = True) -> Counts:
+    """Count a ``neurolns.sim.Sequential`` on inputs of ``input_shape`` (batch first).
+
+    Dense, Conv1d, ReLU/LeakyReLU (one compare per element), Tanh/Sigmoid (one
+    transcendental per element), MaxPool1d, Flatten and Reshape (free) are
+    known; another layer type raises ``TypeError``. Layers are named by their
+    index, as ``torch.nn.Sequential`` children.
+    """
+    batch = int(input_shape[0])
+    shape = tuple(int(s) for s in input_shape[1:])
+    c = Counts(batch=batch)
+    first_weighted = True
+    for i, layer in enumerate(net.layers):
+        kind = type(layer).__name__
+        name = str(i)
+        n_in = batch * _elems(shape)
+        if kind == "Dense":
+            bias = layer.bias is not None
+            c.extend(dense_counts(name, layer.in_features, layer.out_features, batch, bias=bias, training=training,
+                                  input_grad=not first_weighted))
+            c.params += layer.in_features * layer.out_features + (layer.out_features if bias else 0)
+            c.param_tensors += [layer.in_features * layer.out_features] + ([layer.out_features] if bias else [])
+            c.saved_elems += n_in if training else 0
+            shape = (layer.out_features,)
+            first_weighted = False
+        elif kind == "Conv1d":
+            length = shape[-1]
+            l_out = (length + 2 * layer.padding - layer.kernel_size) // layer.stride + 1
+            bias = layer.bias is not None
+            c.extend(conv_counts(name, layer.in_channels, layer.out_channels, (layer.kernel_size,), (length,),
+                                 (l_out,), batch, bias=bias, training=training, input_grad=not first_weighted))
+            w = layer.out_channels * layer.in_channels * layer.kernel_size
+            c.params += w + (layer.out_channels if bias else 0)
+            c.param_tensors += [w] + ([layer.out_channels] if bias else [])
+            c.saved_elems += n_in if training else 0
+            shape = (layer.out_channels, l_out)
+            first_weighted = False
+        elif kind in ("ReLU", "LeakyReLU"):
+            c.extend(relu_counts(name, n_in, training=training))
+            c.saved_elems += n_in if training else 0
+        elif kind in ("Tanh", "Sigmoid"):
+            fwd = LayerCounts(name, kind, Phase.FORWARD).op(Op.EXP, n_in).read(n_in).write(n_in)
+            c.add(fwd)
+            if training:
+                c.add(LayerCounts(name, kind, Phase.BACKWARD).op(Op.MUL, 2 * n_in).op(Op.ADD, n_in)
+                      .read(n_in, 2 * n_in).write(n_in))
+                c.saved_elems += n_in
+        elif kind == "MaxPool1d":
+            k = layer.kernel_size
+            out_shape = shape[:-1] + (shape[-1] // k,)
+            c.extend(maxpool_counts(name, n_in, batch * _elems(out_shape), k, training=training))
+            shape = out_shape
+        elif kind == "Flatten":
+            shape = (_elems(shape),)
+        elif kind == "Reshape":
+            shape = tuple(int(s) for s in layer.shape)
+        else:
+            raise TypeError(f"count_sim does not know layer type {kind!r}; allowed: Dense, Conv1d, ReLU, "
+                            "LeakyReLU, Tanh, Sigmoid, MaxPool1d, Flatten, Reshape")
+        c.transient_elems = max(c.transient_elems, batch * _elems(shape))
+    if loss:
+        c.extend(log_softmax_nll_counts("(loss)", batch, _elems(shape), training=training))
+    c.meta = dict(model=type(net).__name__, input_shape=list(input_shape), training=training, device="sim")
+    return c
+
+
+def count_spiking(net, report, *, synaptic_events: float | None = None, plastic: bool = False,
+                  weight_format: str | None = None) -> Counts:
+    """Count one run of a ``neurolns.sim.spiking.Network``.
+
+    Parameters
+    ----------
+    net
+        The network (``n_neurons`` and ``n_synapses`` are read).
+    report
+        The ``RunReport`` its ``run`` returned (``steps`` and ``spikes``).
+    synaptic_events : number, optional
+        Spikes delivered to synapses. Default: ``spikes · n_synapses/n_neurons``,
+        the mean out-degree — exact when every neuron has the same fan-out.
+    plastic : bool
+        Count a plasticity update at each synaptic event and at each spike's
+        incoming synapses (pair-based STDP touches a synapse at pre and post spikes).
+    weight_format : str, optional
+        Stored weight format when it differs from the one priced.
+    """
+    n, s = int(net.n_neurons), int(net.n_synapses)
+    events = report.spikes * s / max(n, 1) if synaptic_events is None else synaptic_events
+    lc = spiking_counts("network", neuron_updates=n * report.steps, synaptic_events=events,
+                        plasticity_updates=2 * events if plastic else 0, spikes=report.spikes, neurons=n,
+                        synapses=s, weight_format=weight_format)
+    c = Counts(layers=[lc], batch=1, params=s, param_tensors=[s] if s else [])
+    c.meta = dict(model="spiking", steps=int(report.steps), spikes=int(report.spikes), synaptic_events=float(events))
+    return c
