@@ -1,0 +1,299 @@
+"""The Numba time loop of a spiking network (one call runs a chunk of steps).
+
+Layout of the flat arrays is documented in :mod:`neurolns.sim.spiking._layout`;
+the plain numpy float64 twin of this loop is :mod:`neurolns.sim.spiking._reference`.
+One step follows Brian2's default schedule: monitors of state (start), neuron
+update, threshold and reset (a reset cannot change what synapses see, so it is
+done in the same pass), delivery of delayed input, presynaptic pathway
+(propagation, pre trace, depression), postsynaptic pathway (post trace,
+potentiation).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from neurolns._jit import jit
+
+# group kinds
+CUBA_EXACT, CUBA_EULER, COBA_EXPEULER, COBA_EULER, POISSON, GENERATOR = range(6)
+# projection int columns
+(P_CHAN, P_LNS, P_DELAY, P_TAB, P_RULE, P_THIRD, P_PRE_LO, P_POST_LO, P_TRPRE, P_TRPOST,
+ P_WCAP, P_BIAS, P_UFSAT, P_STOCH, P_GAMMA, P_SYNBASE, P_STORE) = range(17)
+N_PINT = 17
+# projection float columns
+(F_WMAX, F_APLUS, F_AMINUS, F_MUPLUS, F_MUMINUS, F_DPRE, F_DPOST, F_SCALE, F_LPLUS, F_LMINUS) = range(10)
+N_PFLT = 10
+
+_LN2 = math.log(2.0)
+
+
+@jit
+def seed_numba(seed):
+    """Seed Numba's per-thread generator (Poisson sources, stochastic rounding)."""
+    np.random.seed(seed)
+
+
+@jit
+def _round(t, stoch):
+    if stoch:
+        f = math.floor(t)
+        return int(f) + (1 if np.random.random() < t - f else 0)
+    return int(np.rint(t))
+
+
+@jit
+def _encode(w, scale, gamma, bias, wcap, ufsat, stoch):
+    if w == 0.0:
+        return 0
+    mag = _round(gamma * math.log2(abs(w) / scale) + bias, stoch)
+    if mag > wcap:
+        mag = wcap
+    if mag < 1:
+        mag = 1 if ufsat else 0
+    return mag if w > 0 else -mag
+
+
+@jit
+def _float_rule(rule, w, tr, direction, m, pf, p):
+    wmax = pf[p, F_WMAX]
+    if rule == 0:  # additive, hard bounds
+        a = pf[p, F_APLUS] if direction > 0 else pf[p, F_AMINUS]
+        w = w + direction * m * a * wmax * tr
+        return min(max(w, 0.0), wmax)
+    if rule == 1:  # soft bounds
+        wt = w / wmax
+        if direction > 0:
+            wt = wt + m * pf[p, F_APLUS] * (1.0 - wt) ** pf[p, F_MUPLUS] * tr
+        else:
+            wt = wt - m * pf[p, F_AMINUS] * abs(wt) ** pf[p, F_MUMINUS] * tr
+        return min(max(wt, 0.0), 1.0) * wmax
+    la = pf[p, F_LPLUS] if direction > 0 else pf[p, F_LMINUS]
+    w = w * math.exp(direction * m * tr * la)
+    return min(max(w, -wmax), wmax)
+
+
+@jit
+def _plastic(p, widx, w_f, codes, dec_tab, pint, pf, tr, direction, m):
+    """Apply one STDP change to the weight stored at ``widx`` of projection ``p``."""
+    rule = pint[p, P_RULE]
+    if pint[p, P_LNS] == 0:
+        w_f[widx] = _float_rule(rule, w_f[widx], tr, direction, m, pf, p)
+        return
+    c = np.int64(codes[widx])
+    if rule == 2:
+        if c == 0:
+            return  # a zero weight stays zero
+        la = pf[p, F_LPLUS] if direction > 0 else pf[p, F_LMINUS]
+        k = _round(direction * m * tr * la / _LN2 * pint[p, P_GAMMA], pint[p, P_STOCH] != 0)
+        mag = abs(c) + k
+        if mag > pint[p, P_WCAP]:
+            mag = pint[p, P_WCAP]
+        if mag < 1:
+            mag = 1 if pint[p, P_UFSAT] != 0 else 0
+        codes[widx] = mag if c > 0 else -mag
+        return
+    w = dec_tab[pint[p, P_TAB] + c]
+    w = _float_rule(rule, w, tr, direction, m, pf, p)
+    codes[widx] = _encode(w, pf[p, F_SCALE], pint[p, P_GAMMA], pint[p, P_BIAS], pint[p, P_WCAP],
+                          pint[p, P_UFSAT] != 0, pint[p, P_STOCH] != 0)
+
+
+@jit
+def _weight(p, widx, w_f, codes, dec_tab, pint):
+    if pint[p, P_LNS] == 0:
+        return w_f[widx]
+    return dec_tab[pint[p, P_TAB] + np.int64(codes[widx])]
+
+
+@jit
+def _deliver(target, a, b, widx0, syn_post, lns, toff, w_f, codes, dec_tab):
+    # the hot loop of event-driven propagation: one scattered add per synapse
+    if lns:
+        for s in range(a, b):
+            target[syn_post[s]] += dec_tab[toff + codes[widx0 + s]]
+    else:
+        for s in range(a, b):
+            target[syn_post[s]] += w_f[widx0 + s]
+
+
+@jit
+def run_chunk(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike,
+              gen_step, gen_idx, gen_grp, gen_pos,
+              seg_ptr, seg_proj, seg_lo, seg_hi, syn_post, pint, pf, w_f, codes, dec_tab,
+              in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, x_pre, x_pre_t, x_post, x_post_t,
+              inbuf, modulator, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop,
+              st_idx, st_var, st_every, st_out, wm_proj, wm_widx, wm_every, wm_out, spk_now):
+    """Advance steps ``n0 .. n1-1``; return the first step not done (``n1`` when complete).
+
+    The loop stops early, before a step, when the spike buffer could overflow
+    in that step; the caller empties it and calls again.
+    """
+    n_groups = gint.shape[0]
+    n_delay = inbuf.shape[0]
+    cap = spk_step.shape[0]
+    n_gen = gen_step.shape[0]
+    has_plastic = in_syn.shape[0] > 0
+    for n in range(n0, n1):
+        if spk_n[0] + n_rec > cap:
+            return n
+        rel = n - n_run0
+        # ---- monitors of state, at the start of the step (Brian2's "start" slot)
+        for c in range(st_idx.shape[0]):
+            ev = st_every[c]
+            if rel % ev == 0:
+                k = st_idx[c]
+                var = st_var[c]
+                st_out[rel // ev, c] = v[k] if var == 0 else (ge[k] if var == 1 else gi[k])
+        for c in range(wm_proj.shape[0]):
+            ev = wm_every[c]
+            if rel % ev == 0:
+                wm_out[rel // ev, c] = _weight(wm_proj[c], wm_widx[c], w_f, codes, dec_tab, pint)
+        # ---- neuron update + threshold + reset
+        ns = 0
+        row = n - n0
+        for g in range(n_groups):
+            lo = gint[g, 0]
+            hi = gint[g, 1]
+            kind = gint[g, 2]
+            refs = gint[g, 3]
+            el = gflt[g, 0]
+            vth = gflt[g, 1]
+            vr = gflt[g, 2]
+            ca = gflt[g, 3]
+            cb = gflt[g, 4]
+            cc = gflt[g, 5]
+            cd = gflt[g, 6]
+            ce = gflt[g, 7]
+            ee = gflt[g, 8]
+            ei = gflt[g, 9]
+            if kind == POISSON:
+                for k in range(lo, hi):
+                    if np.random.random() < p_spike[k]:
+                        spk_now[ns] = k
+                        ns += 1
+                        pop[row, g] += 1
+                continue
+            if kind == GENERATOR:
+                continue
+            for k in range(lo, hi):
+                vk = v[k]
+                gek = ge[k]
+                gik = gi[k]
+                free = n >= ref_until[k]
+                if kind == CUBA_EXACT:
+                    # propagator of the linear system (v, ge, gi); ca=e^{-dt/τm}, cb/cc couple ge/gi
+                    if free:
+                        vk = el + (vk - el) * ca + gek * cb + gik * cc
+                    gek *= cd
+                    gik *= ce
+                elif kind == CUBA_EULER:
+                    if free:
+                        vk = vk + ca * (gek + gik - (vk - el))
+                    gek -= cb * gek
+                    gik -= cc * gik
+                elif kind == COBA_EXPEULER:
+                    if free:
+                        gtot = 1.0 + gek + gik
+                        vinf = (el + gek * ee + gik * ei) / gtot
+                        vk = vinf + (vk - vinf) * math.exp(-ca * gtot)
+                    gek *= cb
+                    gik *= cc
+                else:  # COBA_EULER
+                    if free:
+                        vk = vk + ca * ((el - vk) + gek * (ee - vk) + gik * (ei - vk))
+                    gek -= cb * gek
+                    gik -= cc * gik
+                if free and vk > vth:
+                    vk = vr
+                    ref_until[k] = n + refs
+                    spk_now[ns] = k
+                    ns += 1
+                    pop[row, g] += 1
+                v[k] = vk
+                ge[k] = gek
+                gi[k] = gik
+        # spike generators: events sorted by step
+        while gen_pos[0] < n_gen and gen_step[gen_pos[0]] < n:
+            gen_pos[0] += 1
+        while gen_pos[0] < n_gen and gen_step[gen_pos[0]] == n:
+            q = gen_pos[0]
+            spk_now[ns] = gen_idx[q]
+            ns += 1
+            pop[row, gen_grp[q]] += 1
+            gen_pos[0] += 1
+        # ---- bookkeeping of this step's spikes
+        m = spk_n[0]
+        for q in range(ns):
+            k = spk_now[q]
+            counts[k] += 1
+            if rec[k]:
+                spk_step[m] = n
+                spk_idx[m] = k
+                m += 1
+        spk_n[0] = m
+        # ---- delayed input due now
+        if n_delay > 1:
+            slot = n % n_delay
+            for k in range(v.shape[0]):
+                ge[k] += inbuf[slot, 0, k]
+                gi[k] += inbuf[slot, 1, k]
+                inbuf[slot, 0, k] = 0.0
+                inbuf[slot, 1, k] = 0.0
+        # ---- presynaptic pathway
+        mod = modulator[rel] if modulator.shape[0] > 0 else 1
+        for q in range(ns):
+            k = spk_now[q]
+            for sg in range(seg_ptr[k], seg_ptr[k + 1]):
+                p = seg_proj[sg]
+                a = seg_lo[sg]
+                b = seg_hi[sg]
+                chan = pint[p, P_CHAN]
+                d = pint[p, P_DELAY]
+                widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
+                lns = pint[p, P_LNS] != 0
+                if d > 0:
+                    target = inbuf[(n + d) % n_delay, chan]
+                elif chan == 0:
+                    target = ge
+                else:
+                    target = gi
+                if pint[p, P_RULE] < 0:
+                    _deliver(target, a, b, widx0, syn_post, lns, pint[p, P_TAB], w_f, codes, dec_tab)
+                    continue
+                ip = k - pint[p, P_PRE_LO] + pint[p, P_TRPRE]
+                x_pre[ip] = x_pre[ip] * math.exp(-(n - x_pre_t[ip]) * pf[p, F_DPRE]) + 1.0
+                x_pre_t[ip] = n
+                mp = mod if pint[p, P_THIRD] != 0 else 1
+                for s in range(a, b):
+                    j = syn_post[s]
+                    widx = widx0 + s
+                    target[j] += _weight(p, widx, w_f, codes, dec_tab, pint)
+                    jp = j - pint[p, P_POST_LO] + pint[p, P_TRPOST]
+                    y = x_post[jp] * math.exp(-(n - x_post_t[jp]) * pf[p, F_DPOST])
+                    x_post[jp] = y
+                    x_post_t[jp] = n
+                    if mp != 0:
+                        _plastic(p, widx, w_f, codes, dec_tab, pint, pf, y, -1, mp)
+        # ---- postsynaptic pathway
+        if has_plastic:
+            for q in range(ns):
+                k = spk_now[q]
+                for sg in range(in_ptr[k], in_ptr[k + 1]):
+                    p = in_proj[sg]
+                    jp = k - pint[p, P_POST_LO] + pint[p, P_TRPOST]
+                    x_post[jp] = x_post[jp] * math.exp(-(n - x_post_t[jp]) * pf[p, F_DPOST]) + 1.0
+                    x_post_t[jp] = n
+                    mp = mod if pint[p, P_THIRD] != 0 else 1
+                    if mp == 0:
+                        continue
+                    widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
+                    for t in range(in_lo[sg], in_hi[sg]):
+                        s = in_syn[t]
+                        ip = in_pre[t] + pint[p, P_TRPRE]
+                        x = x_pre[ip] * math.exp(-(n - x_pre_t[ip]) * pf[p, F_DPRE])
+                        x_pre[ip] = x
+                        x_pre_t[ip] = n
+                        _plastic(p, widx0 + s, w_f, codes, dec_tab, pint, pf, x, 1, mp)
+    return n1
