@@ -363,3 +363,60 @@ def count_torch(model: torch.nn.Module, example_input=None, *, input_shape=None,
         flop_counter_macs=int(fc_macs), flop_counter_agrees=bool(fc_macs == macs), uncounted_ops=mode.uncounted,
     )
     return counts
+
+
+def _energy_meter():
+    """The installed measurement tool, as ``(name, start, stop -> joules)``, or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("zeus") is not None:
+        from zeus.monitor import ZeusMonitor
+
+        mon = ZeusMonitor()
+        return "Zeus", lambda: mon.begin_window("neurolns"), lambda: float(mon.end_window("neurolns").total_energy)
+    if importlib.util.find_spec("codecarbon") is not None:
+        from codecarbon import OfflineEmissionsTracker
+
+        tracker = OfflineEmissionsTracker(country_iso_code="USA", save_to_file=False, log_level="error")
+
+        def stop() -> float:
+            tracker.stop()
+            return float(tracker.final_emissions_data.energy_consumed) * 3.6e6  # kWh -> J
+
+        return "CodeCarbon", tracker.start, stop
+    return None
+
+
+def measure_baseline(model: torch.nn.Module, input_shape, *, training: bool = True, repeats: int = 20) -> dict:
+    """Measure the energy of the FP32 run with Zeus or CodeCarbon, when one is installed.
+
+    Runs ``repeats`` forward (and backward) passes of a copy of ``model`` on a
+    random float32 input of ``input_shape`` and returns
+    ``{"tool", "joules" (per pass), "note"}``; without either tool ``joules`` is
+    None and the note says so — the simulated figures stand on their own.
+    """
+    try:
+        meter = _energy_meter()
+    except Exception as exc:  # a tool present but unusable on this machine (no RAPL/NVML access)
+        return dict(tool=None, joules=None, note=f"energy measurement unavailable: {exc}")
+    if meter is None:
+        return dict(tool=None, joules=None,
+                    note="neither CodeCarbon nor Zeus is installed: no measured baseline, simulated energies only")
+    name, start, stop = meter
+    m = copy.deepcopy(model)
+    x = torch.randn(*input_shape)
+    m.train(training)
+    try:
+        start()
+        for _ in range(repeats):
+            if training:
+                out = m(x)
+                _default_loss(x.shape[0], x.device)(out).backward()
+            else:
+                with torch.no_grad():
+                    m(x)
+        joules = stop() / repeats
+    except Exception as exc:
+        return dict(tool=name, joules=None, note=f"{name} measurement failed: {exc}")
+    return dict(tool=name, joules=joules,
+                note=f"{name}: measured FP32 run {joules:.4g} J per pass (whole device, including idle power)")
