@@ -20,6 +20,7 @@ or 0 with ``ties="abstain"``; packed signs are little-endian bits, 1 = negative.
 See ``docs/learning.md``.
 """
 
+from neurolns.learning.factory import TRAINER_DEFAULTS, Rule, make_optimizer
 from neurolns.learning.madam import (
     code_step_size,
     lns_code_cap,
@@ -84,4 +85,7 @@ __all__ = [
     "MajorityVote",
     "format_to_dict",
     "format_from_dict",
+    "Rule",
+    "make_optimizer",
+    "TRAINER_DEFAULTS",
 ]

@@ -105,6 +105,16 @@ class Optimizer:
         self.t = 0
         self.state: list[dict[str, Any]] = [self._init_state(p) for p in self.params]
 
+    @property
+    def on_codes(self) -> bool:
+        """True when the parameters are integer LNS codes (LNS-Madam, multiplicative vote)."""
+        return self._param_kind == "i"
+
+    @property
+    def needs_worker_grads(self) -> bool:
+        """True when :meth:`step` takes ``grads[k][i]`` over K workers."""
+        return False
+
     # -- validation ---------------------------------------------------------
     def _validate(self, hp: dict) -> dict:
         return {k: self._hyper[k][1](v) for k, v in hp.items()}
@@ -515,6 +525,10 @@ class MajorityVote(Optimizer):
             hyperparameters["lr"] = 1.0 / _check_fmt(hyperparameters.get("fmt", DEFAULT_UPDATE_FORMAT)).gamma
         super().__init__(params, **hyperparameters)
         self.last_bytes_sent = 0
+
+    @property
+    def needs_worker_grads(self) -> bool:
+        return True
 
     def _validate(self, hp):
         hp = super()._validate(hp)
