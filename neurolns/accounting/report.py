@@ -263,12 +263,16 @@ def plot_energy_bars(reports, path, *, per_sample: bool = False, title: str = ""
     parts = ("compute",) + LEVELS
     colors = {"compute": "#4c72b0", "register": "#8fbc8f", "sram": "#55a868", "dram": "#c44e52", "link": "#8172b2"}
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(reports), 4.0))
+    totals = [(r.per_sample() if per_sample else r.total) for r in reports]
+    top = max((e.total for e in totals), default=1.0)
+    scale, unit = next(((k, u) for k, u in ((1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ")) if top >= k),
+                       (1.0, "pJ"))
     bottom = [0.0] * len(reports)
     for p in parts:
-        vals = [getattr(r.per_sample() if per_sample else r.total, p) * 1e-6 for r in reports]  # µJ
+        vals = [getattr(e, p) / scale for e in totals]
         ax.bar(names, vals, bottom=bottom, label=p, color=colors[p])
         bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set_ylabel("energy (µJ" + (" per sample)" if per_sample else ")"))
+    ax.set_ylabel(f"energy ({unit}" + (" per sample)" if per_sample else ")"))
     ax.set_title(title or "compute vs memory energy")
     ax.legend(fontsize=8)
     ax.tick_params(axis="x", labelsize=8, rotation=15)
