@@ -28,6 +28,15 @@ from neurolns.lns.add import (
     default_table_size,
     sub,
 )
+from neurolns.lns.dot import (
+    Accumulator,
+    AccumulatorStats,
+    MatmulMode,
+    SumMode,
+    dot,
+    matmul,
+    sum,
+)
 
 __all__ = [
     "LNSArray",
@@ -49,4 +58,11 @@ __all__ = [
     "add_error_bound",
     "correction_tables",
     "default_table_size",
+    "MatmulMode",
+    "SumMode",
+    "Accumulator",
+    "AccumulatorStats",
+    "matmul",
+    "dot",
+    "sum",
 ]

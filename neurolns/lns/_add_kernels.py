@@ -74,15 +74,15 @@ def add_kernel_parallel(ca, cb, shift, plus, minus, max_code, saturate_small, ou
 
 
 @jit
-def sequential_sum_kernel(codes, plus, minus, max_code, saturate_small, out):
+def sequential_sum_kernel(codes, shift, plus, minus, max_code, saturate_small, out):
     """Row-wise running LNS sum: ``acc = acc + x[j]`` one element at a time.
 
     ``codes`` is 2-D (rows, n); ``out[i]`` the code of row ``i``'s sum, held in
-    the same format as every addend (no guard bits), as a naive LNS
-    accumulator does.
+    the addends' format (no extra precision), as a naive LNS accumulator
+    does; ``shift[i, j]`` moves each addend's field onto the sum's scale.
     """
     for i in range(codes.shape[0]):
         acc = 0
         for j in range(codes.shape[1]):
-            acc = _add_one(acc, int(codes[i, j]), 0, plus, minus, max_code, saturate_small)
+            acc = _add_one(acc, int(codes[i, j]), int(shift[i, j]), plus, minus, max_code, saturate_small)
         out[i] = acc
