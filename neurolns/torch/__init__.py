@@ -1,1 +1,54 @@
-"""neurolns.torch."""
+"""The PyTorch bridge: LNS fake quantization, LNS layers, multiplicative and
+sign optimizers, and exact transfer to and from the Numba simulator.
+
+The only part of neurolns that imports torch (import it explicitly:
+``import neurolns.torch``). Everything runs on the device of the tensors it is
+given, CPU or CUDA.
+
+* :func:`quantize`, :func:`quantize_grad`, :func:`encode_codes_t`,
+  :func:`decode_codes_t`, :func:`choose_scale` — codes bit-identical to
+  :func:`neurolns.lns.encode_codes`;
+* :class:`LNSLinear`, :class:`LNSConv1d`, :class:`LNSConv2d`, :func:`convert`;
+* :class:`Madam`, :class:`LNSMadam`, :class:`SignSGD`, :class:`Signum`,
+  :class:`EFSignSGD` (``torch.optim.Optimizer`` subclasses);
+* :func:`to_sim`, :func:`from_sim`.
+
+See ``docs/torch.md``.
+"""
+
+from neurolns.torch.modules import ConvertReport, LNSConv1d, LNSConv2d, LNSLinear, Storage, convert, lns_modules
+from neurolns.torch.optim import EFSignSGD, LNSMadam, Madam, SignSGD, Signum
+from neurolns.torch.quantize import (
+    Backend,
+    choose_scale,
+    decode_codes_t,
+    encode_codes_t,
+    mantissa_thresholds,
+    quantize,
+    quantize_grad,
+)
+from neurolns.torch.transfer import from_sim, to_sim
+
+__all__ = [
+    "Backend",
+    "quantize",
+    "quantize_grad",
+    "encode_codes_t",
+    "decode_codes_t",
+    "choose_scale",
+    "mantissa_thresholds",
+    "Storage",
+    "LNSLinear",
+    "LNSConv1d",
+    "LNSConv2d",
+    "convert",
+    "ConvertReport",
+    "lns_modules",
+    "Madam",
+    "LNSMadam",
+    "SignSGD",
+    "Signum",
+    "EFSignSGD",
+    "to_sim",
+    "from_sim",
+]

@@ -1,0 +1,440 @@
+"""Multiplicative and sign optimizers as ``torch.optim.Optimizer`` subclasses.
+
+The same rules as :mod:`neurolns.learning`, on tensors of any device, with
+every hyperparameter in ``defaults`` (so in ``state_dict``) and multi-tensor
+(``torch._foreach_*``) arithmetic over each parameter group:
+
+* :class:`Madam` (Bernstein et al., NeurIPS 2020) and :class:`LNSMadam`
+  (Zhao et al., IEEE Trans. Computers 2022), with the normalised gradient
+
+  .. math::  v \\leftarrow \\beta v + (1-\\beta) g^2, \\qquad
+             \\hat g = \\operatorname{clamp}\\big(g / \\sqrt{v/(1-\\beta^t)},\\ \\pm g_{\\rm bound}\\big)
+             \\quad (0/0 := 0)
+
+  Madam: ``w ← clamp(w·exp(−η ĝ sign w), ±p_max)``, ``p_max = p_scale·RMS(w)``
+  taken at the first step. LNS-Madam: on the signed code ``c`` of the update
+  grid, ``|c| ← clamp(|c| − k·rint(ĝ)·sign c, 1, c_max)``, ``k = η γ_u``, i.e.
+  ``w ← w·2^(−η rint(ĝ) sign w)``. Signs never flip, zero stays zero.
+  Both compute in float64 per element in the order of the Numba kernels of
+  :mod:`neurolns.learning`, so LNS-Madam's codes equal the simulator's bit
+  for bit and Madam's float32 weights agree to the last ulp.
+* :class:`SignSGD` ``w ← w − η sign(g)``, :class:`Signum`
+  ``m ← βm + (1−β)g, w ← w − η sign(m)`` (Bernstein et al., ICML 2018) and
+  :class:`EFSignSGD` ``p = ηg + e, Δ = (‖p‖₁/d) sign(p), w ← w − Δ, e ← p − Δ``
+  per tensor (Karimireddy et al., ICML 2019), computed in the parameter's dtype.
+
+Sign convention (as :mod:`neurolns.learning`): ``sign(0) = +1`` in the sign
+rules — a sign is one bit; in Madam ``sign(0) = 0``, which keeps zero at zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from neurolns.formats import LNS8, LNSFormat, Underflow
+
+__all__ = ["Madam", "LNSMadam", "SignSGD", "Signum", "EFSignSGD"]
+
+
+def _real(name, x, lo, hi, *, lo_open=False, hi_open=False, allow_inf=False):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__} {x!r}")
+    x = float(x)
+    bad = math.isnan(x) or x < lo or x > hi or (lo_open and x == lo) or (hi_open and x == hi)
+    if bad or (math.isinf(x) and not allow_inf):
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ValueError(f"{name}={x!r} is out of range; allowed: {left}{lo}, {hi}{right}")
+    return x
+
+
+def _fmt_dict(fmt) -> dict:
+    if isinstance(fmt, dict):
+        fmt = LNSFormat(**{**fmt, "underflow": Underflow(fmt.get("underflow", "zero"))})
+    if not isinstance(fmt, LNSFormat):
+        raise TypeError(f"format must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
+    return {"bits": fmt.bits, "gamma": fmt.gamma, "bias": fmt.bias, "underflow": fmt.underflow.value}
+
+
+def _fmt(d: dict) -> LNSFormat:
+    return LNSFormat(bits=int(d["bits"]), gamma=int(d["gamma"]), bias=int(d["bias"]), underflow=d["underflow"])
+
+
+class _Base(torch.optim.Optimizer):
+    """Validation of hyperparameters (at construction and per added group) and grouping helpers."""
+
+    def __init__(self, params, defaults):
+        super().__init__(params, self._check_group(dict(defaults)))
+
+    def add_param_group(self, param_group):
+        merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        self._check_group(merged)
+        super().add_param_group(param_group)
+
+    def _check_group(self, g: dict) -> dict:  # pragma: no cover - overridden
+        return g
+
+    @staticmethod
+    def _with_grads(group):
+        ps = [p for p in group["params"] if p.grad is not None]
+        for p in ps:
+            if p.grad.is_sparse:
+                raise RuntimeError("sparse gradients are not supported")
+        return ps, [p.grad for p in ps]
+
+
+class _MadamBase(_Base):
+    """The normalised gradient ĝ shared by Madam and LNS-Madam (float64)."""
+
+    def _normalised(self, group, ps, gs):
+        beta, gb = group["beta"], group["g_bound"]
+        inv_bc = []
+        for p in ps:
+            st = self.state[p]
+            st["step"] += 1
+            inv_bc.append(1.0 / (1.0 - beta ** st["step"]) if beta > 0.0 else 1.0)
+        g64 = [g.detach().to(torch.float64) for g in gs]
+        v64 = [self.state[p]["v"].to(torch.float64) for p in ps]
+        v_new = torch._foreach_mul(v64, beta)
+        gg = torch._foreach_mul(g64, g64)
+        torch._foreach_mul_(gg, 1.0 - beta)
+        torch._foreach_add_(v_new, gg)  # β v + (1−β)(g g)
+        den = torch._foreach_mul(v_new, inv_bc)
+        torch._foreach_sqrt_(den)
+        gh = torch._foreach_div(g64, den)
+        for x in gh:  # den = 0 only when every g so far was 0: 0/0 := 0
+            torch.nan_to_num_(x, nan=0.0)
+        torch._foreach_clamp_min_(gh, -gb)
+        torch._foreach_clamp_max_(gh, gb)
+        for p, v in zip(ps, v_new):
+            self.state[p]["v"].copy_(v)
+        return gh
+
+
+def _check_madam(g):
+    g["lr"] = _real("lr", g["lr"], 0.0, math.inf, lo_open=True)
+    g["beta"] = _real("beta", g["beta"], 0.0, 1.0, hi_open=True)
+    g["g_bound"] = _real("g_bound", g["g_bound"], 0.0, math.inf, lo_open=True)
+    g["p_scale"] = _real("p_scale", g["p_scale"], 0.0, math.inf, lo_open=True, allow_inf=True)
+    return g
+
+
+class Madam(_MadamBase):
+    """Madam: multiplicative updates on float weights (Bernstein et al., NeurIPS 2020).
+
+    Parameters
+    ----------
+    params : iterable of tensors or dicts (parameter groups)
+    lr : float
+        ``η``, step of ``ln|w|`` per unit ``ĝ`` (natural-log units); paper: 0.01.
+    beta : float
+        Second-moment decay in ``[0, 1)``; 0.999.
+    g_bound : float
+        Clamp of ``ĝ``; 10.
+    p_scale : float
+        ``|w| ≤ p_scale·RMS(w)`` with the RMS taken at the parameter's first
+        step (``inf``: no cap); the paper's code uses 3, small networks
+        prefer ~10 (see ``docs/learning.md``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([0.5, -0.25]))
+    >>> opt = Madam([w], lr=0.01)
+    >>> w.grad = torch.tensor([1.0, 1.0]); opt.step()
+    >>> w.data                         # |w| shrinks by e^-0.01 where sign w = sign g
+    tensor([ 0.4950, -0.2525])
+    """
+
+    def __init__(self, params, lr: float = 0.01, beta: float = 0.999, g_bound: float = 10.0, p_scale: float = 3.0):
+        super().__init__(params, dict(lr=lr, beta=beta, g_bound=g_bound, p_scale=p_scale))
+
+    _check_group = staticmethod(_check_madam)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            ps, gs = self._with_grads(group)
+            if not ps:
+                continue
+            for p in ps:
+                st = self.state[p]
+                if not st:
+                    st["step"] = 0
+                    st["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    w = p.detach().to(torch.float64)
+                    rms = math.sqrt(float((w * w).mean())) if w.numel() else 0.0
+                    st["p_max"] = math.inf if math.isinf(group["p_scale"]) else group["p_scale"] * rms
+            gh = self._normalised(group, ps, gs)
+            w64 = [p.detach().to(torch.float64) for p in ps]
+            torch._foreach_mul_(gh, -group["lr"])
+            torch._foreach_mul_(gh, [torch.sign(w) for w in w64])  # (−η ĝ) sign w; sign 0 = 0
+            torch._foreach_exp_(gh)
+            torch._foreach_mul_(w64, gh)
+            for p, w in zip(ps, w64):
+                pm = self.state[p]["p_max"]
+                p.copy_(w.clamp_(-pm, pm))
+        return loss
+
+
+def _find_grid(p):
+    """``(master_format, scale)`` of ``p`` if an LNS layer stores it on a grid, else None."""
+    from neurolns.torch.modules import lns_modules
+
+    for m in lns_modules():
+        for name in ("weight", "bias"):
+            if getattr(m, name, None) is p:
+                return m.param_grid(name)
+    return None
+
+
+class LNSMadam(_MadamBase):
+    """LNS-Madam: integer steps of the exponent code on an update grid (Zhao et al. 2022).
+
+    Each parameter lives on an update grid: for the weights of an LNS layer
+    with ``storage="lns"`` the layer's ``master_format`` and scale; for any
+    other parameter ``update_format(forward_format, update_gamma)`` at the
+    scale ``choose_scale(w, forward_format)·2^headroom``, fixed at its first
+    step (the parameter is snapped to the grid then). Every step re-reads the
+    codes from the values (exactly: the values are on the grid), moves
+    ``|c|`` by ``−k·rint(ĝ)·sign c`` and writes the decoded values back.
+
+    Parameters
+    ----------
+    params : iterable of tensors or dicts
+    lr : float, optional
+        ``η`` in octaves, a whole number ``k`` of grid steps ``k/γ_u``;
+        ``None``: one step (``1/γ_u``, the paper's 1/128).
+    beta, g_bound : float
+        As :class:`Madam`.
+    p_scale : float
+        ``|w| ≤ p_scale·RMS(w at step 1)`` as a code cap
+        (:func:`neurolns.learning.lns_code_cap`); ``inf`` (default): the
+        format's own range only.
+    forward_format : LNSFormat or dict
+        Forward format whose grid is refined for parameters outside LNS layers.
+    update_gamma : int
+        ``γ_u`` for those parameters (128).
+    headroom : int
+        Octaves of growth room for those parameters (3).
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0, 0.0]))
+    >>> opt = LNSMadam([w])
+    >>> w.grad = torch.tensor([1.0, 1.0, 1.0]); opt.step()
+    >>> opt.codes(w)            # 1536 = 1.0 on LNS12/γ128 at scale 2**-4; one step each way; 0 stays 0
+    tensor([ 1535, -1537,     0], dtype=torch.int16)
+    """
+
+    def __init__(self, params, lr: float | None = None, beta: float = 0.999, g_bound: float = 10.0,
+                 p_scale: float = math.inf, forward_format=LNS8, update_gamma: int = 128, headroom: int = 3):
+        super().__init__(params, dict(lr=lr, beta=beta, g_bound=g_bound, p_scale=p_scale,
+                                      forward_format=_fmt_dict(forward_format), update_gamma=update_gamma,
+                                      headroom=headroom))
+
+    @staticmethod
+    def _check_group(g):
+        if g["lr"] is not None:
+            g["lr"] = _real("lr", g["lr"], 0.0, math.inf, lo_open=True)
+        g["beta"] = _real("beta", g["beta"], 0.0, 1.0, hi_open=True)
+        g["g_bound"] = _real("g_bound", g["g_bound"], 0.0, math.inf, lo_open=True)
+        g["p_scale"] = _real("p_scale", g["p_scale"], 0.0, math.inf, lo_open=True, allow_inf=True)
+        g["forward_format"] = _fmt_dict(g["forward_format"])
+        ug = g["update_gamma"]
+        if isinstance(ug, bool) or not isinstance(ug, int) or ug < 1 or ug & (ug - 1):
+            raise ValueError(f"update_gamma={ug!r} is out of range; allowed: a power of two >= forward gamma")
+        h = g["headroom"]
+        if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= 32:
+            raise ValueError(f"headroom={h!r} is out of range; allowed: an int in [0, 32]")
+        return g
+
+    def _init_param(self, p, group):
+        from neurolns.learning import lns_code_cap, update_format
+        from neurolns.torch.quantize import choose_scale, decode_codes_t, encode_codes_t
+
+        grid = _find_grid(p)
+        if grid is None:
+            fwd = _fmt(group["forward_format"])
+            fmt = update_format(fwd, group["update_gamma"])
+            scale = float(choose_scale(p.detach(), fwd)) * 2.0 ** group["headroom"]
+            codes, _ = encode_codes_t(p.detach(), fmt, scale=scale)
+            p.copy_(decode_codes_t(codes, fmt, scale, dtype=p.dtype))  # snap onto the grid
+        else:
+            fmt, s = grid
+            scale = float(s)
+            codes, _ = encode_codes_t(p.detach(), fmt, scale=scale)
+        from neurolns.learning import code_step_size
+
+        code_step_size(fmt, group["lr"])  # lr must be a whole number of grid steps
+        self.state[p].update(step=0, v=torch.zeros(p.shape, dtype=torch.float32, device=p.device),
+                             fmt=_fmt_dict(fmt), scale=scale,
+                             max_code=lns_code_cap(codes.cpu().numpy(), fmt, group["p_scale"]))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        from neurolns.learning import code_step_size
+        from neurolns.torch.quantize import _codes, decode_codes_t
+
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            ps, gs = self._with_grads(group)
+            if not ps:
+                continue
+            for p in ps:
+                if not self.state[p]:
+                    self._init_param(p, group)
+            gh = self._normalised(group, ps, gs)
+            for p, g in zip(ps, gh):
+                st = self.state[p]
+                fmt = _fmt(st["fmt"])
+                k = code_step_size(fmt, group["lr"])
+                s = torch.tensor(st["scale"], dtype=torch.float64, device=p.device)
+                c = _codes(p, fmt, s, None, "nearest", None, False, "auto", trusted=True)[0].to(p.device)
+                c = c.to(torch.int64)
+                q = torch.round(g).to(torch.int64)  # rint: half to even
+                sg = torch.where(c > 0, 1, -1)
+                m = torch.clamp(c.abs() - k * q * sg, 1, st["max_code"])
+                c_new = torch.where(c == 0, torch.zeros_like(c), sg * m)
+                p.copy_(decode_codes_t(c_new, fmt, s, dtype=p.dtype))
+        return loss
+
+    def codes(self, p) -> torch.Tensor:
+        """The update-grid codes of parameter ``p`` (after its first step)."""
+        from neurolns.torch.quantize import encode_codes_t
+
+        st = self.state.get(p)
+        if not st:
+            raise KeyError("this parameter has not taken a step yet")
+        return encode_codes_t(p.detach(), _fmt(st["fmt"]), scale=st["scale"])[0]
+
+
+def _sign1(x):
+    """One-bit sign: −1 where x < 0, else +1."""
+    return torch.where(x < 0, -1.0, 1.0).to(x.dtype)
+
+
+def _check_lr(g):
+    g["lr"] = _real("lr", g["lr"], 0.0, math.inf, lo_open=True)
+    return g
+
+
+class SignSGD(_Base):
+    """signSGD: ``w ← w − η sign(g)``, sign(0) = +1 (Bernstein et al., ICML 2018).
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.zeros(2)); opt = SignSGD([w], lr=0.01)
+    >>> w.grad = torch.tensor([3.0, -1e-9]); opt.step(); w.data
+    tensor([-0.0100,  0.0100])
+    """
+
+    def __init__(self, params, lr: float = 1e-3):
+        super().__init__(params, dict(lr=lr))
+
+    _check_group = staticmethod(_check_lr)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            ps, gs = self._with_grads(group)
+            if ps:
+                torch._foreach_add_(ps, [_sign1(g) for g in gs], alpha=-group["lr"])
+        return loss
+
+
+class Signum(_Base):
+    """Signum: ``m ← βm + (1−β)g``, ``w ← w − η sign(m)`` (Bernstein et al., ICML 2018).
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.zeros(1)); opt = Signum([w], lr=0.1, beta=0.9)
+    >>> w.grad = torch.tensor([1.0]); opt.step(); w.grad = torch.tensor([-0.5]); opt.step()
+    >>> w.data                                 # m = 0.1, then 0.04: two steps down
+    tensor([-0.2000])
+    """
+
+    def __init__(self, params, lr: float = 1e-3, beta: float = 0.9):
+        super().__init__(params, dict(lr=lr, beta=beta))
+
+    @staticmethod
+    def _check_group(g):
+        _check_lr(g)
+        g["beta"] = _real("beta", g["beta"], 0.0, 1.0, hi_open=True)
+        return g
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            ps, gs = self._with_grads(group)
+            if not ps:
+                continue
+            ms = []
+            for p in ps:
+                st = self.state[p]
+                if not st:
+                    st["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                ms.append(st["momentum"])
+            torch._foreach_mul_(ms, group["beta"])
+            torch._foreach_add_(ms, gs, alpha=1.0 - group["beta"])
+            torch._foreach_add_(ps, [_sign1(m) for m in ms], alpha=-group["lr"])
+        return loss
+
+
+class EFSignSGD(_Base):
+    """Scaled sign with error feedback (Karimireddy et al., ICML 2019), per tensor.
+
+    ``p = ηg + e``, ``Δ = (‖p‖₁/d)·sign(p)``, ``w ← w − Δ``, ``e ← p − Δ``.
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.zeros(2)); opt = EFSignSGD([w], lr=1.0)
+    >>> w.grad = torch.tensor([3.0, -1.0]); opt.step(); w.data
+    tensor([-2.,  2.])
+    """
+
+    def __init__(self, params, lr: float = 1e-2):
+        super().__init__(params, dict(lr=lr))
+
+    _check_group = staticmethod(_check_lr)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            ps, gs = self._with_grads(group)
+            ps = [p for p in ps if p.numel()]
+            gs = [p.grad for p in ps]
+            if not ps:
+                continue
+            es = []
+            for p in ps:
+                st = self.state[p]
+                if not st:
+                    st["error"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                es.append(st["error"])
+            pe = torch._foreach_mul(gs, group["lr"])
+            torch._foreach_add_(pe, es)  # p = ηg + e
+            l1 = torch._foreach_norm(pe, 1)
+            deltas = [_sign1(x) * (n / x.numel()).to(x.dtype) for x, n in zip(pe, l1)]
+            torch._foreach_sub_(ps, deltas)
+            for e, x, d in zip(es, pe, deltas):
+                e.copy_(x - d)
+        return loss
