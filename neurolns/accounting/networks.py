@@ -97,30 +97,77 @@ def count_sim(net, input_shape, *, training: bool = True, loss: bool = True) -> 
     return c
 
 
-def count_spiking(net, report, *, synaptic_events: float | None = None, plastic: bool = False,
+def _monitored_events(net):
+    """Exact synaptic events and plasticity updates from the networks's spike monitors.
+
+    Returns ``(events, plasticity_updates)``, or None when a projection's source
+    group has no ``SpikeMonitor``. Monitor counts accumulate over every run of
+    the network, so this is exact for a network run once.
+    """
+    import numpy as np
+
+    counts = {id(m.group): np.asarray(m.count) for m in getattr(net, "monitors", [])
+              if type(m).__name__ == "SpikeMonitor"}
+    events = plastic = 0.0
+    synapses = getattr(net, "synapses", None)
+    if not synapses:
+        return None
+    for syn in synapses:
+        pre = counts.get(id(syn.pre))
+        if pre is None:
+            return None
+        conn = syn.connectivity
+        out_deg = np.bincount(np.asarray(conn.i), minlength=len(pre))
+        ev = float(np.dot(pre, out_deg))
+        events += ev
+        if getattr(syn, "plasticity", None) is not None:
+            post = counts.get(id(syn.post))
+            in_deg = np.bincount(np.asarray(conn.j), minlength=syn.post.n)
+            post_updates = float(np.dot(post, in_deg)) if post is not None else ev
+            plastic += ev + post_updates
+    return events, plastic
+
+
+def count_spiking(net, report, *, synaptic_events: float | None = None, plastic: bool | None = None,
                   weight_format: str | None = None) -> Counts:
     """Count one run of a ``neurolns.sim.spiking.Network``.
 
     Parameters
     ----------
     net
-        The network (``n_neurons`` and ``n_synapses`` are read).
+        The network (``n_neurons``, ``n_synapses``, its projections and monitors are read).
     report
         The ``RunReport`` its ``run`` returned (``steps`` and ``spikes``).
     synaptic_events : number, optional
-        Spikes delivered to synapses. Default: ``spikes · n_synapses/n_neurons``,
-        the mean out-degree — exact when every neuron has the same fan-out.
-    plastic : bool
-        Count a plasticity update at each synaptic event and at each spike's
-        incoming synapses (pair-based STDP touches a synapse at pre and post spikes).
+        Spikes delivered to synapses. Default: exact, ``Σ spikes_i · fan-out_i``
+        over every projection, when each projection's source group has a
+        ``SpikeMonitor``; otherwise ``spikes · n_synapses/n_neurons``, the mean
+        out-degree (exact only when every neuron has the same fan-out).
+    plastic : bool, optional
+        Count plasticity updates: pair-based STDP touches a synapse at each pre
+        spike and each post spike. Default: exactly that for the projections that
+        have plasticity (from the monitors), none when the monitors are missing;
+        True without monitors: two updates per event.
     weight_format : str, optional
         Stored weight format when it differs from the one priced.
     """
     n, s = int(net.n_neurons), int(net.n_synapses)
-    events = report.spikes * s / max(n, 1) if synaptic_events is None else synaptic_events
+    exact = _monitored_events(net) if synaptic_events is None else None
+    if synaptic_events is not None:
+        events, updates = float(synaptic_events), 2.0 * float(synaptic_events) if plastic else 0.0
+    elif exact is not None:
+        events, updates = exact
+        if plastic is False:
+            updates = 0.0
+        elif plastic and not updates:
+            updates = 2.0 * events
+    else:
+        events = report.spikes * s / max(n, 1)
+        updates = 2.0 * events if plastic else 0.0
     lc = spiking_counts("network", neuron_updates=n * report.steps, synaptic_events=events,
-                        plasticity_updates=2 * events if plastic else 0, spikes=report.spikes, neurons=n,
-                        synapses=s, weight_format=weight_format)
+                        plasticity_updates=updates, spikes=report.spikes, neurons=n, synapses=s,
+                        weight_format=weight_format)
     c = Counts(layers=[lc], batch=1, params=s, param_tensors=[s] if s else [])
-    c.meta = dict(model="spiking", steps=int(report.steps), spikes=int(report.spikes), synaptic_events=float(events))
+    c.meta = dict(model="spiking", steps=int(report.steps), spikes=int(report.spikes), synaptic_events=events,
+                  plasticity_updates=updates, exact_events=exact is not None)
     return c
