@@ -33,6 +33,7 @@ from neurolns.accounting.memory import MemoryFootprint, memory_footprint
 from neurolns.accounting.report import (
     EnergyBreakdown,
     EnergyReport,
+    counts_table,
     format_table,
     get_recipe,
     inference_energy,
@@ -50,5 +51,5 @@ __all__ = [
     "Recipe", "Rule", "Exchange", "RECIPES", "update_counts", "exchange_counts",
     "MemoryFootprint", "memory_footprint",
     "EnergyBreakdown", "EnergyReport", "price_layer", "inference_energy", "training_step_energy",
-    "format_table", "reports_to_json", "plot_energy_bars", "get_recipe",
+    "format_table", "counts_table", "reports_to_json", "plot_energy_bars", "get_recipe",
 ]

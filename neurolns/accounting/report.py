@@ -31,6 +31,7 @@ __all__ = [
     "inference_energy",
     "training_step_energy",
     "format_table",
+    "counts_table",
     "reports_to_json",
     "plot_energy_bars",
     "get_recipe",
@@ -232,6 +233,23 @@ def format_table(reports, *, per_sample: bool = False, baseline: int = 0) -> str
         lines.append(
             f"{r.recipe.name:<28s} {_eng(e.compute * 1e-12):>12s} {_eng((e.register + e.sram) * 1e-12):>12s} "
             f"{_eng((e.dram + e.link) * 1e-12):>12s} {_eng(e.total * 1e-12):>12s} {ratio:7.3f} {bpp} {_bytes(mem.peak) if mem else '':>11s}"
+        )
+    return "\n".join(lines)
+
+
+def counts_table(counts: Counts, fmt="fp32", *, phase=None) -> str:
+    """Per layer and phase: MACs, multiplies, adds, compares, other operations and
+    bytes read/written at ``fmt``'s width (named-format entries at their own)."""
+    head = (f"{'layer':<28s} {'kind':<14s} {'phase':<9s} {'MACs':>14s} {'mul':>11s} {'add':>11s} {'cmp':>11s} "
+            f"{'other':>9s} {'read':>10s} {'written':>10s}")
+    lines = [head, "-" * len(head)]
+    layers = counts.layers if phase is None else counts.phase(phase)
+    for lc in layers + [counts.total(phase)]:
+        other = sum(lc.count(o) for o in ("div", "sqrt", "exp", "lut", "shift", "fma"))
+        lines.append(
+            f"{lc.name[:28]:<28s} {lc.kind[:14]:<14s} {lc.phase.value if lc.name != 'total' else '':<9s} "
+            f"{lc.macs:>14,.0f} {lc.count('mul'):>11,.0f} {lc.count('add'):>11,.0f} {lc.count('cmp'):>11,.0f} "
+            f"{other:>9,.0f} {_bytes(lc.bytes_moved(fmt, 'read')):>10s} {_bytes(lc.bytes_moved(fmt, 'write')):>10s}"
         )
     return "\n".join(lines)
 

@@ -37,7 +37,8 @@ def register(sub) -> None:
     p.add_argument("--energy-toml", default=None, help="TOML file of entries overriding the preset")
     p.add_argument("--json", default=None, help="write the report as JSON here")
     p.add_argument("--png", default=None, help="write stacked bars (compute vs memory) here")
-    p.add_argument("--by-layer", action="store_true", help="also print the energy of each layer (first format)")
+    p.add_argument("--by-layer", action="store_true",
+                   help="also print each layer's counts (MACs, mul, add, cmp, bytes) and energy (first format)")
     p.add_argument("--measure", action="store_true",
                    help="calibrate against a measured FP32 run when CodeCarbon or Zeus is installed")
     p.set_defaults(handler=run)
@@ -80,6 +81,7 @@ def run(args, extra) -> int:
     from neurolns.accounting import (
         EnergyModel,
         Recipe,
+        counts_table,
         format_table,
         get_recipe,
         inference_energy,
@@ -123,9 +125,11 @@ def run(args, extra) -> int:
           f"{reports[0].macs:,.0f} MACs, energy model {emodel.name}")
     print(format_table(reports))
     if args.by_layer:
-        print(f"\nper layer ({reports[0].recipe.name}):")
+        print(f"\ncounts per layer (bytes at {formats[0]}):")
+        print(counts_table(counts, formats[0]))
+        print(f"\nenergy per layer ({reports[0].recipe.name}):")
         for name, e in reports[0].by_layer().items():
-            print(f"  {name:<30s} {e.total * 1e-6:12.4f} µJ  (compute {e.compute * 1e-6:.4f})")
+            print(f"  {name:<30s} {e.total * 1e-6:12.4f} µJ  (compute {e.compute * 1e-6:.4f} µJ)")
     measured = None
     if args.measure:
         measured = measure_baseline(model, shape, training=args.train)
@@ -137,7 +141,7 @@ def run(args, extra) -> int:
                       f"{reports[0].recipe.name} run)")
     if args.json:
         reports_to_json(reports, args.json, model=args.model, input_shape=list(shape), training=args.train,
-                        counts=counts.meta, measured=measured)
+                        counts=counts.to_dict(), measured=measured)
         print(f"wrote {args.json}")
     if args.png:
         plot_energy_bars(reports, args.png, title=f"{args.model}: {what}")

@@ -148,6 +148,16 @@ def test_reports_table_json_and_png(tmp_path, h45, mlp):
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_counts_table_lists_every_layer_and_the_total(mlp):
+    from neurolns.accounting import counts_table
+
+    text = counts_table(mlp, "fp32")
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(mlp.layers) + 1 and lines[-1].startswith("total")
+    total_macs = int(lines[-1].split()[1].replace(",", ""))
+    assert total_macs == 64 * 64 * 256 + 64 * 256 * 10 + (64 * 256 * 10) * 2 + 64 * 64 * 256
+
+
 def test_recipe_validation():
     with pytest.raises(ValueError, match="Rule"):
         Recipe("x", rule="rmsprop")
