@@ -11,6 +11,8 @@ array of length 1 (one scale ratio) or of the data's length.
 
 from __future__ import annotations
 
+import numpy as np
+
 from neurolns._jit import jit, pjit, prange
 
 
@@ -71,6 +73,21 @@ def add_kernel_parallel(ca, cb, shift, plus, minus, max_code, saturate_small, ou
         out[i] = _add_one(
             int(ca[i]), int(cb[i]), int(s), plus, minus, max_code, saturate_small
         )
+
+
+@jit
+def add_pairs_kernel(ca, cb, table, off, out):
+    """8-bit formats: ``out[i] = table[ca[i] + off, cb[i] + off]``, the sum of every
+    code pair tabulated once (64 KiB) by :func:`add_kernel` itself."""
+    for i in range(ca.size):
+        out[i] = table[np.int64(ca[i]) + off, np.int64(cb[i]) + off]
+
+
+@pjit
+def add_pairs_kernel_parallel(ca, cb, table, off, out):
+    """Parallel loop of :func:`add_pairs_kernel` for large arrays."""
+    for i in prange(ca.size):
+        out[i] = table[np.int64(ca[i]) + off, np.int64(cb[i]) + off]
 
 
 @jit

@@ -56,6 +56,12 @@ __all__ = [
 #: Largest Gaussian-log table (entries per function) the kernels use; formats
 #: with a finer γ (above about 2**17) take the per-element float64 path.
 _MAX_TABLE = 1 << 22
+#: Formats up to this width add through a table of every code pair.
+_PAIR_TABLE_BITS = 8
+#: Element count from which the add kernels run in parallel. Higher than the
+#: package default: the serial loop is a few ns per element, and on a shared
+#: machine a parallel loop waits for its slowest thread.
+_PARALLEL_MIN = 1 << 20
 
 
 class AddMode(_StrEnum):
@@ -64,6 +70,11 @@ class AddMode(_StrEnum):
     EXACT = "exact"
     LUT = "lut"
     MITCHELL = "mitchell"
+
+
+@lru_cache(maxsize=64)
+def _cutoff(gamma: int) -> int:
+    return _ref.cutoff(gamma)
 
 
 def _check_format(fmt) -> LNSFormat:
@@ -99,9 +110,24 @@ def default_table_size(fmt: LNSFormat) -> int:
     return _ref.default_table_size(_check_format(fmt).gamma)
 
 
+@lru_cache(maxsize=16)
+def _pair_table(fmt: LNSFormat, mode: AddMode, table_size: int | None) -> np.ndarray:
+    """``table[i, j]`` = code of ``(i - M) + (j - M)`` (``M = max_code``), from the kernel."""
+    c = np.arange(-fmt.max_code, fmt.max_code + 1, dtype=fmt.code_dtype)
+    ca = np.repeat(c, c.size)
+    cb = np.tile(c, c.size)
+    plus, minus = _tables(fmt.gamma, mode, table_size)
+    out = np.empty(ca.size, dtype=fmt.code_dtype)
+    _k.add_kernel(ca, cb, np.zeros(1, dtype=np.int64), plus, minus, fmt.max_code,
+                  fmt.underflow == Underflow.SATURATE, out)
+    t = out.reshape(c.size, c.size)
+    t.setflags(write=False)
+    return t
+
+
 @lru_cache(maxsize=64)
 def _tables(gamma: int, mode: AddMode, table_size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    span = _ref.cutoff(gamma)
+    span = _cutoff(gamma)
     d = np.arange(span + 1, dtype=np.int64)
     plus = _ref.correction_reference(d, gamma, mode.value, True, table_size).astype(np.int32)
     minus = _ref.correction_reference(d, gamma, mode.value, False, table_size)
@@ -201,7 +227,7 @@ def add_codes(ca, cb, fmt: LNSFormat, *, mode: AddMode | str = "exact", table_si
             raise TypeError(f"{name} must hold integer codes, got dtype {arr.dtype}")
     sh = np.asarray(shift, dtype=np.int64)
     shape = np.broadcast_shapes(a.shape, b.shape, sh.shape)
-    if reference or _ref.cutoff(fmt.gamma) + 1 > _MAX_TABLE:
+    if reference or _cutoff(fmt.gamma) + 1 > _MAX_TABLE:
         return _ref.add_codes_reference(
             np.broadcast_to(a, shape), b, fmt, mode.value, table_size, sh
         ).reshape(shape)
@@ -211,9 +237,14 @@ def add_codes(ca, cb, fmt: LNSFormat, *, mode: AddMode | str = "exact", table_si
         fs = sh.reshape(1)
     else:
         fs = np.ascontiguousarray(np.broadcast_to(sh, shape)).reshape(-1)
-    plus, minus = _tables(fmt.gamma, mode, table_size)
     out = np.empty(fa.size, dtype=fmt.code_dtype)
-    kern = _k.add_kernel_parallel if use_parallel(fa.size) else _k.add_kernel
+    parallel = fa.size >= _PARALLEL_MIN and use_parallel(fa.size)
+    if fmt.bits <= _PAIR_TABLE_BITS and fs.size == 1 and fs[0] == 0 and fa.size > 1 << 12:
+        kern = _k.add_pairs_kernel_parallel if parallel else _k.add_pairs_kernel
+        kern(fa, fb, _pair_table(fmt, mode, table_size), fmt.max_code, out)
+        return out.reshape(shape)
+    plus, minus = _tables(fmt.gamma, mode, table_size)
+    kern = _k.add_kernel_parallel if parallel else _k.add_kernel
     kern(fa, fb, fs, plus, minus, fmt.max_code, fmt.underflow == Underflow.SATURATE, out)
     return out.reshape(shape)
 

@@ -176,14 +176,17 @@ def test_saturation_and_underflow():
     assert add_codes(lo, np.array([-1], dtype=np.int8), sat)[0] == 1
 
 
-def test_parallel_kernel_matches_serial():
-    """Above the parallel threshold the prange kernel gives the same codes as the reference."""
+@pytest.mark.parametrize("fmt", [LNS8, LNS12], ids=str)
+def test_large_arrays_take_parallel_kernels(fmt):
+    """Above the parallel threshold (2**20 elements) the prange kernels (pair table for
+    8-bit formats, Gaussian-log tables otherwise) give the reference's codes."""
     rng = np.random.default_rng(3)
-    n = 1 << 17
-    ca = rng.integers(-127, 128, n).astype(np.int8)
-    cb = rng.integers(-127, 128, n).astype(np.int8)
+    n = (1 << 20) + 3
+    ca = rng.integers(-fmt.max_code, fmt.max_code + 1, n).astype(fmt.code_dtype)
+    cb = np.clip(np.abs(ca) + rng.integers(-40, 40, n), 0, fmt.max_code).astype(fmt.code_dtype)
+    cb[::2] *= -1
     for mode in MODES:
-        np.testing.assert_array_equal(add_codes(ca, cb, LNS8, mode=mode), add_codes_reference(ca, cb, LNS8, mode))
+        np.testing.assert_array_equal(add_codes(ca, cb, fmt, mode=mode), add_codes_reference(ca, cb, fmt, mode))
 
 
 def test_very_fine_gamma_uses_reference_path():

@@ -1,0 +1,122 @@
+"""Speed of the LNS kernels against the baselines measured in the same run.
+
+Prints: the memory bandwidth of a numpy copy; encode/decode throughput of 10**7
+float32 values and their fraction of the bandwidth bound (goal >= 50%);
+elementwise mul/add throughput (goal >= 50% of the bound for mul); fast-mode
+matmul 512x512 @ 512x512 against numpy float32 matmul, decode included
+(goal <= 1.5x); exact-mode (hardware partial sums) matmul in GMAC/s (goal
+>= 0.5 on 2 cores); elementwise add against the ``xlns`` package's
+``xlnsnp`` array (goal >= 20x faster).
+
+The bound of a streaming kernel that reads R and writes W bytes per element is
+``(R + W) / bandwidth`` per element; the fraction printed is bound time over
+measured time. Run: ``.venv/bin/python benchmarks/lns_kernels.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import best_time, machine_line, memory_bandwidth_gbs, report  # noqa: E402
+
+
+def _cpu_gmacs(fn, macs: int, repeat: int) -> float:
+    """GMAC per CPU-second of ``fn`` (all threads), times the core count: what the
+    kernel would do alone on this machine, whatever else runs on it."""
+    best = float("inf")
+    for _ in range(repeat):
+        c0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - c0)
+    return macs / best / 1e9 * (os.cpu_count() or 1)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes, fewer repeats (a smoke run)")
+    args = p.parse_args(argv)
+
+    from neurolns import LNS8
+    from neurolns.lns import add, choose_scale, decode_codes, encode, encode_codes, matmul, mul
+
+    n = 10**6 if args.quick else 10**7
+    size = 256 if args.quick else 512
+    rep = 3 if args.quick else 7
+
+    print(machine_line())
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machines run slower)")
+    bw = memory_bandwidth_gbs(n_bytes=1 << (26 if args.quick else 28), repeat=rep)
+    report("memory bandwidth (numpy copy, read + write)", bw, "GB/s")
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n).astype(np.float32)
+    scale = float(choose_scale(x, LNS8))
+    encode_codes(x[:1000], LNS8, scale)  # compile outside the timings
+    t_enc = best_time(lambda: encode_codes(x, LNS8, scale), repeat=rep)
+    codes = encode_codes(x, LNS8, scale)
+    decode_codes(codes[:1000], LNS8, scale, dtype=np.float32)
+    t_dec = best_time(lambda: decode_codes(codes, LNS8, scale, dtype=np.float32), repeat=rep)
+
+    def frac(t, nbytes):
+        return nbytes * n / t / 1e9 / bw
+
+    report(f"encode {n:.0e} float32 -> LNS8 codes", n / t_enc / 1e9, "Gvalue/s")
+    report("  fraction of bandwidth bound (4 B in + 1 B out)", frac(t_enc, 5), "", goal=">= 0.5",
+           ok=frac(t_enc, 5) >= 0.5)
+    t_enc_auto = best_time(lambda: encode(x, LNS8), repeat=rep)
+    report("  encode() with the automatic scale (extra max pass)", frac(t_enc_auto, 5), "of bound")
+    report(f"decode {n:.0e} LNS8 codes -> float32", n / t_dec / 1e9, "Gvalue/s")
+    report("  fraction of bandwidth bound (1 B in + 4 B out)", frac(t_dec, 5), "", goal=">= 0.5",
+           ok=frac(t_dec, 5) >= 0.5)
+
+    a = encode(x, LNS8)
+    b = encode(rng.normal(size=n).astype(np.float32), LNS8)
+    mul(a[:10], b[:10])
+    add(a[:10], b[:10])
+    t_mul = best_time(lambda: mul(a, b), repeat=rep)
+    t_add = best_time(lambda: add(a, b), repeat=rep)
+    report("elementwise mul, LNS8 (2 B in + 1 B out)", frac(t_mul, 3), "of bound", goal=">= 0.5",
+           ok=frac(t_mul, 3) >= 0.5)
+    report("elementwise add (exact), LNS8", frac(t_add, 3), "of bound")
+
+    wa = rng.normal(size=(size, size)).astype(np.float32)
+    wb = rng.normal(size=(size, size)).astype(np.float32)
+    la, lb = encode(wa, LNS8, channel_axis=0), encode(wb, LNS8)
+    t_np = best_time(lambda: wa @ wb, repeat=rep)
+    matmul(la, lb)
+    t_fast = best_time(lambda: matmul(la, lb), repeat=rep)
+    ratio = t_fast / t_np
+    report(f"matmul fast {size}x{size}@{size}x{size} / numpy float32", ratio, "x", goal="<= 1.5", ok=ratio <= 1.5)
+    macs = size**3
+    matmul(la[:4, :8], lb[:8, :4], mode="exact")
+    t_exact = best_time(lambda: matmul(la, lb, mode="exact"), repeat=max(2, rep // 2))
+    report(f"matmul exact {size}^3 (hardware partial sums)", macs / t_exact / 1e9, "GMAC/s", goal=">= 0.5",
+           ok=macs / t_exact / 1e9 >= 0.5)
+    report("  same, per CPU-second x cores (as if alone)", _cpu_gmacs(lambda: matmul(la, lb, mode="exact"), macs, 2),
+           "GMAC/s")
+
+    try:
+        import xlns
+    except ImportError:
+        print("xlns not installed: skipping the peer comparison")
+        return 0
+    m = 20_000 if args.quick else 100_000
+    xlns.xlnssetF(3)
+    va, vb = rng.normal(size=m), rng.normal(size=m)
+    xa, xb = xlns.xlnsnp(va), xlns.xlnsnp(vb)
+    ea, eb = encode(va, LNS8), encode(vb, LNS8)
+    t_x = best_time(lambda: xa + xb, repeat=rep)
+    t_o = best_time(lambda: add(ea, eb), repeat=rep)
+    report(f"elementwise add, {m} values: xlns.xlnsnp time / ours", t_x / t_o, "x", goal=">= 20",
+           ok=t_x / t_o >= 20)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
