@@ -480,6 +480,16 @@ class EnergyModel:
                 return math.exp(math.log(e0) + t * (math.log(e1) - math.log(e0))) if e0 > 0 and e1 > 0 else e0 + t * (e1 - e0)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def access_pj(self, level: str, bits: int = 32, *, size_bytes: float | None = None) -> float:
+        """Energy (pJ) to move one word of ``bits`` at ``level`` (``register``, ``sram``,
+        ``dram``, ``link``); with ``size_bytes`` an SRAM of that size instead of the
+        configured buffer."""
+        if bits < 0:
+            raise ValueError(f"bits={bits}; allowed: >= 0")
+        if level == "sram" and size_bytes is not None:
+            return bits * self.sram_pj_per_bit(size_bytes)
+        return bits * self.level_pj_per_bit(level)
+
     def level_for(self, tensor_bytes: float) -> str:
         """``"sram"`` if a tensor of this size fits the on-chip buffer, else ``"dram"``."""
         return "sram" if tensor_bytes <= self.setting("sram_kib") * 1024 else "dram"

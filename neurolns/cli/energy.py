@@ -135,10 +135,13 @@ def run(args, extra) -> int:
         measured = measure_baseline(model, shape, training=args.train)
         print(measured["note"])
         if measured.get("joules"):
-            scale = measured["joules"] / (reports[0].total.total * 1e-12)
+            base = (training_step_energy(counts, "fp32_adam", emodel, workers=1) if args.train
+                    else inference_energy(counts, "fp32", emodel))
+            scale = measured["joules"] / (base.total.total * 1e-12)
+            print(f"calibration: measured / simulated FP32 = {scale:.4g}")
             for r in reports:
-                print(f"  {r.recipe.name:<28s} {r.total.total * 1e-12 * scale:.4g} J (calibrated to the measured "
-                      f"{reports[0].recipe.name} run)")
+                print(f"  {r.recipe.name:<28s} {r.total.total * 1e-12 * scale:.4g} J (simulated ratio to FP32 "
+                      f"{r.total.total / base.total.total:.3f} times the measured FP32 run)")
     if args.json:
         reports_to_json(reports, args.json, model=args.model, input_shape=list(shape), training=args.train,
                         counts=counts.to_dict(), measured=measured)

@@ -79,3 +79,23 @@ def test_energy_footprint_scenario_writes_its_tables(tmp_path, capsys):
     assert lns["lns8_to_fp32_compute"] < 0.1 < lns["lns8_to_fp32_total"] < 0.5
     for f in ("inference.csv", "memory.csv", "training_mlp.png", "inference_mlp.png"):
         assert (tmp_path / f).stat().st_size > 0
+
+
+def test_measured_baseline_calibrates_every_format(monkeypatch, capsys):
+    """With a meter present (a stand-in returning 2 J over the repeats), every format is
+    reported as its simulated ratio to FP32 times the measured FP32 energy per pass."""
+    import neurolns.torch.counting as counting
+
+    monkeypatch.setattr(counting, "_energy_meter", lambda: ("Stand-in", lambda: None, lambda: 2.0))
+    res = counting.measure_baseline(torch_linear(), (4, 5), training=False, repeats=4)
+    assert res["tool"] == "Stand-in" and res["joules"] == pytest.approx(0.5)
+    assert _run(["mlp", "--formats", "fp32,lns8", "--measure"]) == 0
+    out = capsys.readouterr().out
+    fp32_line = next(line for line in out.splitlines() if line.strip().startswith("FP32 ") and " J (" in line)
+    assert "0.1 J" in fp32_line and "ratio to FP32 1.000" in fp32_line  # 2 J over the 20 passes
+
+
+def torch_linear():
+    import torch
+
+    return torch.nn.Linear(5, 3)

@@ -140,6 +140,14 @@ def test_sram_energy_interpolates_between_measured_sizes(kib):
     assert m.sram_pj_per_bit(kib * 1024 * 1.01) >= e - 1e-12
 
 
+def test_word_access_energies_match_the_per_32_bit_figures(h45):
+    """Han et al. 2015 per 32-bit word: register 1 pJ, DRAM 640 pJ; Horowitz: 64-bit from 8 KB 10 pJ."""
+    assert h45.access_pj("register") == pytest.approx(1.0)
+    assert h45.access_pj("dram") == pytest.approx(640.0)
+    assert h45.access_pj("sram", 64, size_bytes=8 * 1024) == pytest.approx(10.0)
+    assert h45.access_pj("sram", 64) == pytest.approx(100.0)  # the default 1 MB buffer
+
+
 def test_sram_measured_points_and_placement(h45):
     for kib, pj64 in ((8, 10), (32, 20), (1024, 100)):
         assert h45.sram_pj_per_bit(kib * 1024) == pytest.approx(pj64 / 64)
