@@ -41,7 +41,6 @@ from torch.nn import functional as F
 
 from neurolns.formats import LNS8, LNSFormat, _StrEnum
 from neurolns.torch.quantize import (
-    _codes,
     _on,
     choose_scale,
     decode_codes_t,
@@ -50,7 +49,7 @@ from neurolns.torch.quantize import (
     quantize_grad,
 )
 
-__all__ = ["Storage", "LNSLinear", "LNSConv1d", "LNSConv2d", "convert", "ConvertReport", "lns_modules"]
+__all__ = ["Storage", "LNSLinear", "LNSConv1d", "LNSConv2d", "convert", "ConvertReport", "lns_modules", "grid_magnitudes"]
 
 #: every live LNS layer, so that an optimizer can find the grid and scale of a parameter
 _LIVE: "weakref.WeakSet[_LNSMixin]" = weakref.WeakSet()
@@ -75,17 +74,28 @@ def _check_headroom(h):
     return h
 
 
+def grid_magnitudes(w: torch.Tensor, master: LNSFormat, scale: torch.Tensor) -> torch.Tensor:
+    """Field values ``|c|`` (int64) of values that lie on ``master``'s grid at a power-of-two ``scale``.
+
+    ``|c| = rint(γ (log2|w| − log2 σ)) + β``, 0 for ``w = 0``. Exact for grid
+    values in float32, whose ``γ log2|w|`` is within ``10^-3`` of an integer
+    (float32 holds ``2^(e/γ)`` to ``6·10^-8``); off-grid values get the
+    nearest code (ties to even in float32 arithmetic).
+    """
+    ls = torch.log2(scale.to(torch.float32))
+    t = torch.round((torch.log2(w.abs().to(torch.float32)) - ls) * master.gamma)
+    m = torch.clamp(t, master.e_min, master.e_max).nan_to_num_(0.0).to(torch.int64) + master.bias
+    return torch.where(w == 0, torch.zeros((), dtype=torch.int64, device=w.device), m)
+
+
 class _MasterForward(torch.autograd.Function):
-    """Forward weights of grid-stored parameters: ``sign(c)·σ·table[|c|]``; STE backward."""
+    """Forward weights of grid-stored parameters: ``sign(w)·σ·table[|c|]``; STE backward."""
 
     @staticmethod
     def forward(ctx, w, master, forward, scale):
-        s = scale.to(device=w.device, dtype=torch.float64)
-        codes, _ = _codes(w, master, s, None, "nearest", None, False, "auto", trusted=True)
-        table = _forward_table(master, forward, w.device)
-        mag = table[codes.to(torch.int64).abs()]
-        out = torch.where(codes < 0, -mag, mag) * s.to(torch.float32)
-        return out.to(w.dtype)
+        s = scale.to(device=w.device, dtype=torch.float32)
+        mag = _forward_table(master, forward, w.device)[grid_magnitudes(w, master, s)]
+        return (torch.where(w < 0, -mag, mag) * s).to(w.dtype)
 
     @staticmethod
     def backward(ctx, g):

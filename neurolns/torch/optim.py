@@ -2,7 +2,9 @@
 
 The same rules as :mod:`neurolns.learning`, on tensors of any device, with
 every hyperparameter in ``defaults`` (so in ``state_dict``) and multi-tensor
-(``torch._foreach_*``) arithmetic over each parameter group:
+arithmetic over each parameter group (the group's tensors are concatenated
+and updated with one set of operations, ``torch._foreach_*`` where they stay
+apart):
 
 * :class:`Madam` (Bernstein et al., NeurIPS 2020) and :class:`LNSMadam`
   (Zhao et al., IEEE Trans. Computers 2022), with the normalised gradient
@@ -88,28 +90,28 @@ class _MadamBase(_Base):
     """The normalised gradient ĝ shared by Madam and LNS-Madam (float64)."""
 
     def _normalised(self, group, ps, gs):
+        """Flat float64 ``ĝ`` of the concatenated gradients; updates every ``v`` (in its dtype)."""
         beta, gb = group["beta"], group["g_bound"]
-        inv_bc = []
+        steps = []
         for p in ps:
             st = self.state[p]
             st["step"] += 1
-            inv_bc.append(1.0 / (1.0 - beta ** st["step"]) if beta > 0.0 else 1.0)
-        g64 = [g.detach().to(torch.float64) for g in gs]
-        v64 = [self.state[p]["v"].to(torch.float64) for p in ps]
-        v_new = torch._foreach_mul(v64, beta)
-        gg = torch._foreach_mul(g64, g64)
-        torch._foreach_mul_(gg, 1.0 - beta)
-        torch._foreach_add_(v_new, gg)  # β v + (1−β)(g g)
-        den = torch._foreach_mul(v_new, inv_bc)
-        torch._foreach_sqrt_(den)
-        gh = torch._foreach_div(g64, den)
-        for x in gh:  # den = 0 only when every g so far was 0: 0/0 := 0
-            torch.nan_to_num_(x, nan=0.0)
-        torch._foreach_clamp_min_(gh, -gb)
-        torch._foreach_clamp_max_(gh, gb)
-        for p, v in zip(ps, v_new):
-            self.state[p]["v"].copy_(v)
-        return gh
+            steps.append(st["step"])
+        inv = [1.0 / (1.0 - beta**t) if beta > 0.0 else 1.0 for t in steps]
+        sizes = [p.numel() for p in ps]
+        g = torch.cat([x.detach().reshape(-1) for x in gs]).to(torch.float64)
+        vs = [self.state[p]["v"] for p in ps]
+        v = torch.cat([x.reshape(-1) for x in vs]).to(torch.float64)
+        v_new = v.mul_(beta).add_((g * g).mul_(1.0 - beta))  # β v + (1−β)(g g), in that order
+        if len(set(inv)) == 1:
+            den = torch.sqrt(v_new * inv[0])
+        else:
+            per = torch.tensor(inv, dtype=torch.float64, device=g.device)
+            den = torch.sqrt(v_new * per.repeat_interleave(torch.tensor(sizes, device=g.device)))
+        gh = torch.div(g, den).nan_to_num_(nan=0.0)  # den = 0 only when every g so far was 0: 0/0 := 0
+        gh.clamp_(-gb, gb)
+        torch._foreach_copy_(vs, [x.view(t.shape) for x, t in zip(v_new.split(sizes), vs)])
+        return gh, sizes
 
 
 def _check_madam(g):
@@ -170,15 +172,13 @@ class Madam(_MadamBase):
                     w = p.detach().to(torch.float64)
                     rms = math.sqrt(float((w * w).mean())) if w.numel() else 0.0
                     st["p_max"] = math.inf if math.isinf(group["p_scale"]) else group["p_scale"] * rms
-            gh = self._normalised(group, ps, gs)
-            w64 = [p.detach().to(torch.float64) for p in ps]
-            torch._foreach_mul_(gh, -group["lr"])
-            torch._foreach_mul_(gh, [torch.sign(w) for w in w64])  # (−η ĝ) sign w; sign 0 = 0
-            torch._foreach_exp_(gh)
-            torch._foreach_mul_(w64, gh)
-            for p, w in zip(ps, w64):
+            gh, sizes = self._normalised(group, ps, gs)
+            w = torch.cat([p.detach().reshape(-1) for p in ps]).to(torch.float64)
+            f = torch.exp(gh.mul_(-group["lr"]).mul_(torch.sign(w)))  # (−η ĝ) sign w; sign 0 = 0
+            w.mul_(f)
+            for p, x in zip(ps, w.split(sizes)):
                 pm = self.state[p]["p_max"]
-                p.copy_(w.clamp_(-pm, pm))
+                p.copy_(x.clamp_(-pm, pm).view(p.shape))
         return loss
 
 
@@ -279,9 +279,6 @@ class LNSMadam(_MadamBase):
 
     @torch.no_grad()
     def step(self, closure=None):
-        from neurolns.learning import code_step_size
-        from neurolns.torch.quantize import _codes, decode_codes_t
-
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -293,20 +290,49 @@ class LNSMadam(_MadamBase):
             for p in ps:
                 if not self.state[p]:
                     self._init_param(p, group)
-            gh = self._normalised(group, ps, gs)
-            for p, g in zip(ps, gh):
-                st = self.state[p]
-                fmt = _fmt(st["fmt"])
-                k = code_step_size(fmt, group["lr"])
-                s = torch.tensor(st["scale"], dtype=torch.float64, device=p.device)
-                c = _codes(p, fmt, s, None, "nearest", None, False, "auto", trusted=True)[0].to(p.device)
-                c = c.to(torch.int64)
-                q = torch.round(g).to(torch.int64)  # rint: half to even
-                sg = torch.where(c > 0, 1, -1)
-                m = torch.clamp(c.abs() - k * q * sg, 1, st["max_code"])
-                c_new = torch.where(c == 0, torch.zeros_like(c), sg * m)
-                p.copy_(decode_codes_t(c_new, fmt, s, dtype=p.dtype))
+            gh, sizes = self._normalised(group, ps, gs)
+            buckets: dict = {}
+            for p, g in zip(ps, gh.split(sizes)):
+                key = tuple(sorted(self.state[p]["fmt"].items()))
+                buckets.setdefault(key, ([], []))
+                buckets[key][0].append(p)
+                buckets[key][1].append(g)
+            for bps, bgh in buckets.values():
+                self._code_step(group, bps, bgh)
         return loss
+
+    def _flat_constants(self, ps):
+        """Per-element scale and code cap of a list of parameters, cached while the list is unchanged."""
+        key = tuple((id(p), self.state[p]["scale"], self.state[p]["max_code"], p.numel()) for p in ps)
+        cache = getattr(self, "_flat_cache", None)
+        if cache is None or cache[0] != key:
+            dev = ps[0].device
+            sizes = torch.tensor([p.numel() for p in ps], device=dev)
+            scale = torch.tensor([self.state[p]["scale"] for p in ps], dtype=torch.float32, device=dev)
+            cap = torch.tensor([self.state[p]["max_code"] for p in ps], dtype=torch.int64, device=dev)
+            cache = (key, scale.repeat_interleave(sizes), cap.repeat_interleave(sizes))
+            self._flat_cache = cache
+        return cache[1], cache[2]
+
+    def _code_step(self, group, ps, gh):
+        """``|c| ← clamp(|c| − k·rint(ĝ)·sign c, 1, cap)`` on the concatenation of ``ps`` (one grid)."""
+        from neurolns.learning import code_step_size
+        from neurolns.torch.modules import grid_magnitudes
+        from neurolns.torch.quantize import _on
+        from neurolns.lns.codec import decode_table
+
+        fmt = _fmt(self.state[ps[0]]["fmt"])
+        k = code_step_size(fmt, group["lr"])
+        scale, cap = self._flat_constants(ps)
+        w = torch.cat([p.detach().reshape(-1) for p in ps])
+        q = torch.round(torch.cat([g.reshape(-1) for g in gh])).to(torch.int64)  # rint: half to even
+        mag = grid_magnitudes(w, fmt, scale)
+        sg = torch.where(w > 0, 1, -1)
+        m = torch.minimum(torch.clamp_min(mag - k * q * sg, 1), cap)
+        m = torch.where(mag == 0, torch.zeros_like(m), m)  # zero stays zero
+        v = _on(decode_table(fmt), w.device, torch.float32)[m] * scale
+        new = torch.where(sg < 0, -v, v)
+        torch._foreach_copy_(ps, [x.view(p.shape) for x, p in zip(new.split([p.numel() for p in ps]), ps)])
 
     def codes(self, p) -> torch.Tensor:
         """The update-grid codes of parameter ``p`` (after its first step)."""

@@ -53,8 +53,10 @@ __all__ = [
 class Backend(_StrEnum):
     """Where the codec runs.
 
-    ``AUTO``: the core's Numba kernels for CPU tensors (one fused pass, zero
-    copy), torch operations on other devices. ``TORCH``: torch operations
+    ``AUTO``: the core's Numba kernels for CPU tensors of at least
+    :data:`neurolns._jit.PARALLEL_THRESHOLD` elements (zero copy, parallel),
+    torch operations for smaller CPU tensors (no thread start-up per call)
+    and on other devices. ``TORCH``: torch operations
     everywhere (what a GPU runs; selectable on CPU to test it). ``NUMBA``: the
     Numba kernels (CPU tensors only).
     """
@@ -202,11 +204,27 @@ def _finish(e: torch.Tensor, a: torch.Tensor, neg: torch.Tensor, fmt: LNSFormat,
 
 
 def _exponents_pow2(a32: torch.Tensor, fmt: LNSFormat, log2s: torch.Tensor) -> torch.Tensor:
-    """Nearest exponent codes of float32 magnitudes at a power-of-two scale (int64)."""
+    """Nearest exponent codes of float32 magnitudes at a power-of-two scale (int64).
+
+    ``r(m)`` is first estimated from a float32 ``log2`` (off by at most one
+    step: its error is below ``γ·2^-23 ≤ 1/8``), then set exactly by comparing
+    the mantissa with the two thresholds around the estimate.
+    """
     mant, ex = torch.frexp(a32)
-    thr = _on(mantissa_thresholds(fmt.gamma), a32.device)
-    r = torch.bucketize(mant, thr, right=True)
-    return (ex.to(torch.int64) - 1 - log2s) * fmt.gamma + r
+    mant = torch.nan_to_num(mant, nan=0.5, posinf=0.5, neginf=0.5)  # NaN/inf are fixed up by the caller
+    g = fmt.gamma
+    ext = _on(_extended_thresholds(g), a32.device)
+    k = torch.floor(torch.log2(mant * 2.0) * g + 0.5).clamp_(0, g).to(torch.int64)
+    r = k - (mant < ext[k]).to(torch.int64) + (mant >= ext[k + 1]).to(torch.int64)
+    return (ex.to(torch.int64) - 1 - log2s) * g + r
+
+
+@lru_cache(maxsize=16)
+def _extended_thresholds(gamma: int) -> np.ndarray:
+    """``[-1, T_0, ..., T_{γ-1}, 2]``: the bounds of ``r = k`` are entries ``k`` and ``k+1``."""
+    t = np.concatenate([[-1.0], mantissa_thresholds(gamma), [2.0]]).astype(np.float32)
+    t.setflags(write=False)
+    return t
 
 
 def _exponents_f64(a: torch.Tensor, fmt: LNSFormat, s: torch.Tensor, rounding: Rounding, generator) -> torch.Tensor:
@@ -227,7 +245,11 @@ def _use_numba(t: torch.Tensor, backend) -> bool:
     backend = Backend(backend)
     if backend == Backend.NUMBA and t.device.type != "cpu":
         raise ValueError(f"backend='numba' runs on CPU tensors only; this tensor is on {t.device}")
-    return backend == Backend.NUMBA or (backend == Backend.AUTO and t.device.type == "cpu")
+    if backend == Backend.AUTO:
+        from neurolns._jit import PARALLEL_THRESHOLD
+
+        return t.device.type == "cpu" and t.numel() >= PARALLEL_THRESHOLD
+    return backend == Backend.NUMBA
 
 
 def _codes_numba(t, fmt, s, rounding, generator):

@@ -1,0 +1,231 @@
+"""The torch backend of the LNS-versus-float training comparison.
+
+:func:`run_method` trains one model with one method through the bridge and
+returns its learning curve; ``scenarios/lns_vs_float.py --backend torch``
+calls it for every method and seed. The example order, the initialisation and
+the hyperparameters follow the simulator's trainer: a PCG64 generator seeded
+with ``seed`` shuffles every epoch, the model comes from
+``neurolns.models.<model>.build_torch(seed=seed)``, and each rule uses
+:data:`neurolns.learning.TRAINER_DEFAULTS`.
+
+Methods: ``fp32-adam``, ``fp32-sgd`` (float baselines), ``lns8-lnsmadam``
+(LNS8 weights stored on the LNS12/γ=128 update grid, LNS-Madam),
+``madam`` (float weights), ``signsgd``, ``signum`` and ``majority-vote``
+(``K = 5`` simulated workers, one shard of each minibatch each, per-worker
+momentum before the sign, ``sign(Σ_k sign(m_k))`` with ties to +1).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from neurolns.formats import LNS8, _StrEnum
+
+__all__ = ["Method", "run_method", "build_model", "make_torch_optimizer"]
+
+
+class Method(_StrEnum):
+    """Training methods of the comparison."""
+
+    FP32_ADAM = "fp32-adam"
+    FP32_SGD = "fp32-sgd"
+    LNS8_LNSMADAM = "lns8-lnsmadam"
+    MADAM = "madam"
+    SIGNSGD = "signsgd"
+    SIGNUM = "signum"
+    MAJORITY_VOTE = "majority-vote"
+
+
+def build_model(model: str, n_features: int, n_classes: int, *, seed: int = 0) -> nn.Module:
+    """``neurolns.models.mlp`` or ``neurolns.models.cnn1d`` as a torch ``nn.Sequential``."""
+    if model == "mlp":
+        from neurolns.models.mlp import build_torch
+
+        return build_torch(n_features, n_classes=n_classes, seed=seed)
+    if model == "cnn":
+        from neurolns.models.cnn1d import build_torch
+
+        return build_torch(n_features, n_classes=n_classes, seed=seed)
+    raise ValueError(f"model={model!r} is not known; allowed: 'mlp', 'cnn'")
+
+
+def make_torch_optimizer(method: Method | str, model: nn.Module, **overrides):
+    """Prepare ``model`` for ``method`` (LNS layers where needed) and build its optimizer.
+
+    Returns the optimizer (``None`` for majority vote, which
+    :func:`run_method` applies itself). Hyperparameters default to
+    :data:`neurolns.learning.TRAINER_DEFAULTS`; ``overrides`` replace them.
+    """
+    from neurolns.learning import TRAINER_DEFAULTS, Rule
+    from neurolns.torch import LNSMadam, Madam, Signum, SignSGD, convert
+
+    method = Method(method)
+    if method == Method.FP32_ADAM:
+        hp = {**TRAINER_DEFAULTS[Rule.ADAM], **overrides}
+        return torch.optim.Adam(model.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]), eps=hp["eps"])
+    if method == Method.FP32_SGD:
+        hp = {**TRAINER_DEFAULTS[Rule.SGD], **overrides}
+        return torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=hp["momentum"])
+    if method == Method.LNS8_LNSMADAM:
+        convert(model, LNS8, storage="lns")
+        return LNSMadam(model.parameters(), **{**TRAINER_DEFAULTS[Rule.LNS_MADAM], **overrides})
+    if method == Method.MADAM:
+        return Madam(model.parameters(), **{**TRAINER_DEFAULTS[Rule.MADAM], **overrides})
+    if method == Method.SIGNSGD:
+        return SignSGD(model.parameters(), **{**TRAINER_DEFAULTS[Rule.SIGNSGD], **overrides})
+    if method == Method.SIGNUM:
+        return Signum(model.parameters(), **{**TRAINER_DEFAULTS[Rule.SIGNUM], **overrides})
+    return None
+
+
+class _MajorityVote:
+    """signSGD with majority vote over K simulated workers (Bernstein et al., ICLR 2019)."""
+
+    def __init__(self, params, *, lr, workers, momentum, ties="plus"):
+        self.params = [p for p in params]
+        self.lr, self.k, self.beta = float(lr), int(workers), float(momentum)
+        self.tie = 0.0 if ties == "abstain" else 1.0
+        self.m = [[torch.zeros_like(p) for p in self.params] for _ in range(self.k)]
+
+    @torch.no_grad()
+    def step(self, worker_grads):
+        votes = [torch.zeros_like(p) for p in self.params]
+        for j, grads in enumerate(worker_grads):
+            for i, g in enumerate(grads):
+                m = self.m[j][i]
+                if self.beta > 0:
+                    m.mul_(self.beta).add_(g, alpha=1.0 - self.beta)
+                else:
+                    m.copy_(g)
+                votes[i] += torch.where(m < 0, -1.0, 1.0)
+        for p, v in zip(self.params, votes):
+            s = torch.where(v > 0, 1.0, torch.where(v < 0, -1.0, self.tie))
+            p.add_(s, alpha=-self.lr)
+
+
+def _check_int(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name}={v!r} is out of range; allowed: an int >= {lo}")
+    return int(v)
+
+
+def _accuracy(model, x, y, batch=2048) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            correct += int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
+    model.train()
+    return correct / len(x)
+
+
+def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, seed: int, device: str = "cpu",
+               progress: bool = False, **overrides) -> dict:
+    """Train ``model`` on ``data`` with ``method`` through the torch bridge.
+
+    Parameters
+    ----------
+    method : str
+        One of :class:`Method`.
+    model : {"mlp", "cnn"}
+    data
+        Has ``x_train, y_train, x_test, y_test`` (numpy) and ``n_classes``
+        (a :class:`neurolns.data.Dataset`).
+    epochs, batch_size, seed : int
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"`` (CUDA when present).
+    progress : bool
+        A tqdm bar over the epochs.
+    **overrides
+        Hyperparameters replacing the trainer defaults (e.g. ``lr=``).
+
+    Returns
+    -------
+    dict
+        ``{"method", "model", "seed", "device", "history": [{"epoch", "train_loss", "train_acc",
+        "test_acc"}, ...], "test_acc", "seconds"}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neurolns.data import Dataset
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((64, 8)).astype(np.float32); y = (x[:, 0] > 0).astype(np.int64)
+    >>> d = Dataset(x[:48], y[:48], x[48:], y[48:], n_classes=2)
+    >>> r = run_method("lns8-lnsmadam", "mlp", d, epochs=2, batch_size=16, seed=0)
+    >>> len(r["history"]), 0.0 <= r["test_acc"] <= 1.0
+    (2, True)
+    """
+    from neurolns.learning import TRAINER_DEFAULTS, Rule
+
+    method = Method(method)
+    epochs = _check_int("epochs", epochs, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    seed = _check_int("seed", seed, 0)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    n_features = int(np.asarray(data.x_train).shape[1])
+    net = build_model(model, n_features, int(data.n_classes), seed=seed).to(dev)
+    opt = make_torch_optimizer(method, net, **overrides)
+    vote = None
+    if method == Method.MAJORITY_VOTE:
+        hp = {**TRAINER_DEFAULTS[Rule.MAJORITY_VOTE], **overrides}
+        vote = _MajorityVote(net.parameters(), lr=hp["lr"], workers=hp["workers"], momentum=hp["momentum"],
+                             ties=hp["ties"])
+        if vote.k > batch_size:
+            raise ValueError(f"workers={vote.k} is out of range; allowed: 1 <= workers <= batch_size ({batch_size})")
+    xtr = torch.as_tensor(np.asarray(data.x_train, dtype=np.float32), device=dev)
+    ytr = torch.as_tensor(np.asarray(data.y_train, dtype=np.int64), device=dev)
+    xte = torch.as_tensor(np.asarray(data.x_test, dtype=np.float32), device=dev)
+    yte = torch.as_tensor(np.asarray(data.y_test, dtype=np.int64), device=dev)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    loss_fn = nn.CrossEntropyLoss()
+    history = []
+    t0 = time.perf_counter()
+    epochs_iter = range(1, epochs + 1)
+    if progress:
+        from tqdm import tqdm
+
+        epochs_iter = tqdm(epochs_iter, desc=f"{method.value} {model}", unit="epoch")
+    net.train()
+    for epoch in epochs_iter:
+        order = torch.as_tensor(rng.permutation(len(xtr)), device=dev)
+        total = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.int64)
+        seen = 0
+        for start in range(0, len(xtr), batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = xtr[idx], ytr[idx]
+            if vote is None:
+                opt.zero_grad(set_to_none=True)
+                out = net(xb)
+                loss = loss_fn(out, yb)
+                loss.backward()
+                opt.step()
+            else:
+                if len(idx) < vote.k:  # too few examples left to give each worker one
+                    continue
+                worker_grads, losses, outs = [], [], []
+                for shard in np.array_split(np.arange(len(idx)), vote.k):
+                    net.zero_grad(set_to_none=True)
+                    o = net(xb[shard])
+                    li = loss_fn(o, yb[shard])
+                    li.backward()
+                    worker_grads.append([p.grad.detach().clone() for p in net.parameters()])
+                    losses.append(li.detach() * len(shard))
+                    outs.append(o.detach())
+                vote.step(worker_grads)
+                out = torch.cat(outs)
+                loss = torch.stack(losses).sum() / len(idx)
+            total += loss.detach() * len(idx)
+            correct += (out.detach().argmax(1) == yb).sum()
+            seen += len(idx)
+        history.append({"epoch": epoch, "train_loss": float(total) / seen, "train_acc": int(correct) / seen,
+                        "test_acc": _accuracy(net, xte, yte)})
+    return {"method": method.value, "model": model, "seed": seed, "device": str(dev), "history": history,
+            "test_acc": history[-1]["test_acc"], "seconds": time.perf_counter() - t0}
