@@ -31,6 +31,10 @@ from neurolns._jit import jit, pjit, prange
 _FAST_MAX_GAMMA = 1 << 16
 #: signed decode tables up to this many entries (2·max_code + 1)
 _SIGNED_TABLE_MAX = 1 << 17
+#: streaming kernels go parallel from this many elements: below it the serial
+#: loop finishes before threads are worth waking (and on a shared machine a
+#: parallel loop waits for its slowest thread)
+_PARALLEL_MIN = 1 << 20
 
 
 @jit
@@ -200,7 +204,7 @@ def _encode_f32_chunk(xi, t, off, log2g, e_min, e_max, bias, lo_code, marker, ou
     t5 = t[5]
     t6 = t[6]
     t7 = t[7]
-    n_special = 0
+    n_special = np.int32(0)
     for i in range(xi.size):
         b = xi[i]
         ex = (b >> 23) & 0xFF
@@ -210,11 +214,13 @@ def _encode_f32_chunk(xi, t, off, log2g, e_min, e_max, bias, lo_code, marker, ou
         e = (ex << log2g) - off + j
         f = min(e, e_max) + bias
         f = f if e >= e_min else lo_code
+        nonzero = (b & 0x7FFFFFFF) != 0
+        f = f if nonzero else np.int32(0)
+        # exponent field 0 (subnormal; ±0 was handled) or 255 (inf/NaN): (ex + 1) & 255 <= 1
+        special = np.int32(((ex + np.int32(1)) & np.int32(0xFF)) <= np.int32(1)) & np.int32(nonzero)
+        n_special += special
         s = b >> 31
         c = (f ^ s) - s
-        c = 0 if (b & 0x7FFFFFFF) == 0 else c
-        special = ((ex == 0) & (m != 0)) | (ex == 0xFF)
-        n_special += np.int32(special)
         out[i] = marker if special else c
     return n_special
 
@@ -246,10 +252,10 @@ def _encode_f32_small_gamma(x, ls, gamma, bias, e_min, e_max, saturate_small, ou
 
     i32 = np.int32
     log2g = gamma.bit_length() - 1
-    marker = np.iinfo(out.dtype).min  # never a code: |c| <= max_code < 2**(bits-1)
+    marker = np.int32(np.iinfo(out.dtype).min)  # never a code: |c| <= max_code < 2**(bits-1)
     args = (x.view(np.int32), _f32_thresholds(gamma), i32((127 + int(ls)) * gamma), i32(log2g),
             i32(e_min), i32(e_max), i32(bias), i32(e_min + bias if saturate_small else 0), marker, out)
-    if use_parallel(x.size):
+    if x.size >= _PARALLEL_MIN and use_parallel(x.size):
         counts = np.zeros(16, dtype=np.int64)
         _encode_f32_parallel(*args, counts)
         n_special = int(counts.sum())
@@ -294,9 +300,16 @@ def encode_kernel(x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stoc
 
 
 # -- decode --------------------------------------------------------------------------
-@pjit
+@jit
 def _decode_signed_kernel(codes, offset, table, out):
     """``out[i] = table[codes[i] + offset]`` (a table of the signed, scaled values)."""
+    for i in range(codes.size):
+        out[i] = table[np.int64(codes[i]) + offset]
+
+
+@pjit
+def _decode_signed_kernel_parallel(codes, offset, table, out):
+    """Parallel loop of :func:`_decode_signed_kernel` for large arrays."""
     for i in prange(codes.size):
         out[i] = table[np.int64(codes[i]) + offset]
 
@@ -311,6 +324,7 @@ def decode_kernel(codes, table, scale, out):
     if scale.size == 1 and 2 * table.size - 1 <= _SIGNED_TABLE_MAX and codes.size > 4 * table.size:
         pos = table * scale[0]
         signed = np.concatenate([-pos[:0:-1], pos]).astype(out.dtype)
-        _decode_signed_kernel(codes, table.size - 1, signed, out)
+        kern = _decode_signed_kernel_parallel if codes.size >= _PARALLEL_MIN else _decode_signed_kernel
+        kern(codes, table.size - 1, signed, out)
     else:
         _decode_table_kernel(codes, table, scale, out)

@@ -267,6 +267,48 @@ def _as_float32(x):
     return np.asarray(x, dtype=np.float32)
 
 
+def _unit_decode(x, contract_axis):
+    """float32 values at unit scale and the scale factored out along the other axis.
+
+    Valid when ``x`` (2-D) has one power-of-two scale per row (``contract_axis=1``)
+    or per column (0), or one per tensor: scaling by a power of two commutes
+    with float32 rounding, so ``(σ ⊙ A) @ B = σ · (A @ B)`` exactly.
+    Returns ``None`` when the scale varies along the contracted axis.
+    """
+    from neurolns.lns.codec import decode_codes
+
+    s = x.scale
+    if s.ndim == 0:
+        outer = s.reshape(1)
+    else:
+        full = np.broadcast_to(s, x.shape)
+        first = full.take([0], axis=contract_axis)
+        if not np.all(full == first):
+            return None
+        outer = first.reshape(-1)
+    k = np.log2(outer)
+    if not np.all(k == np.rint(k)):
+        return None
+    return decode_codes(x.codes, x.format, 1.0, dtype=np.float32), outer
+
+
+def _fast_matmul(a, b):
+    """``"fast"`` mode: float32 BLAS on decoded values, float64 result."""
+    from neurolns.lns.array import LNSArray
+
+    if isinstance(a, LNSArray) and isinstance(b, LNSArray) and a.ndim == 2 and b.ndim in (1, 2):
+        ua = _unit_decode(a, 1)
+        ub = _unit_decode(b, 0)
+        if ua is not None and ub is not None:
+            out = np.matmul(ua[0], ub[0]).astype(np.float64)
+            if b.ndim == 2:
+                out *= ua[1][:, None] * ub[1][None, :]
+            else:  # a 1-D b has one scale (the contracted axis is its only axis)
+                out *= ua[1] * ub[1][0]
+            return out
+    return np.matmul(_as_float32(a), _as_float32(b)).astype(np.float64)
+
+
 def matmul(a, b, *, mode: MatmulMode | str = "fast", accumulator: Accumulator | None = None,
            out_format: LNSFormat | None = None, return_stats: bool = False):
     """Matrix product ``a @ b`` of LNS arrays (numpy ``matmul`` shapes).
@@ -311,8 +353,7 @@ def matmul(a, b, *, mode: MatmulMode | str = "fast", accumulator: Accumulator | 
     if mode == MatmulMode.FAST:
         if accumulator is not None or return_stats:
             raise ValueError("accumulator and return_stats apply to mode='exact' only")
-        out = np.matmul(_as_float32(a), _as_float32(b)).astype(np.float64)
-        return _finish(out, out_format)
+        return _finish(_fast_matmul(a, b), out_format)
     a = _check_lns(a, "a")
     b = _check_lns(b, "b")
     if accumulator is not None and not isinstance(accumulator, Accumulator):
