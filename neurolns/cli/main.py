@@ -13,7 +13,7 @@ import sys
 import neurolns
 
 #: subcommand modules, in the order ``--help`` lists them
-SUBCOMMANDS = ("format", "run")
+SUBCOMMANDS = ("format", "run", "energy")
 
 
 def build_parser() -> argparse.ArgumentParser:
