@@ -52,15 +52,20 @@ def _real(name, x, lo, hi, *, lo_open=False, hi_open=False, allow_inf=False):
 
 
 def _fmt_dict(fmt) -> dict:
+    """An LNSFormat as ints and a bool: what torch's state_dict keeps intact (it rebuilds
+    iterables element by element, which would turn a str into garbage) and
+    ``torch.load(weights_only=True)`` accepts."""
     if isinstance(fmt, dict):
-        fmt = LNSFormat(**{**fmt, "underflow": Underflow(fmt.get("underflow", "zero"))})
+        fmt = _fmt(fmt)
     if not isinstance(fmt, LNSFormat):
         raise TypeError(f"format must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
-    return {"bits": fmt.bits, "gamma": fmt.gamma, "bias": fmt.bias, "underflow": fmt.underflow.value}
+    return {"bits": fmt.bits, "gamma": fmt.gamma, "bias": fmt.bias,
+            "saturate": fmt.underflow == Underflow.SATURATE}
 
 
 def _fmt(d: dict) -> LNSFormat:
-    return LNSFormat(bits=int(d["bits"]), gamma=int(d["gamma"]), bias=int(d["bias"]), underflow=d["underflow"])
+    return LNSFormat(bits=int(d["bits"]), gamma=int(d["gamma"]), bias=int(d["bias"]),
+                     underflow=Underflow.SATURATE if d.get("saturate") else Underflow.ZERO)
 
 
 class _Base(torch.optim.Optimizer):

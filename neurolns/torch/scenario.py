@@ -179,10 +179,10 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
                              ties=hp["ties"])
         if vote.k > batch_size:
             raise ValueError(f"workers={vote.k} is out of range; allowed: 1 <= workers <= batch_size ({batch_size})")
-    xtr = torch.as_tensor(np.asarray(data.x_train, dtype=np.float32), device=dev)
-    ytr = torch.as_tensor(np.asarray(data.y_train, dtype=np.int64), device=dev)
-    xte = torch.as_tensor(np.asarray(data.x_test, dtype=np.float32), device=dev)
-    yte = torch.as_tensor(np.asarray(data.y_test, dtype=np.int64), device=dev)
+    xtr = torch.as_tensor(np.array(data.x_train, dtype=np.float32), device=dev)
+    ytr = torch.as_tensor(np.array(data.y_train, dtype=np.int64), device=dev)
+    xte = torch.as_tensor(np.array(data.x_test, dtype=np.float32), device=dev)
+    yte = torch.as_tensor(np.array(data.y_test, dtype=np.int64), device=dev)
     rng = np.random.Generator(np.random.PCG64(seed))
     loss_fn = nn.CrossEntropyLoss()
     history = []
