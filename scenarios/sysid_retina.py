@@ -1,0 +1,179 @@
+"""System identification of a retina circuit: is the sign constraint necessary?
+
+Fits Circuit 2 of Bagherian et al. (KDD 2021) with each method (Madam, which
+keeps signs natively; ``w = s·|v|`` with Adam, the paper's method; unconstrained
+Adam, the ablation) on nested training sets of growing size, over several
+seeds, and writes R_sys and R_supp against the number of images.
+
+Run::
+
+    neurolns run sysid                       # default sweep, a few minutes on 2 cores
+    neurolns run sysid --full                # the paper's sizes 60 ... 22,000, 10 seeds
+    python scenarios/sysid_retina.py --sizes 340,5500 --seeds 2 --out results/x
+
+Writes ``runs.csv`` (one row per fit), ``summary.csv``, ``results.json`` and
+``recovery.png`` into ``--out`` (default ``results/sysid_retina/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neurolns.sysid import FitConfig, FitMethod, fit_circuit, make_circuit, make_dataset
+
+PAPER_SIZES = (60, 340, 700, 1400, 2800, 5500, 11000, 22000)
+DEFAULT_SIZES = (60, 340, 1400, 5500)
+LABELS = {"madam": "Madam (sign-preserving)", "abs-adam": "Adam on w = s·|v|", "adam": "Adam, unconstrained"}
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of ints") from exc
+    if not out or min(out) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be ints >= 2")
+    return sorted(set(out))
+
+
+def _methods(text: str) -> list[str]:
+    try:
+        return [FitMethod(x.strip()).value for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neurolns run sysid", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--circuit", default="circuit2", help="ground truth: circuit1, circuit2, circuit3a, circuit3b")
+    p.add_argument("--sizes", type=_ints, default=list(DEFAULT_SIZES), help="training-set sizes (comma-separated)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per size and method")
+    p.add_argument("--methods", type=_methods, default=[m.value for m in FitMethod], help="madam,abs-adam,adam")
+    p.add_argument("--n-types", type=int, default=28, help="candidate bipolar types in the fitted bank (3..28)")
+    p.add_argument("--n-test", type=int, default=2000, help="held-out images")
+    p.add_argument("--noise", type=float, default=0.0, help="Gaussian response noise (std, absolute)")
+    p.add_argument("--l1", type=float, default=None, help="L1 penalty λ (default: FitConfig's)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps per fit (default: FitConfig's)")
+    p.add_argument("--full", action="store_true", help="the paper's sweep: sizes 60 ... 22,000, 10 seeds")
+    p.add_argument("--quick", action="store_true", help="a smoke run (seconds): sizes 60,200, 1 seed, 600 steps")
+    p.add_argument("--out", type=Path, default=Path("results/sysid_retina"), help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _summary(runs: list[dict]) -> list[dict]:
+    rows = []
+    order = list(dict.fromkeys(r["method"] for r in runs))
+    keys = sorted({(r["method"], r["n_images"]) for r in runs}, key=lambda k: (order.index(k[0]), k[1]))
+    for method, n in keys:
+        sel = [r for r in runs if r["method"] == method and r["n_images"] == n]
+        row = {"method": method, "n_images": n, "seeds": len(sel)}
+        for m in ("r_sys", "r_supp", "test_corr", "test_fev", "sign_flips", "seconds"):
+            v = np.array([r[m] for r in sel], dtype=float)
+            row[f"{m}_mean"], row[f"{m}_std"] = float(v.mean()), float(v.std())
+        rows.append(row)
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _plot(path: Path, summary: list[dict], methods: list[str], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for ax, metric, name in ((axes[0], "r_sys", "R_sys"), (axes[1], "r_supp", "R_supp")):
+        for method in methods:
+            rows = [r for r in summary if r["method"] == method]
+            n = np.array([r["n_images"] for r in rows])
+            mu = np.array([r[f"{metric}_mean"] for r in rows])
+            sd = np.array([r[f"{metric}_std"] for r in rows])
+            ax.plot(n, mu, "o-", label=LABELS.get(method, method))
+            ax.fill_between(n, mu - sd, mu + sd, alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("number of training images")
+        ax.set_ylabel(name)
+        ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.05)
+        ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    sizes, seeds, overrides = args.sizes, args.seeds, {}
+    if args.full:
+        sizes, seeds = list(PAPER_SIZES), max(seeds, 10)
+    if args.quick:
+        sizes, seeds, args.n_test, overrides["max_steps"] = [60, 200], 1, 300, 600
+    if args.max_steps is not None:
+        overrides["max_steps"] = args.max_steps
+    if args.l1 is not None:
+        overrides["l1"] = args.l1
+    if seeds < 1:
+        raise SystemExit(f"--seeds={seeds} is out of range; allowed: >= 1")
+    circuit = make_circuit(args.circuit)
+    args.out.mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    runs = []
+    bar = tqdm(total=seeds * len(sizes) * len(args.methods), desc="sysid fits", disable=args.no_progress)
+    for seed in range(seeds):
+        data = make_dataset(circuit, n_train=max(sizes), n_test=args.n_test, seed=seed, n_types=args.n_types,
+                            noise_std=args.noise)
+        for n in sizes:
+            sub = data.subset(n)
+            for method in args.methods:
+                cfg = FitConfig(method=method, seed=seed, **overrides)
+                t0 = time.perf_counter()
+                res = fit_circuit(sub.X_train, sub.y_train, sub.model, cfg)
+                m = res.evaluate(sub.X_test, sub.y_test, sub.w_true)
+                runs.append({"method": method, "n_images": n, "seed": seed, **{k: float(v) for k, v in m.items()},
+                             "steps": res.steps, "best_step": res.best_step,
+                             "seconds": time.perf_counter() - t0})
+                bar.update(1)
+    bar.close()
+    summary = _summary(runs)
+    elapsed = time.perf_counter() - t_start
+
+    print(f"\n{circuit.name}: {args.n_types} candidate types, {seeds} seed(s), noise {args.noise}, {elapsed:.0f} s")
+    print(f"{'method':<10s} {'images':>7s} {'R_sys':>14s} {'R_supp':>14s} {'test corr':>10s} {'flips':>7s}")
+    for r in summary:
+        print(f"{r['method']:<10s} {r['n_images']:>7d} {r['r_sys_mean']:>7.3f} ±{r['r_sys_std']:5.3f} "
+              f"{r['r_supp_mean']:>7.3f} ±{r['r_supp_std']:5.3f} {r['test_corr_mean']:>10.4f} {r['sign_flips_mean']:>7.0f}")
+
+    _write_csv(args.out / "runs.csv", runs)
+    _write_csv(args.out / "summary.csv", summary)
+    cfg = FitConfig(**overrides).to_dict()
+    cfg.pop("method")
+    cfg.pop("lr")
+    with open(args.out / "results.json", "w") as f:
+        json.dump({"circuit": circuit.name, "sizes": sizes, "seeds": seeds, "methods": args.methods,
+                   "n_types": args.n_types, "n_test": args.n_test, "noise": args.noise, "fit_config": cfg,
+                   "elapsed_s": elapsed, "summary": summary, "runs": runs}, f, indent=1)
+    _plot(args.out / "recovery.png", summary, args.methods,
+          f"{circuit.name}: recovery vs training-set size ({args.n_types} candidate types)")
+    print(f"wrote {args.out}/runs.csv, summary.csv, results.json, recovery.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
