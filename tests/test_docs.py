@@ -1,4 +1,4 @@
-"""Every ```python block in docs/*.md runs (each page in one namespace, in order),
+"""Every ```python block in docs/*.md and the README runs (each page in one namespace, in order),
 so the documented examples stay true; module docstring examples run as doctests."""
 import doctest
 import importlib
@@ -13,7 +13,7 @@ import neurolns
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```", re.S | re.M)
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = sorted(DOCS.glob("*.md")) + [DOCS.parent / "README.md"]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
