@@ -128,3 +128,21 @@ def test_decode_table_path_equals_reference(fmt, dtype):
     for scale in (1.0, 2.0**-9):
         got = decode_codes(c, fmt, scale, dtype=dtype)
         np.testing.assert_array_equal(got, decode_reference(c, fmt, scale).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_finite_absmax_equals_numpy(dtype):
+    """The bit-level max of |x| over finite values equals numpy's, with inf/NaN/-0
+    mixed in, on small (serial) and large (parallel) arrays; 0.0 when nothing is finite."""
+    from neurolns.lns._codec_kernels import finite_absmax
+
+    rng = np.random.default_rng(9)
+    for n in (1, 1000, (1 << 20) + 5):
+        x = (rng.normal(size=n) * 100).astype(dtype)
+        x[:: max(1, n // 7)] = np.inf
+        x[1:: max(2, n // 5)] = -np.nan
+        x[2:: max(3, n // 3)] = -np.inf
+        fin = np.abs(x[np.isfinite(x)].astype(np.float64))
+        assert finite_absmax(x) == (fin.max() if fin.size else 0.0)
+    assert finite_absmax(np.array([np.nan, -np.inf], dtype=dtype)) == 0.0
+    assert finite_absmax(np.array([-0.0, -3.5], dtype=dtype)) == 3.5
