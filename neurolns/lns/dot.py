@@ -251,7 +251,7 @@ def _exact_2d(a, b, accumulator):
 
 def _finish(out, out_format):
     if out_format is None:
-        return out
+        return out[()] if out.ndim == 0 else out  # a 0-d result is a numpy scalar, as in numpy
     from neurolns.lns.codec import encode
 
     if not isinstance(out_format, LNSFormat):
@@ -456,9 +456,7 @@ def sum(a, axis=None, *, mode: SumMode | str = "fast", accumulator: Accumulator 
         out, stats = _exact_2d(rows, one, accumulator)
         res = _finish(out.reshape(out_shape), out_format)
         return (res, stats) if return_stats else res
-    out = _sequential(rows, add_mode).reshape(out_shape)
-    res = _finish(out, out_format)
-    return res[()] if isinstance(res, np.ndarray) and res.ndim == 0 else res
+    return _finish(_sequential(rows, add_mode).reshape(out_shape), out_format)
 
 
 def _moveaxis_last(x, axis):
