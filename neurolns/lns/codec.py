@@ -108,7 +108,8 @@ def choose_scale(x, fmt: LNSFormat, *, channel_axis: int | None = None) -> np.nd
         amax = a.max(axis=axes, keepdims=True) if a.size else np.zeros([1] * a.ndim)
     with np.errstate(divide="ignore"):
         k = np.ceil(np.log2(amax) - fmt.e_max / fmt.gamma)
-    k = np.where(amax > 0, k, 0.0)
+    # keep the scale a normal float64 (subnormal inputs would otherwise give 2**-1081 = 0)
+    k = np.clip(np.where(amax > 0, k, 0.0), -1022.0, 1023.0)
     return np.exp2(k)
 
 
