@@ -3,10 +3,11 @@
 Each rule has a scalar kernel (one synapse) and two loop kernels over flat
 arrays: a serial one and a ``prange`` one, picked by
 :func:`neurolns._jit.use_parallel`. Arithmetic is float64 per element whatever
-the storage dtype, in the same order as the numpy paths of
-:mod:`neurolns.learning._reference`, so integer results (codes, packed bits)
-agree bit for bit and float results to the last float32 ulp (``exp`` may differ
-in the last float64 ulp between libm and numpy).
+the storage dtype (LNS-Madam: float32, see its kernel), in the same order as the
+numpy paths of :mod:`neurolns.learning._reference`, so integer results (codes,
+packed bits) agree bit for bit and float results to the last float32 ulp (``exp``
+may differ in the last float64 ulp between libm and numpy). No kernel uses
+fastmath: LLVM neither reassociates nor fuses multiply-adds, as numpy does not.
 
 Sign convention used by every kernel: ``sign(x) = -1`` if ``x < 0`` else ``+1``
 (so ``sign(0) = +1``; a sign is one bit). A packed bit is 1 for a negative sign.
@@ -66,31 +67,38 @@ def madam_parallel(w, g, v, lr, beta, inv_bc, g_bound, p_max):
 
 
 @jit
-def _lns_madam_one(c, g, v, beta, inv_bc, g_bound, k, cap):
-    gh, v_new = _normalised_grad(g, v, beta, inv_bc, g_bound)
-    q = np.int64(np.rint(gh))
-    m = abs(c)
-    s = 1 if c > 0 else -1
-    m_new = m - k * q * s
-    if m_new > cap:
-        m_new = cap
-    elif m_new < 1:  # never reach the zero code: a synapse cannot die
-        m_new = 1
+def _lns_madam_one(c, g, v, beta, omb, inv_bc, g_bound, k, cap, zc, oc):
+    """One code. ``beta, omb = 1-β, inv_bc, g_bound`` are float32: the whole
+    normalisation runs in float32 lanes (8 per AVX2 vector, the state is
+    float32 anyway). ``k, cap, zc = 0, oc = 1`` carry the dtype of the code
+    arithmetic: float32 when every |c| < 2**24 (exact), else float64."""
+    zero = np.float32(0.0)
+    gi = np.float32(g)
+    v_new = beta * np.float32(v) + omb * (gi * gi)
+    den = np.sqrt(v_new * inv_bc)
+    gh = gi / den if den > zero else zero  # den == 0: every g so far was 0 (0/0 := 0)
+    gh = gh if gh == gh else zero  # inf/inf from an infinite gradient: no move
+    gh = min(max(gh, -g_bound), g_bound)
+    q = np.rint(gh)
+    cf = c + zc
+    s = oc if cf > zc else -oc
+    m_new = min(max(abs(cf) - k * q * s, oc), cap)  # never reach 0: a synapse cannot die
     # zero stays zero: the code 0 has no sign and no exponent to move
-    c_new = 0 if c == 0 else s * m_new
-    return c_new, v_new
+    return (s * m_new if cf != zc else zc), v_new
 
 
 @jit
-def lns_madam_serial(c, g, v, beta, inv_bc, g_bound, k, cap):
+def lns_madam_serial(c, g, v, beta, omb, inv_bc, g_bound, k, cap, zc, oc):
     for i in range(c.size):
-        c[i], v[i] = _lns_madam_one(np.int64(c[i]), np.float64(g[i]), np.float64(v[i]), beta, inv_bc, g_bound, k, cap)
+        cn, v[i] = _lns_madam_one(c[i], g[i], v[i], beta, omb, inv_bc, g_bound, k, cap, zc, oc)
+        c[i] = cn
 
 
 @pjit
-def lns_madam_parallel(c, g, v, beta, inv_bc, g_bound, k, cap):
+def lns_madam_parallel(c, g, v, beta, omb, inv_bc, g_bound, k, cap, zc, oc):
     for i in prange(c.size):
-        c[i], v[i] = _lns_madam_one(np.int64(c[i]), np.float64(g[i]), np.float64(v[i]), beta, inv_bc, g_bound, k, cap)
+        cn, v[i] = _lns_madam_one(c[i], g[i], v[i], beta, omb, inv_bc, g_bound, k, cap, zc, oc)
+        c[i] = cn
 
 
 # --------------------------------------------------------------------------

@@ -227,6 +227,13 @@ def lns_madam_update(
     ``2^{1/γ_u}``), the sign of ``c`` kept and ``c = 0`` left at 0. In value
     terms ``w ← w · 2^{−η round(ĝ) sign(w)}``. ``round`` is ``rint`` (ties to even).
 
+    The normalisation (``v``, ``ĝ``) runs in float32, like the stored state:
+    float32 lanes are twice as wide as float64 ones, which is what keeps this
+    streaming update near the memory bound. A gradient whose square underflows
+    float32 (``|g| < 1e-22`` with no history) or an infinite one gives
+    ``ĝ = 0``: the synapse does not move. Gradients must be finite for the
+    state to stay meaningful (a NaN or inf poisons ``v``).
+
     Parameters
     ----------
     codes : ndarray of signed int, C-contiguous
@@ -285,4 +292,7 @@ def lns_madam_update(
         _ref.lns_madam(codes, g, v, beta, inv_bc, g_bound, k, cap)
         return
     kernel = _k.lns_madam_parallel if use_parallel(codes.size) else _k.lns_madam_serial
-    kernel(codes.reshape(-1), g.reshape(-1), v.reshape(-1), beta, inv_bc, g_bound, np.int64(k), np.int64(cap))
+    ft = np.float32 if fmt.max_code < (1 << 24) else np.float64  # exact integer arithmetic
+    f32 = np.float32
+    kernel(codes.reshape(-1), g.reshape(-1), v.reshape(-1), f32(beta), f32(1.0 - beta), f32(inv_bc), f32(g_bound),
+           ft(k), ft(cap), ft(0), ft(1))
