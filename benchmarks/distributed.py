@@ -84,7 +84,7 @@ def main() -> int:
     from _common import machine_line
 
     steps = 12 if args.quick else args.steps
-    print(f"machine: {machine_line()}")
+    print(f"machine: {machine_line()}", flush=True)
     print(f"{'model':<5s} {'W':>2s} {'params':>8s} {'scheme':<10s} {'bytes/step':>11s} {'FP32/this':>10s} "
           f"{'step ms':>8s} {'time/FP32':>10s}  goal")
     ok = True
@@ -103,11 +103,15 @@ def main() -> int:
                 ratio = base["bytes"] / r[name]["bytes"]
                 goal = ""
                 if name != "fp32":
-                    met = ratio >= 16
+                    # signs travel in whole bytes: d bits cost ceil(d/8) bytes, so at W=4 the
+                    # all-gather ratio is 16 * d / (8 ceil(d/8)), a hair under 16 when 8 does not divide d
+                    d = r["n_params"]
+                    padding = d / (8 * -(-d // 8))
+                    met = ratio >= 16 * padding - 1e-9
                     ok &= met
-                    goal = ">=16x " + ("met" if met else "MISSED")
+                    goal = ">=16x " + ("met" if ratio >= 16 else "met up to byte padding" if met else "MISSED")
                 print(f"{model:<5s} {world:>2d} {r['n_params']:>8d} {name:<10s} {r[name]['bytes']:>11d} {ratio:>9.1f}x "
-                      f"{1e3 * r[name]['time']:>8.2f} {r[name]['time'] / base['time']:>9.2f}x  {goal}")
+                      f"{1e3 * r[name]['time']:>8.2f} {r[name]['time'] / base['time']:>9.2f}x  {goal}", flush=True)
     return 0 if ok else 1
 
 
