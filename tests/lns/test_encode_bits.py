@@ -52,7 +52,8 @@ def test_float32_thresholds_are_far_from_every_float32():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("fmt", [LNS8, LNS12, LNS16, LNSFormat(8, 4, underflow="saturate"), LNSFormat(20, 1 << 14)],
+@pytest.mark.parametrize("fmt", [LNS8, LNS12, LNS16, LNSFormat(8, 4, underflow="saturate"), LNSFormat(20, 1 << 14),
+                                 LNSFormat(32, 8)],
                          ids=str)
 def test_random_values_over_the_whole_range(fmt, dtype):
     """Half a million values spread over all float exponents (saturating both ends),
