@@ -20,7 +20,8 @@ from neurolns.sysid.circuits import (
     make_circuit,
     make_dataset,
 )
-from neurolns.sysid.fit import FitConfig, FitMethod, FitResult, fit_circuit, init_weights
+from neurolns.sysid.data import Recording, check_recording, fit_recording, load_recording, save_recording
+from neurolns.sysid.fit import FitConfig, FitMethod, FitResult, InitSigns, fit_circuit, init_weights
 from neurolns.sysid.metrics import SUPPORT_THRESHOLD, correlation, explained_variance, r_supp, r_sys
 from neurolns.sysid.model import (
     CircuitModel,
@@ -33,6 +34,7 @@ from neurolns.sysid.model import (
     circuit_grad,
 )
 from neurolns.sysid.stimuli import Stimulus, binary_images, flicker, make_images, poisson_spikes, white_noise_images
+from neurolns.sysid.temporal import biphasic_filter, temporal_bank, temporal_features
 
 __all__ = [
     "DoGType", "Geometry", "TRUE_TYPES", "CANDIDATE_TYPES", "dog_kernel", "kernel_bank", "bank_kernels",
@@ -40,7 +42,9 @@ __all__ = [
     "circuit_forward", "circuit_grad",
     "RetinaCircuit", "SysIDData", "circuit1", "circuit2", "circuit3a", "circuit3b", "make_circuit", "make_dataset",
     "CIRCUITS",
-    "FitMethod", "FitConfig", "FitResult", "fit_circuit", "init_weights",
+    "FitMethod", "InitSigns", "FitConfig", "FitResult", "fit_circuit", "init_weights",
     "r_sys", "r_supp", "correlation", "explained_variance", "SUPPORT_THRESHOLD",
     "Stimulus", "make_images", "white_noise_images", "binary_images", "flicker", "poisson_spikes",
+    "biphasic_filter", "temporal_bank", "temporal_features",
+    "Recording", "check_recording", "load_recording", "save_recording", "fit_recording",
 ]

@@ -11,7 +11,8 @@ term averaged over the batch)::
   the pathway signs and the connectivity mask are just the initialisation.
 * ``abs-adam`` — the paper's method: ``w = s·|v|`` with ``s`` the pathway sign,
   Adam on ``v``.
-* ``adam`` — Adam on free weights, same initialisation: signs may flip.
+* ``adam`` — Adam on free weights, the ablation: signs may flip, and by
+  default it starts from random signs (it is not told the pathway signs).
 
 Mini-batches are drawn without replacement each epoch; every ``eval_every``
 steps the objective on a validation split is recorded and the best weights
@@ -29,7 +30,7 @@ from neurolns.formats import _StrEnum
 from neurolns.sysid.metrics import correlation, explained_variance, r_supp, r_sys
 from neurolns.sysid.model import CircuitModel, CircuitWeights, _backward, _external, _forward, _internal
 
-__all__ = ["FitMethod", "FitConfig", "FitResult", "fit_circuit", "init_weights"]
+__all__ = ["FitMethod", "InitSigns", "FitConfig", "FitResult", "fit_circuit", "init_weights"]
 
 
 class FitMethod(_StrEnum):
@@ -42,6 +43,21 @@ class FitMethod(_StrEnum):
     @property
     def sign_constrained(self) -> bool:
         return self is not FitMethod.ADAM
+
+
+class InitSigns(_StrEnum):
+    """Signs of the initial synapses.
+
+    ``pathway``: every synapse starts with its pathway's sign. ``random``: ±1
+    with probability ½ each (a fit that knows nothing of the signs). ``auto``:
+    ``pathway`` for the sign-constrained methods, ``random`` for unconstrained
+    Adam — starting Adam from the true signs would hand it the very knowledge
+    the ablation is meant to withhold.
+    """
+
+    AUTO = "auto"
+    PATHWAY = "pathway"
+    RANDOM = "random"
 
 
 #: learning rates that work without tuning on the reference circuits
@@ -83,6 +99,8 @@ class FitConfig:
         Initial magnitude of every synapse in the mask.
     init_jitter : float
         Log-normal spread of the initial magnitudes (σ of ln|w|).
+    init_signs : InitSigns or str
+        'auto' (default), 'pathway' or 'random' (see :class:`InitSigns`).
     learn_offset : bool
         Also fit the output offset ``c`` (Adam, learning rate ``lr_offset``).
     lr_offset : float
@@ -105,6 +123,7 @@ class FitConfig:
     val_fraction: float = 0.1
     init: float = 0.05
     init_jitter: float = 0.1
+    init_signs: InitSigns | str = InitSigns.AUTO
     learn_offset: bool = False
     lr_offset: float = 1e-2
     p_scale: float = math.inf
@@ -113,6 +132,7 @@ class FitConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "method", FitMethod(self.method))
+        object.__setattr__(self, "init_signs", InitSigns(self.init_signs))
         if self.lr is not None:
             object.__setattr__(self, "lr", _num("lr", self.lr, 0.0, lo_open=True))
         object.__setattr__(self, "l1", _num("l1", self.l1, 0.0))
@@ -126,12 +146,20 @@ class FitConfig:
         _num("seed", self.seed, 0, integer=True)
 
     @property
+    def random_signs(self) -> bool:
+        """Whether :func:`init_weights` draws random signs (resolves 'auto')."""
+        if self.init_signs is InitSigns.AUTO:
+            return not self.method.sign_constrained
+        return self.init_signs is InitSigns.RANDOM and self.method is not FitMethod.ABS_ADAM
+
+    @property
     def learning_rate(self) -> float:
         return DEFAULT_LR[self.method] if self.lr is None else self.lr
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["method"] = self.method.value
+        d["init_signs"] = self.init_signs.value
         d["lr"] = self.learning_rate
         return d
 
@@ -155,7 +183,8 @@ class FitResult:
         Optimizer steps taken; ``best_step`` the one the weights come from.
     metrics : dict
         Filled by :meth:`evaluate`: ``r_sys``, ``r_supp``, ``test_corr``,
-        ``test_fev``, ``sign_flips``.
+        ``test_fev``, ``wrong_signs`` (synapses whose sign disagrees with
+        their pathway's).
     """
 
     weights: CircuitWeights
@@ -182,7 +211,7 @@ class FitResult:
             m["r_sys"] = r_sys(w_true, self.weights)
             m["r_supp"] = r_supp(w_true, self.weights)
         signs = self.model.signs
-        m["sign_flips"] = int(sum(np.count_nonzero(getattr(self.weights, k) * s < 0) for k, s in signs.items()))
+        m["wrong_signs"] = int(sum(np.count_nonzero(getattr(self.weights, k) * s < 0) for k, s in signs.items()))
         self.metrics.update(m)
         return m
 
@@ -190,6 +219,7 @@ class FitResult:
 def init_weights(model: CircuitModel, config: FitConfig, mask: CircuitWeights | None = None) -> CircuitWeights:
     """Initial synapses: ``sign · init · exp(jitter·N(0,1))`` inside the mask, 0 outside.
 
+    ``sign`` is the pathway's, or ±1 at random when ``config.random_signs``.
     ``mask`` holds booleans (or 0/1) per pathway; by default every synapse of
     the model exists (none on ``bg`` without a skip path).
     """
@@ -202,7 +232,8 @@ def init_weights(model: CircuitModel, config: FitConfig, mask: CircuitWeights | 
             raise ValueError(f"mask {k!r} has shape {m.shape}; the model needs {shape}")
         if k == "bg" and not model.skip:
             m = np.zeros(shape, bool)
-        out[k] = np.where(m, model.signs[k] * mag, 0.0)
+        sign = rng.choice([-1.0, 1.0], size=shape) if config.random_signs else model.signs[k]
+        out[k] = np.where(m, sign * mag, 0.0)
     return CircuitWeights(**out)
 
 
@@ -247,7 +278,7 @@ def fit_circuit(X, y, model: CircuitModel, config: FitConfig | None = None, *, m
     >>> from neurolns.sysid import make_dataset
     >>> d = make_dataset("circuit2", n_train=200, n_test=100, seed=0, n_types=3)
     >>> res = fit_circuit(d.X_train, d.y_train, d.model, FitConfig(max_steps=200))
-    >>> res.evaluate(d.X_test, d.y_test, d.w_true)["sign_flips"]
+    >>> res.evaluate(d.X_test, d.y_test, d.w_true)["wrong_signs"]
     0
     """
     from neurolns.learning import Adam, Madam

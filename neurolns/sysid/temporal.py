@@ -35,7 +35,7 @@ def biphasic_filter(tau: float, length: int = 15, *, n: int = 3, ratio: float = 
     Examples
     --------
     >>> h = biphasic_filter(2.0)
-    >>> h.shape, round(float(np.sum(h**2)), 12), h[0]
+    >>> h.shape, round(float(np.sum(h**2)), 12), float(h[0])
     ((15,), 1.0, 0.0)
     """
     if not (np.isfinite(tau) and tau > 0):

@@ -24,15 +24,30 @@ def test_madam_keeps_every_sign_and_every_zero(data):
         assert np.all((a == 0) == (b == 0)), k
         assert np.all(np.sign(a) == np.sign(b)), k
     assert np.all(res.weights.bg[:, :5] == 0)
-    assert res.evaluate()["sign_flips"] == 0
+    assert res.evaluate()["wrong_signs"] == 0
 
 
 def test_abs_adam_keeps_signs_and_adam_may_flip(data):
     """w = s·|v| cannot flip a pathway sign; unconstrained Adam does flip some (the ablation is real)."""
     r1 = fit_circuit(data.X_train, data.y_train, data.model, FitConfig(method="abs-adam", max_steps=800))
     r2 = fit_circuit(data.X_train, data.y_train, data.model, FitConfig(method="adam", max_steps=800))
-    assert r1.evaluate()["sign_flips"] == 0
-    assert r2.evaluate()["sign_flips"] > 0
+    assert r1.evaluate()["wrong_signs"] == 0
+    assert r2.evaluate()["wrong_signs"] > 0
+
+
+def test_init_signs():
+    """'auto' gives pathway signs to the sign-constrained methods and random signs (about half
+    wrong) to unconstrained Adam; 'pathway' overrides that."""
+    from neurolns.sysid import CircuitModel
+
+    m = CircuitModel(n_types=8)
+    w = init_weights(m, FitConfig(method="adam")).flat()
+    frac = np.mean(w < 0)
+    assert 0.4 < frac < 0.6
+    assert np.all(init_weights(m, FitConfig(method="adam", init_signs="pathway")).ag < 0)
+    wm = init_weights(m, FitConfig(method="madam"))
+    assert np.all(wm.bg > 0) and np.all(wm.ba > 0) and np.all(wm.ag < 0)
+    assert np.all(init_weights(m, FitConfig(method="abs-adam", init_signs="random")).ag < 0)
 
 
 def test_madam_recovers_circuit2_on_a_small_bank(data):
