@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -93,6 +95,8 @@ class _MasterForward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w, master, forward, scale):
+        if w.device.type == "cpu" and w.dtype == torch.float32:
+            return _grid_forward_numba(w, master, forward, float(scale))
         s = scale.to(device=w.device, dtype=torch.float32)
         mag = _forward_table(master, forward, w.device)[grid_magnitudes(w, master, s)]
         return (torch.where(w < 0, -mag, mag) * s).to(w.dtype)
@@ -100,6 +104,29 @@ class _MasterForward(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g, None, None, None
+
+
+def _grid_forward_numba(w: torch.Tensor, master: LNSFormat, forward, scale: float) -> torch.Tensor:
+    """One-pass CPU kernel of the same map (the torch operations above are its reference)."""
+    import math
+
+    from neurolns._jit import use_parallel
+    from neurolns.torch import _kernels as _k
+
+    table = _f32_table(master, forward)
+    x = w.detach().contiguous().view(-1).numpy()
+    out = torch.empty(w.shape, dtype=torch.float32)
+    kernel = _k.grid_forward_parallel if use_parallel(x.size) else _k.grid_forward_serial
+    kernel(x, float(master.gamma), master.bias, master.e_min, master.e_max, math.log2(scale), table,
+           np.float32(scale), out.view(-1).numpy())
+    return out
+
+
+@lru_cache(maxsize=32)
+def _f32_table(master: LNSFormat, forward) -> np.ndarray:
+    from neurolns.sim import forward_table
+
+    return forward_table(master, forward).astype(np.float32)
 
 
 def _forward_table(master: LNSFormat, forward: LNSFormat | None, device) -> torch.Tensor:

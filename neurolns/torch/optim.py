@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from neurolns.formats import LNS8, LNSFormat, Underflow
@@ -227,6 +228,10 @@ class LNSMadam(_MadamBase):
         ``γ_u`` for those parameters (128).
     headroom : int
         Octaves of growth room for those parameters (3).
+    backend : {"auto", "torch"}
+        ``"auto"``: the Numba kernel for CPU parameters, torch operations on
+        other devices; ``"torch"``: torch operations everywhere (what a GPU
+        runs, selectable on CPU to compare the two).
 
     Examples
     --------
@@ -239,10 +244,11 @@ class LNSMadam(_MadamBase):
     """
 
     def __init__(self, params, lr: float | None = None, beta: float = 0.999, g_bound: float = 10.0,
-                 p_scale: float = math.inf, forward_format=LNS8, update_gamma: int = 128, headroom: int = 3):
+                 p_scale: float = math.inf, forward_format=LNS8, update_gamma: int = 128, headroom: int = 3,
+                 backend: str = "auto"):
         super().__init__(params, dict(lr=lr, beta=beta, g_bound=g_bound, p_scale=p_scale,
                                       forward_format=_fmt_dict(forward_format), update_gamma=update_gamma,
-                                      headroom=headroom))
+                                      headroom=headroom, backend=backend))
 
     @staticmethod
     def _check_group(g):
@@ -258,10 +264,12 @@ class LNSMadam(_MadamBase):
         h = g["headroom"]
         if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= 32:
             raise ValueError(f"headroom={h!r} is out of range; allowed: an int in [0, 32]")
+        if g["backend"] not in ("auto", "torch"):
+            raise ValueError(f"backend={g['backend']!r} is not known; allowed: 'auto', 'torch'")
         return g
 
     def _init_param(self, p, group):
-        from neurolns.learning import lns_code_cap, update_format
+        from neurolns.learning import code_step_size, lns_code_cap, update_format
         from neurolns.torch.quantize import choose_scale, decode_codes_t, encode_codes_t
 
         grid = _find_grid(p)
@@ -275,12 +283,26 @@ class LNSMadam(_MadamBase):
             fmt, s = grid
             scale = float(s)
             codes, _ = encode_codes_t(p.detach(), fmt, scale=scale)
-        from neurolns.learning import code_step_size
-
         code_step_size(fmt, group["lr"])  # lr must be a whole number of grid steps
         self.state[p].update(step=0, v=torch.zeros(p.shape, dtype=torch.float32, device=p.device),
-                             fmt=_fmt_dict(fmt), scale=scale,
+                             fmt=_fmt_dict(fmt), scale=scale, codes=codes.to(p.device), version=p._version,
                              max_code=lns_code_cap(codes.cpu().numpy(), fmt, group["p_scale"]))
+
+    def _sync_codes(self, p) -> torch.Tensor:
+        """The state's codes of ``p``, re-read from its values if someone wrote to it since our
+        last step (values on the grid re-encode exactly)."""
+        from neurolns.torch.modules import grid_magnitudes
+
+        st = self.state[p]
+        # load_state_dict casts every state tensor to the parameter's dtype: re-read then too
+        if st["version"] != p._version or st["codes"].is_floating_point():
+            fmt = _fmt(st["fmt"])
+            s = torch.tensor(st["scale"], dtype=torch.float32, device=p.device)
+            m = grid_magnitudes(p.detach(), fmt, s)
+            st["codes"] = torch.where(p.detach() < 0, -m, m).to(getattr(torch, str(fmt.code_dtype)))
+            st["v"] = st["v"].to(torch.float32)
+            st["version"] = p._version
+        return st["codes"]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -295,6 +317,10 @@ class LNSMadam(_MadamBase):
             for p in ps:
                 if not self.state[p]:
                     self._init_param(p, group)
+                self._sync_codes(p)
+            if group["backend"] == "auto" and all(p.device.type == "cpu" for p in ps):
+                self._numba_step(group, ps, gs)
+                continue
             gh, sizes = self._normalised(group, ps, gs)
             buckets: dict = {}
             for p, g in zip(ps, gh.split(sizes)):
@@ -305,6 +331,24 @@ class LNSMadam(_MadamBase):
             for bps, bgh in buckets.values():
                 self._code_step(group, bps, bgh)
         return loss
+
+    def _numba_step(self, group, ps, gs):
+        """CPU: :func:`neurolns.learning.lns_madam_update` in place on zero-copy views of the
+        state's codes and ``v``, then the decoded values written back."""
+        from neurolns.learning import lns_madam_update
+        from neurolns.lns import decode_codes
+
+        for p, g in zip(ps, gs):
+            st = self.state[p]
+            st["step"] += 1
+            fmt = _fmt(st["fmt"])
+            codes = st["codes"].numpy()
+            lns_madam_update(codes, g.detach().contiguous().numpy(), st["v"].numpy(), st["step"], fmt=fmt,
+                             beta=group["beta"], g_bound=group["g_bound"], lr=group["lr"],
+                             max_code=st["max_code"])
+            npdt = np.float64 if p.dtype == torch.float64 else np.float32
+            p.copy_(torch.from_numpy(decode_codes(codes, fmt, st["scale"], dtype=npdt)))
+            st["version"] = p._version
 
     def _flat_constants(self, ps):
         """Per-element scale and code cap of a list of parameters, cached while the list is unchanged."""
@@ -322,31 +366,30 @@ class LNSMadam(_MadamBase):
     def _code_step(self, group, ps, gh):
         """``|c| ← clamp(|c| − k·rint(ĝ)·sign c, 1, cap)`` on the concatenation of ``ps`` (one grid)."""
         from neurolns.learning import code_step_size
-        from neurolns.torch.modules import grid_magnitudes
-        from neurolns.torch.quantize import _on
         from neurolns.lns.codec import decode_table
+        from neurolns.torch.quantize import _on
 
         fmt = _fmt(self.state[ps[0]]["fmt"])
         k = code_step_size(fmt, group["lr"])
         scale, cap = self._flat_constants(ps)
-        w = torch.cat([p.detach().reshape(-1) for p in ps])
+        c = torch.cat([self.state[p]["codes"].reshape(-1) for p in ps]).to(torch.int64)
         q = torch.round(torch.cat([g.reshape(-1) for g in gh])).to(torch.int64)  # rint: half to even
-        mag = grid_magnitudes(w, fmt, scale)
-        sg = torch.where(w > 0, 1, -1)
-        m = torch.minimum(torch.clamp_min(mag - k * q * sg, 1), cap)
-        m = torch.where(mag == 0, torch.zeros_like(m), m)  # zero stays zero
-        v = _on(decode_table(fmt), w.device, torch.float32)[m] * scale
-        new = torch.where(sg < 0, -v, v)
-        torch._foreach_copy_(ps, [x.view(p.shape) for x, p in zip(new.split([p.numel() for p in ps]), ps)])
+        sg = torch.where(c > 0, 1, -1)
+        m = torch.minimum(torch.clamp_min(c.abs() - k * q * sg, 1), cap)
+        c_new = torch.where(c == 0, torch.zeros_like(m), sg * m)  # zero stays zero
+        v = _on(decode_table(fmt), c.device, torch.float32)[m] * scale
+        new = torch.where(c_new == 0, torch.zeros_like(v), torch.where(sg < 0, -v, v))
+        sizes = [p.numel() for p in ps]
+        torch._foreach_copy_(ps, [x.view(p.shape) for x, p in zip(new.split(sizes), ps)])
+        for p, x in zip(ps, c_new.split(sizes)):
+            self.state[p]["codes"].copy_(x.view(p.shape))
+            self.state[p]["version"] = p._version
 
     def codes(self, p) -> torch.Tensor:
         """The update-grid codes of parameter ``p`` (after its first step)."""
-        from neurolns.torch.quantize import encode_codes_t
-
-        st = self.state.get(p)
-        if not st:
+        if not self.state.get(p):
             raise KeyError("this parameter has not taken a step yet")
-        return encode_codes_t(p.detach(), _fmt(st["fmt"]), scale=st["scale"])[0]
+        return self._sync_codes(p).clone()
 
 
 def _sign1(x):

@@ -155,3 +155,21 @@ def test_layers_run_on_gpu_like_cpu():
     torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=1e-5, atol=1e-5)
     assert torch.equal(m_gpu[3].param_codes("weight")[0].cpu(), m[3].param_codes("weight")[0])
     y_gpu.sum().backward()
+
+
+def test_grid_forward_kernel_equals_torch_reference():
+    """The CPU kernel of grid-stored forward weights equals the torch-operations path (float64
+    input takes it) on grid values of every magnitude, zeros included."""
+    from neurolns.lns import decode_codes
+    from neurolns.torch.modules import _MasterForward
+
+    master = update_format(LNS8)
+    codes = np.arange(-master.max_code, master.max_code + 1).astype(master.code_dtype)
+    scale = 2.0**-3
+    w32 = torch.from_numpy(decode_codes(codes, master, scale, dtype=np.float32))
+    s = torch.tensor(scale, dtype=torch.float64)
+    got = _MasterForward.apply(w32, master, LNS8, s)          # Numba kernel
+    ref = _MasterForward.apply(w32.to(torch.float64), master, LNS8, s)  # torch reference
+    assert torch.equal(got, ref.to(torch.float32))
+    table = forward_table(master, LNS8)
+    np.testing.assert_array_equal(got.numpy(), (np.sign(codes) * table[np.abs(codes)] * scale).astype(np.float32))

@@ -236,3 +236,29 @@ def test_optimizers_on_gpu_equal_cpu():
             torch.testing.assert_close(pg.cpu(), pc, rtol=1e-6, atol=1e-7)
         if cls is LNSMadam:
             assert torch.equal(gpu.param_codes("weight")[0].cpu(), cpu.param_codes("weight")[0])
+
+
+def test_lns_madam_cpu_kernel_equals_torch_path():
+    """The Numba CPU step and the torch-operations step (what a GPU runs) give identical codes
+    and values over 50 steps on a small CNN, per-parameter scales and caps included."""
+    import copy
+
+    from neurolns.models.cnn1d import build_torch
+    from neurolns.torch import convert
+
+    torch.manual_seed(0)
+    a = build_torch(seed=2)
+    convert(a, LNS8, storage="lns")
+    b = copy.deepcopy(a)
+    oa = LNSMadam(a.parameters(), lr=2 / 128, p_scale=3.0)
+    ob = LNSMadam(b.parameters(), lr=2 / 128, p_scale=3.0, backend="torch")
+    g = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            gr = torch.randn(pa.shape, generator=g) * 3
+            pa.grad, pb.grad = gr, gr.clone()
+        oa.step()
+        ob.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+        assert torch.equal(oa.codes(pa), ob.codes(pb))
