@@ -158,6 +158,26 @@ def code_step_size(fmt: LNSFormat, lr: float | None) -> int:
     return int(round(k))
 
 
+def check_codes(codes, fmt: LNSFormat) -> np.ndarray:
+    """A writeable, C-contiguous signed-integer code array wide enough for ``fmt``."""
+    codes = check_array("codes", codes, "i")
+    check_writeable("codes", codes)
+    if np.iinfo(codes.dtype).max < fmt.max_code:
+        raise TypeError(f"codes dtype {codes.dtype} cannot hold ±{fmt.max_code}; allowed: {fmt.code_dtype} or wider")
+    return codes
+
+
+def code_cap(fmt: LNSFormat, max_code) -> int:
+    """Validated cap on ``|c|``: ``fmt.max_code`` when ``max_code`` is None."""
+    if max_code is None:
+        return fmt.max_code
+    if isinstance(max_code, bool) or not isinstance(max_code, (int, np.integer)):
+        raise TypeError(f"max_code must be an int, got {type(max_code).__name__} {max_code!r}")
+    if not 1 <= max_code <= fmt.max_code:
+        raise ValueError(f"max_code={max_code} is out of range; allowed: 1 <= max_code <= {fmt.max_code}")
+    return int(max_code)
+
+
 def lns_code_cap(codes: np.ndarray, fmt: LNSFormat, p_scale: float) -> int:
     """Largest ``|c|`` allowed by a Madam-style cap ``|w| ≤ p_scale·RMS(w)``.
 
@@ -269,24 +289,14 @@ def lns_madam_update(
     """
     if not isinstance(fmt, LNSFormat):
         raise TypeError(f"fmt must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
-    codes = check_array("codes", codes, "i")
-    check_writeable("codes", codes)
-    if np.iinfo(codes.dtype).max < fmt.max_code:
-        raise TypeError(f"codes dtype {codes.dtype} cannot hold ±{fmt.max_code}; allowed: {fmt.code_dtype} or wider")
+    codes = check_codes(codes, fmt)
     g = check_array("g", g, "f", codes.shape)
     v = check_array("v", v, "f", codes.shape)
     check_writeable("v", v)
     t = check_step(t)
     beta, g_bound = _check_common(beta, g_bound)
     k = code_step_size(fmt, lr)
-    if max_code is None:
-        cap = fmt.max_code
-    else:
-        if isinstance(max_code, bool) or not isinstance(max_code, (int, np.integer)):
-            raise TypeError(f"max_code must be an int, got {type(max_code).__name__} {max_code!r}")
-        if not 1 <= max_code <= fmt.max_code:
-            raise ValueError(f"max_code={max_code} is out of range; allowed: 1 <= max_code <= {fmt.max_code}")
-        cap = int(max_code)
+    cap = code_cap(fmt, max_code)
     inv_bc = inv_bias_correction(beta, t)
     if reference:
         _ref.lns_madam(codes, g, v, beta, inv_bc, g_bound, k, cap)

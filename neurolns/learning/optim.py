@@ -369,9 +369,7 @@ class _CodeOptimizer(Optimizer):
         if hp.get("lr") is None:
             hp["lr"] = 1.0 / fmt.gamma
         code_step_size(fmt, hp["lr"])  # lr must be a whole number of grid steps
-        for i, p in enumerate(getattr(self, "params", [])):
-            if np.iinfo(p.dtype).max < fmt.max_code:
-                raise TypeError(f"params[{i}] dtype {p.dtype} cannot hold codes up to ±{fmt.max_code} of {fmt}")
+        _check_code_dtypes(self.params, fmt)
         return hp
 
     def _init_state(self, p):
@@ -532,8 +530,14 @@ class MajorityVote(Optimizer):
 
     def _validate(self, hp):
         hp = super()._validate(hp)
+        if hp["multiplicative"] != (self._param_kind == "i"):
+            raise ValueError(
+                f"multiplicative={hp['multiplicative']} does not match the parameters "
+                f"({'integer codes' if self._param_kind == 'i' else 'float weights'})"
+            )
         if hp["multiplicative"]:
             code_step_size(hp["fmt"], hp["lr"])
+            _check_code_dtypes(self.params, hp["fmt"])
         return hp
 
     def _init_state(self, p):
@@ -566,6 +570,12 @@ class MajorityVote(Optimizer):
             else:
                 apply_signs(p, vote, lr=d["lr"])
         self.last_bytes_sent = sent
+
+
+def _check_code_dtypes(params, fmt: LNSFormat) -> None:
+    for i, p in enumerate(params):
+        if np.iinfo(p.dtype).max < fmt.max_code:
+            raise TypeError(f"params[{i}] dtype {p.dtype} cannot hold codes up to ±{fmt.max_code} of {fmt}")
 
 
 def _check_workers(k):

@@ -38,7 +38,7 @@ from neurolns.formats import LNSFormat, _StrEnum
 from neurolns.learning import _kernels as _k
 from neurolns.learning import _reference as _ref
 from neurolns.learning._checks import check_array, check_real, check_writeable
-from neurolns.learning.madam import code_step_size
+from neurolns.learning.madam import check_codes, code_cap, code_step_size
 
 __all__ = [
     "TieRule",
@@ -335,13 +335,10 @@ def code_step_update(codes, s, *, fmt: LNSFormat, lr: float | None = None, max_c
     """
     if not isinstance(fmt, LNSFormat):
         raise TypeError(f"fmt must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
-    codes = check_array("codes", codes, "i")
-    check_writeable("codes", codes)
+    codes = check_codes(codes, fmt)
     s = _check_direction(s, codes.shape)
     k = code_step_size(fmt, lr)
-    cap = fmt.max_code if max_code is None else int(max_code)
-    if not 1 <= cap <= fmt.max_code:
-        raise ValueError(f"max_code={max_code} is out of range; allowed: 1 <= max_code <= {fmt.max_code}")
+    cap = code_cap(fmt, max_code)
     if reference:
         _ref.code_step(codes, s, k, cap)
         return

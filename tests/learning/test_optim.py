@@ -222,6 +222,12 @@ def test_constructor_errors_name_the_problem():
         mv.step([[np.ones(3)]] * 2)
     with pytest.raises(ValueError, match="not a valid TieRule"):
         MajorityVote(w, ties="random")
+    with pytest.raises(TypeError, match="cannot hold"):
+        MajorityVote([np.ones(3, np.int8)], multiplicative=True)  # LNS16 codes do not fit int8
+    sd = MajorityVote(w).state_dict()
+    sd["defaults"]["multiplicative"] = True
+    with pytest.raises(ValueError, match="does not match"):
+        MajorityVote(w).load_state_dict(sd)
 
 
 def test_defaults_hold_every_hyperparameter():
