@@ -70,13 +70,24 @@ def _check_conv1d(m: nn.Conv1d, name: str) -> None:
                          "allowed: dilation 1, groups 1, integer zero padding")
 
 
+def _flat_children(model: nn.Sequential, prefix: str = ""):
+    """``(qualified name, module)`` of the leaves, nested ``nn.Sequential`` blocks expanded in order."""
+    for name, m in model.named_children():
+        if isinstance(m, nn.Sequential):
+            yield from _flat_children(m, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", m
+
+
 def to_sim(model: nn.Module, *, act_format=None, grad_format=None, products: str = "fast"):
     """The simulator network of a torch ``nn.Sequential``, with identical parameters.
 
     Parameters
     ----------
     model : torch.nn.Sequential
-        Of ``nn.Linear``, ``nn.Conv1d`` (dilation 1, groups 1, zero padding),
+        Nested ``nn.Sequential`` blocks (torchvision's ``features`` /
+        ``classifier`` style) are flattened in order; the simulator's layer
+        ``i`` is the ``i``-th leaf. Leaves: ``nn.Linear``, ``nn.Conv1d`` (dilation 1, groups 1, zero padding),
         :class:`LNSLinear`, :class:`LNSConv1d`, ``ReLU, LeakyReLU, Tanh,
         Sigmoid, Flatten, Unflatten(1, shape), MaxPool1d(k)`` (stride ``k``).
     act_format, grad_format : LNSFormat, optional
@@ -106,7 +117,7 @@ def to_sim(model: nn.Module, *, act_format=None, grad_format=None, products: str
         raise TypeError(f"to_sim needs a torch.nn.Sequential, got {type(model).__name__}")
     layers = []
     carried = set()
-    for name, m in model.named_children():
+    for name, m in _flat_children(model):
         if isinstance(m, _LNSMixin) and (m.act_format is not None or m.grad_format is not None):
             carried.add(name)
         if isinstance(m, nn.Linear):
