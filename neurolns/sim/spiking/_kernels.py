@@ -119,6 +119,63 @@ def _deliver(target, a, b, widx0, syn_post, lns, toff, w_f, codes, dec_tab):
 
 
 @jit
+def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge, gi, ref_until, spk_now, ns):
+    """Current-based LIF, exact propagator: v' = El + (v−El)Pvv + ge Pve + gi Pvi, ge' = ge Pee."""
+    # a branch-free update loop (vectorises), then a scan for threshold crossings
+    for k in range(lo, hi):
+        vk = v[k]
+        gek = ge[k]
+        gik = gi[k]
+        vn = el + (vk - el) * pvv + gek * pve + gik * pvi
+        v[k] = vn if n >= ref_until[k] else vk
+        ge[k] = gek * pee
+        gi[k] = gik * pii
+    for k in range(lo, hi):
+        if v[k] > vth and n >= ref_until[k]:
+            v[k] = vr
+            ref_until[k] = n + refs
+            spk_now[ns] = k
+            ns += 1
+    return ns
+
+
+@jit
+def _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei, v, ge, gi, ref_until, spk_now, ns):
+    """Current-based Euler and conductance-based (exponential Euler, Euler) LIF."""
+    for k in range(lo, hi):
+        vk = v[k]
+        gek = ge[k]
+        gik = gi[k]
+        free = n >= ref_until[k]
+        if kind == CUBA_EULER:
+            if free:
+                vk = vk + ca * (gek + gik - (vk - el))
+            gek -= cb * gek
+            gik -= cc * gik
+        elif kind == COBA_EXPEULER:
+            if free:
+                gtot = 1.0 + gek + gik
+                vinf = (el + gek * ee + gik * ei) / gtot
+                vk = vinf + (vk - vinf) * math.exp(-ca * gtot)
+            gek *= cb
+            gik *= cc
+        else:  # COBA_EULER
+            if free:
+                vk = vk + ca * ((el - vk) + gek * (ee - vk) + gik * (ei - vk))
+            gek -= cb * gek
+            gik -= cc * gik
+        if free and vk > vth:
+            vk = vr
+            ref_until[k] = n + refs
+            spk_now[ns] = k
+            ns += 1
+        v[k] = vk
+        ge[k] = gek
+        gi[k] = gik
+    return ns
+
+
+@jit
 def run_chunk(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike,
               gen_step, gen_idx, gen_grp, gen_pos,
               seg_ptr, seg_proj, seg_lo, seg_hi, syn_post, pint, pf, w_f, codes, dec_tab,
@@ -177,43 +234,14 @@ def run_chunk(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike,
                 continue
             if kind == GENERATOR:
                 continue
-            for k in range(lo, hi):
-                vk = v[k]
-                gek = ge[k]
-                gik = gi[k]
-                free = n >= ref_until[k]
-                if kind == CUBA_EXACT:
-                    # propagator of the linear system (v, ge, gi); ca=e^{-dt/τm}, cb/cc couple ge/gi
-                    if free:
-                        vk = el + (vk - el) * ca + gek * cb + gik * cc
-                    gek *= cd
-                    gik *= ce
-                elif kind == CUBA_EULER:
-                    if free:
-                        vk = vk + ca * (gek + gik - (vk - el))
-                    gek -= cb * gek
-                    gik -= cc * gik
-                elif kind == COBA_EXPEULER:
-                    if free:
-                        gtot = 1.0 + gek + gik
-                        vinf = (el + gek * ee + gik * ei) / gtot
-                        vk = vinf + (vk - vinf) * math.exp(-ca * gtot)
-                    gek *= cb
-                    gik *= cc
-                else:  # COBA_EULER
-                    if free:
-                        vk = vk + ca * ((el - vk) + gek * (ee - vk) + gik * (ei - vk))
-                    gek -= cb * gek
-                    gik -= cc * gik
-                if free and vk > vth:
-                    vk = vr
-                    ref_until[k] = n + refs
-                    spk_now[ns] = k
-                    ns += 1
-                    pop[row, g] += 1
-                v[k] = vk
-                ge[k] = gek
-                gi[k] = gik
+            ns0 = ns
+            if kind == CUBA_EXACT:
+                ns = _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, ca, cb, cc, cd, ce,
+                                     v, ge, gi, ref_until, spk_now, ns)
+            else:
+                ns = _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei,
+                                  v, ge, gi, ref_until, spk_now, ns)
+            pop[row, g] += ns - ns0
         # spike generators: events sorted by step
         while gen_pos[0] < n_gen and gen_step[gen_pos[0]] < n:
             gen_pos[0] += 1
