@@ -1,0 +1,136 @@
+"""Spiking benchmark: CUBA in neurolns against Brian2, as ratios measured in one run.
+
+Figures (Brette et al. 2007 CUBA, ``neurolns.models.cuba``; 40k keeps the
+in-degree at 100):
+
+* warm wall time of ``Network.run`` for CUBA 4000 × 1 s, 4000 × 10 s and
+  40,000 × 1 s, as the speed-up over Brian2's cython runtime ``run()``
+  (goal ≥ 10×) and as the ratio to Brian2's cpp_standalone simulation loop
+  (goal ≤ 1.5×);
+* first-run time in a fresh process with an empty Numba cache (JIT compile
+  included; goal ≤ 5 s) and with the on-disk cache warm, against Brian2's
+  first cython run (compilation included when its cache is cold).
+
+Usage: ``python benchmarks/spiking.py [--quick] [--no-standalone]``
+(``--quick``: 4000 × 1 s only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from _common import machine_line, report  # noqa: E402
+
+
+from neurolns.models.cuba import CUBAConfig, build_cuba, build_cuba_brian2  # noqa: E402
+
+_FIRST_RUN = """
+import time
+t0 = time.perf_counter()
+from neurolns.models.cuba import CUBAConfig, build_cuba
+net = build_cuba(CUBAConfig(), seed=0)
+net.run(1.0, progress=False)
+print(time.perf_counter() - t0)
+"""
+
+
+def neurolns_warm(n: int, seconds: float, repeat: int) -> float:
+    build_cuba(CUBAConfig(n=min(n, 400)), seed=99).run(0.01, progress=False)  # compile outside the timing
+    best = float("inf")
+    for r in range(repeat):
+        net = build_cuba(CUBAConfig(n=n), seed=r, record=True)
+        t0 = time.perf_counter()
+        net.run(seconds, progress=False)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def brian2_cython(n: int, seconds: float, repeat: int) -> tuple[float, float]:
+    """(first run() in this process, best warm run()) with the cython target."""
+    import brian2 as b2
+
+    b2.prefs.codegen.target = "cython"
+    times = []
+    for r in range(repeat + 1):
+        net, _ = build_cuba_brian2(CUBAConfig(n=n), seed=r)
+        t0 = time.perf_counter()
+        net.run(seconds * b2.second)
+        times.append(time.perf_counter() - t0)
+    return times[0], min(times[1:])
+
+
+def brian2_standalone_loop(n: int, seconds: float, directory: str) -> float:
+    """Best simulation-loop time of two cpp_standalone runs (the second reuses the build)."""
+    loops = []
+    for seed in (0, 1):
+        cmd = [sys.executable, "-m", "neurolns.scenarios.cuba_vs_brian2", "--standalone-worker", directory,
+               "--n", str(n), "--seconds", str(seconds), "--worker-seed", str(seed)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        loops.append(json.loads(out.strip().splitlines()[-1])["loop_s"])
+    return min(loops)
+
+
+def first_run(cold: bool) -> float:
+    env = dict(os.environ)
+    tmp = None
+    if cold:
+        tmp = tempfile.mkdtemp(prefix="numba_cold_")
+        env["NUMBA_CACHE_DIR"] = tmp
+    try:
+        out = subprocess.run([sys.executable, "-c", _FIRST_RUN], capture_output=True, text=True, env=env, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-standalone", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    print(machine_line())
+    cases = [(4000, 1.0)] if args.quick else [(4000, 1.0), (4000, 10.0), (40000, 1.0)]
+    results = {}
+    work = tempfile.mkdtemp(prefix="spiking_bench_")
+    try:
+        for n, sec in cases:
+            rep = 1 if sec > 1 or n > 4000 else args.repeat
+            ours = neurolns_warm(n, sec, rep)
+            b2_first, b2_warm = brian2_cython(n, sec, rep)
+            name = f"CUBA {n // 1000}k x {sec:g} s"
+            report(f"{name}: neurolns warm run", ours, "s")
+            report(f"{name}: Brian2 cython run() warm", b2_warm, "s")
+            report(f"{name}: speed-up over Brian2 cython", b2_warm / ours, "x", goal=">= 10", ok=b2_warm / ours >= 10)
+            row = {"neurolns_s": ours, "brian2_cython_s": b2_warm, "brian2_cython_first_s": b2_first}
+            if not args.no_standalone and shutil.which("g++"):
+                loop = brian2_standalone_loop(n, sec, os.path.join(work, f"sa_{n}_{sec:g}"))
+                report(f"{name}: Brian2 cpp_standalone loop", loop, "s")
+                report(f"{name}: neurolns / standalone loop", ours / loop, "x", goal="<= 1.5", ok=ours / loop <= 1.5)
+                row["brian2_standalone_loop_s"] = loop
+            results[name] = row
+        cold = first_run(cold=True)
+        warm_cache = first_run(cold=False)
+        report("first run, CUBA 4k x 1 s, empty Numba cache (incl. JIT)", cold, "s", goal="<= 5", ok=cold <= 5)
+        report("first run, CUBA 4k x 1 s, Numba cache on disk", warm_cache, "s")
+        first_b2 = results["CUBA 4k x 1 s"]["brian2_cython_first_s"]
+        report("Brian2 cython first run() in the process", first_b2, "s")
+        report("Brian2 first run / neurolns cold first run", first_b2 / cold, "x")
+        results["first_run"] = {"neurolns_cold_s": cold, "neurolns_cached_s": warm_cache, "brian2_cython_first_s": first_b2}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
