@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neurolns.formats import _StrEnum
-from neurolns.sysid.bank import DoGType, Geometry, bank_kernels
+from neurolns.sysid.bank import Geometry, bank_kernels
 
 __all__ = [
     "Nonlinearity",
