@@ -23,10 +23,12 @@ from neurolns.sim.layers import (
     Tanh,
 )
 from neurolns.sim.network import Sequential, softmax_cross_entropy
+from neurolns.sim.trainer import Trainer
+from neurolns.sim.checkpoint import read_checkpoint, save_checkpoint
 from neurolns.sim.params import Param, WeightStorage, forward_table, storage_kwargs, update_format
 
 __all__ = [
     "Param", "WeightStorage", "storage_kwargs", "update_format", "forward_table",
     "Layer", "Dense", "Conv1d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Reshape", "MaxPool1d",
-    "Products", "Sequential", "softmax_cross_entropy",
+    "Products", "Sequential", "softmax_cross_entropy", "Trainer", "read_checkpoint", "save_checkpoint",
 ]

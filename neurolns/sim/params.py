@@ -169,7 +169,12 @@ class Param:
         if scale is None:
             ref = self.forward_format or self.master_format
             scale = float(choose_scale(value, ref)) * 2.0**self.headroom
-        self.set_codes(encode_codes(value, self.master_format, scale), scale)
+        codes = encode_codes(value, self.master_format, scale)
+        # a zero code never moves under a multiplicative rule: a non-zero initial
+        # weight too small for the format keeps the smallest magnitude and its sign
+        dead = (codes == 0) & (value != 0)
+        codes[dead] = np.sign(value[dead]).astype(codes.dtype)
+        self.set_codes(codes, scale)
 
     def set_codes(self, codes, scale: float) -> None:
         """Overwrite the master codes and their scale (LNS storage only)."""

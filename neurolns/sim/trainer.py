@@ -57,6 +57,17 @@ def _first_difference(a, b, path="") -> str:
     return "" if a == b else f"{path}: {a!r} vs {b!r}"
 
 
+def _blas_limit(threads):
+    """Context limiting BLAS threads (no-op when ``threads`` is None)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=int(threads), user_api="blas")
+
+
 class Trainer:
     """Train a :class:`~neurolns.sim.Sequential` network with one learning rule.
 
@@ -64,18 +75,25 @@ class Trainer:
     ----------
     net : Sequential
         Its parameters must be all float32 (float rules) or all LNS codes
-        (``"lns-madam"``, or ``"majority-vote"`` which then votes multiplicatively).
+        (``"lns-madam"``, ``"lns-majority-vote"``: ``Rule(rule).on_codes``).
     rule : str or neurolns.learning.Rule
         ``"sgd", "adam", "madam", "lns-madam", "signsgd", "signum", "ef-signsgd",
-        "majority-vote"``; built with :func:`neurolns.learning.make_optimizer`.
+        "majority-vote", "lns-majority-vote"``; built with
+        :func:`neurolns.learning.make_optimizer` (its trainer defaults).
     batch_size : int
         Examples per step (the last, shorter batch of an epoch is used too).
     seed : int
         Seed of the example order.
     workers : int, optional
-        ``K`` simulated workers for majority vote (default 5); others use 1.
+        ``K`` simulated workers for the majority-vote rules (default: the
+        optimizer's, 5); other rules use 1.
     progress : bool
         Show a tqdm progress bar over the epochs.
+    blas_threads : int or None
+        BLAS threads during :meth:`fit` (via ``threadpoolctl``). The products of
+        small networks are too small to share: one thread is faster, and far
+        faster on a busy machine, than a team that waits for busy cores.
+        ``None`` leaves BLAS alone.
     **hyperparameters
         Passed to the optimizer (``lr``, ``momentum``, ``beta``, ...). For
         code parameters the update grid ``fmt`` is the parameters' master format.
@@ -91,7 +109,8 @@ class Trainer:
     """
 
     def __init__(self, net: Sequential, rule="adam", *, batch_size: int = 64, seed: int = 0,
-                 workers: int | None = None, progress: bool = False, **hyperparameters):
+                 workers: int | None = None, progress: bool = False, blas_threads: int | None = 1,
+                 **hyperparameters):
         from neurolns.learning import Rule, make_optimizer
 
         if not isinstance(net, Sequential):
@@ -105,34 +124,32 @@ class Trainer:
             raise ValueError(f"seed={seed!r} is out of range; allowed: an int >= 0")
         self.seed = int(seed)
         self.progress = bool(progress)
+        self.blas_threads = blas_threads
         self.params = net.params()
         if not self.params:
             raise ValueError("the network has no parameters to train")
         on_codes = net.on_codes
         hp = dict(hyperparameters)
         if self.rule.needs_worker_grads:
-            self.workers = 5 if workers is None else int(workers)
-            hp["workers"] = self.workers
-            if on_codes:
-                hp.setdefault("multiplicative", True)
+            if workers is not None:
+                hp["workers"] = workers
         elif workers not in (None, 1):
             raise ValueError(f"workers={workers!r} applies to majority vote only; rule {self.rule.value!r} uses 1")
-        else:
-            self.workers = 1
-        if self.workers < 1 or self.workers > self.batch_size:
-            raise ValueError(f"workers={self.workers} is out of range; allowed: 1 <= workers <= batch_size "
-                             f"({self.batch_size}), each worker needs at least one example")
-        wants_codes = self.rule.on_codes or bool(hp.get("multiplicative", False))
-        if wants_codes != on_codes:
+        if self.rule.on_codes != on_codes:
             have = "LNS codes" if on_codes else "float32 values"
-            need = "LNS codes (give the layers a master_format)" if wants_codes else "float32 values"
-            raise ValueError(f"rule {self.rule.value!r} updates {need}, but the network holds {have}")
+            need = "LNS codes (give the layers a master_format)" if self.rule.on_codes else "float32 values"
+            hint = " (use 'lns-majority-vote' for a vote on codes)" if self.rule.needs_worker_grads else ""
+            raise ValueError(f"rule {self.rule.value!r} updates {need}, but the network holds {have}{hint}")
         if on_codes:
             fmts = {p.master_format for p in self.params}
             if len(fmts) != 1:
                 raise ValueError(f"all parameters must share one update grid for one optimizer; found {fmts}")
             hp.setdefault("fmt", fmts.pop())
         self.optimizer = make_optimizer(self.rule, [p.data for p in self.params], **hp)
+        self.workers = int(self.optimizer.defaults.get("workers", 1)) if self.rule.needs_worker_grads else 1
+        if self.workers > self.batch_size:
+            raise ValueError(f"workers={self.workers} is out of range; allowed: 1 <= workers <= batch_size "
+                             f"({self.batch_size}), each worker needs at least one example")
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
         self.epoch = 0
         self.history: list[dict] = []
@@ -209,6 +226,11 @@ class Trainer:
         y_te = getattr(data, "y_test", None)
         show = self.progress if progress is None else bool(progress)
         bar = tqdm(range(self.epoch, int(epochs)), disable=not show, desc=f"{self.rule.value}", leave=False)
+        with _blas_limit(self.blas_threads):
+            self._loop(bar, x_tr, y_tr, x_te, y_te, checkpoint)
+        return self.history
+
+    def _loop(self, bar, x_tr, y_tr, x_te, y_te, checkpoint) -> None:
         for _ in bar:
             t0 = time.perf_counter()
             loss, acc = self.train_epoch(x_tr, y_tr)
@@ -222,7 +244,6 @@ class Trainer:
             bar.set_postfix({k: round(v, 4) for k, v in entry.items() if k != "epoch"})
             if checkpoint is not None:
                 self.save_checkpoint(checkpoint)
-        return self.history
 
     # -- checkpoints ----------------------------------------------------------
     def _identity(self) -> dict:
