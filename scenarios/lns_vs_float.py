@@ -1,0 +1,222 @@
+"""LNS vs float: train one model on one data set under several learning rules.
+
+Methods (same model, data, initial weights and example order per seed):
+
+==================  ======================  ===============================================
+method              rule                    synapses
+==================  ======================  ===============================================
+fp32-adam           Adam                    float32
+fp32-sgd            SGD                     float32
+lns8-lnsmadam       LNS-Madam (η = k/128)   LNS codes on the γ=128 grid, LNS8 γ=8 forward
+madam               Madam                   float32
+signsgd             signSGD                 float32
+signum              Signum                  float32
+majority-vote       majority vote, K = 5    float32 (1-bit signs, packed, voted)
+==================  ======================  ===============================================
+
+Writes to ``--out`` (default ``results/lns_vs_float/``): ``runs.json`` (every
+run with its per-epoch history), ``runs.csv`` (one row per run and epoch),
+``summary.csv`` (mean ± std of the final test accuracy per method) and
+``accuracy.png`` (test accuracy per epoch, mean over seeds, per method), and
+prints the summary table with the two bars of the project: LNS8 LNS-Madam
+within 1 point of FP32 Adam, majority vote within 2 points of FP32 SGD.
+
+``--backend torch`` trains through ``neurolns.torch.scenario.run_method``.
+
+Examples
+--------
+.. code-block:: bash
+
+    neurolns run lns-vs-float --quick
+    python scenarios/lns_vs_float.py --dataset mnist1d --model cnn --seeds 3 --epochs 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+METHODS = {
+    "fp32-adam": ("adam", "fp32"),
+    "fp32-sgd": ("sgd", "fp32"),
+    "lns8-lnsmadam": ("lns-madam", "lns"),
+    "madam": ("madam", "fp32"),
+    "signsgd": ("signsgd", "fp32"),
+    "signum": ("signum", "fp32"),
+    "majority-vote": ("majority-vote", "fp32"),
+}
+
+#: Per data set: default model, epochs, batch size and the hyperparameters that
+#: differ from neurolns.learning's trainer defaults. MNIST-1D follows its
+#: paper's CNN recipe (Adam lr 1e-2, batch 100); the other rules get the same
+#: step-size increase (a coarser problem, larger steps).
+SETTINGS = {
+    "digits": {"model": "mlp", "epochs": 20, "batch_size": 32, "hyper": {}},
+    "mnist1d": {
+        "model": "cnn", "epochs": 60, "batch_size": 100,
+        "hyper": {"fp32-adam": {"lr": 1e-2}, "lns8-lnsmadam": {"lr": 4 / 128}},
+    },
+}
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="neurolns run lns-vs-float", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=sorted(SETTINGS), default="digits")
+    p.add_argument("--model", choices=["mlp", "cnn"], default=None, help="default: mlp for digits, cnn for mnist1d")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated; default: all")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="a sub-minute smoke run (1 seed, 3 epochs, a subset)")
+    p.add_argument("--backend", choices=["sim", "torch"], default="sim")
+    p.add_argument("--device", default="cpu", help="torch backend only: cpu or cuda")
+    p.add_argument("--out", default="results/lns_vs_float")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        p.error(f"unknown method(s) {bad}; allowed: {', '.join(METHODS)}")
+    args.methods = methods
+    cfg = SETTINGS[args.dataset]
+    args.model = args.model or cfg["model"]
+    args.epochs = args.epochs if args.epochs is not None else (3 if args.quick else cfg["epochs"])
+    args.batch_size = args.batch_size or cfg["batch_size"]
+    if args.quick:
+        args.seeds = 1
+    if args.seeds < 1 or args.epochs < 1 or args.batch_size < 5:
+        p.error("--seeds and --epochs must be >= 1 and --batch-size >= 5 (majority vote uses 5 workers)")
+    return args
+
+
+def load_data(name: str, quick: bool):
+    from neurolns.data import load_digits, load_mnist1d
+
+    data = load_digits() if name == "digits" else load_mnist1d(num_samples=1000 if quick else 5000)
+    return data.subset(600, 300) if quick else data
+
+
+def build(model: str, weights: str, data, seed: int):
+    if model == "mlp":
+        from neurolns.models.mlp import build_sim
+
+        return build_sim(data.n_features, (256,), data.n_classes, weights=weights, seed=seed)
+    from neurolns.models.cnn1d import build_sim
+
+    return build_sim(data.n_features, 25, data.n_classes, weights=weights, seed=seed)
+
+
+def run_sim(method: str, args, data, seed: int) -> dict:
+    from neurolns.sim import Trainer
+
+    rule, weights = METHODS[method]
+    hyper = SETTINGS[args.dataset]["hyper"].get(method, {})
+    net = build(args.model, weights, data, seed)
+    tr = Trainer(net, rule, batch_size=args.batch_size, seed=seed, progress=not args.no_progress, **hyper)
+    t0 = time.perf_counter()
+    history = tr.fit(data, args.epochs)
+    return {"history": history, "test_acc": history[-1]["test_acc"], "seconds": time.perf_counter() - t0,
+            "hyperparameters": {k: v for k, v in tr.optimizer.defaults.items() if isinstance(v, (int, float, str))}}
+
+
+def run_torch(method: str, args, data, seed: int) -> dict:
+    try:
+        from neurolns.torch.scenario import run_method
+    except ImportError as exc:
+        raise SystemExit(f"--backend torch needs neurolns.torch.scenario.run_method, which is not available "
+                         f"({exc}); use --backend sim") from None
+    t0 = time.perf_counter()
+    out = run_method(method, args.model, data, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
+                     device=args.device)
+    return {**out, "seconds": out.get("seconds", time.perf_counter() - t0)}
+
+
+def summarise(runs, methods):
+    rows = []
+    for m in methods:
+        accs = np.array([r["test_acc"] for r in runs if r["method"] == m])
+        secs = np.array([r["seconds"] for r in runs if r["method"] == m])
+        rows.append({"method": m, "mean_test_acc": float(accs.mean()), "std_test_acc": float(accs.std()),
+                     "n_seeds": int(len(accs)), "mean_seconds": float(secs.mean())})
+    return rows
+
+
+def bars(summary) -> list[str]:
+    acc = {r["method"]: 100 * r["mean_test_acc"] for r in summary}
+    lines = []
+    for a, b, tol in (("lns8-lnsmadam", "fp32-adam", 1.0), ("majority-vote", "fp32-sgd", 2.0)):
+        if a in acc and b in acc:
+            d = acc[a] - acc[b]
+            lines.append(f"{a} - {b}: {d:+.2f} points (bar: >= -{tol:.1f}) {'PASS' if d >= -tol else 'MISS'}")
+    return lines
+
+
+def write_outputs(out: Path, args, runs, summary) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"dataset": args.dataset, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+            "seeds": args.seeds, "backend": args.backend, "quick": args.quick}
+    (out / "runs.json").write_text(json.dumps({"config": meta, "summary": summary, "runs": runs}, indent=1))
+    keys = ["method", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
+    with open(out / "runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for r in runs:
+            for h in r["history"]:
+                w.writerow({"method": r["method"], "seed": r["seed"], **h})
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(summary[0]))
+        w.writeheader()
+        w.writerows(summary)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m in dict.fromkeys(r["method"] for r in runs):
+        curves = np.array([[h["test_acc"] for h in r["history"]] for r in runs if r["method"] == m])
+        ax.plot(np.arange(1, curves.shape[1] + 1), 100 * curves.mean(axis=0), label=m)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%), mean over seeds")
+    ax.set_title(f"{args.dataset} / {args.model}: LNS vs float")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    data = load_data(args.dataset, args.quick)
+    runner = run_sim if args.backend == "sim" else run_torch
+    runs = []
+    for method in args.methods:
+        for seed in range(args.seeds):
+            r = runner(method, args, data, seed)
+            runs.append({"method": method, "seed": seed, "dataset": args.dataset, "model": args.model, **r})
+            print(f"{method:>14s} seed {seed}: test acc {100 * r['test_acc']:.2f}%  ({r['seconds']:.1f} s)",
+                  flush=True)
+    summary = summarise(runs, args.methods)
+    out = Path(args.out)
+    write_outputs(out, args, runs, summary)
+    print(f"\n{args.dataset} / {args.model}, {args.epochs} epochs, batch {args.batch_size}, "
+          f"{args.seeds} seed(s), backend {args.backend}")
+    print(f"{'method':>14s}  {'test acc (%)':>14s}  {'time/run (s)':>12s}")
+    for r in summary:
+        print(f"{r['method']:>14s}  {100 * r['mean_test_acc']:7.2f} ± {100 * r['std_test_acc']:4.2f}  "
+              f"{r['mean_seconds']:12.1f}")
+    for line in bars(summary):
+        print(line)
+    print(f"results written to {out}/ (runs.json, runs.csv, summary.csv, accuracy.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
