@@ -36,6 +36,24 @@ def seed_numba(seed):
 
 
 @jit
+def _geometric(p):
+    """Trials up to and including the first success of Bernoulli(p), p in [0, 1]."""
+    if p <= 0.0:
+        return np.int64(1) << 62
+    if p >= 1.0:
+        return np.int64(1)
+    u = 1.0 - np.random.random()  # (0, 1]
+    return np.int64(1) + np.int64(math.floor(math.log(u) / math.log1p(-p)))
+
+
+@jit
+def init_poisson(p_spike, p_next, lo, hi, n):
+    """First spike step of sources ``lo..hi-1`` from step ``n`` on."""
+    for k in range(lo, hi):
+        p_next[k] = n - 1 + _geometric(p_spike[k])
+
+
+@jit
 def _round(t, stoch):
     if stoch:
         f = math.floor(t)
@@ -176,7 +194,7 @@ def _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei, v, ge, 
 
 
 @jit
-def run_chunk(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike,
+def run_chunk(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike, p_next,
               gen_step, gen_idx, gen_grp, gen_pos,
               seg_ptr, seg_proj, seg_lo, seg_hi, syn_post, pint, pf, w_f, codes, dec_tab,
               in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, x_pre, x_pre_t, x_post, x_post_t,
@@ -226,11 +244,14 @@ def run_chunk(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike,
             ee = gflt[g, 8]
             ei = gflt[g, 9]
             if kind == POISSON:
+                # each source keeps the step of its next spike; the gap is geometric,
+                # which is the same process as a Bernoulli(rate·dt) draw every step
                 for k in range(lo, hi):
-                    if np.random.random() < p_spike[k]:
+                    if p_next[k] == n:
                         spk_now[ns] = k
                         ns += 1
                         pop[row, g] += 1
+                        p_next[k] = n + _geometric(p_spike[k])
                 continue
             if kind == GENERATOR:
                 continue

@@ -66,14 +66,18 @@ def _update_weights(p, widx, tr, direction, m, w_f, codes, dec_tab, pint, pf, rn
     codes[widx] = np.where(w == 0, 0, np.sign(w) * mag)
 
 
-def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike,
+def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike, p_next,
                         gen_step, gen_idx, gen_grp, gen_pos,
                         seg_ptr, seg_proj, seg_lo, seg_hi, syn_post, pint, pf, w_f, codes, dec_tab,
                         in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, x_pre, x_pre_t, x_post, x_post_t,
                         inbuf, modulator, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop,
                         st_idx, st_var, st_every, st_out, wm_proj, wm_widx, wm_every, wm_out, spk_now,
                         rng=None):
-    """Same contract as :func:`neurolns.sim.spiking._kernels.run_chunk`, in numpy."""
+    """Same contract as :func:`neurolns.sim.spiking._kernels.run_chunk`, in numpy.
+
+    Poisson sources draw a Bernoulli(rate·dt) number per step (the kernel draws
+    geometric gaps: the same process, another random stream); ``p_next`` is unused.
+    """
     rng = rng if rng is not None else np.random.default_rng(0)
     n_delay = inbuf.shape[0]
     cap = spk_step.shape[0]

@@ -218,6 +218,7 @@ class Network:
         L.gi = np.zeros(N)
         L.ref_until = np.full(N, np.iinfo(np.int64).min // 2, dtype=np.int64)
         L.p_spike = np.zeros(N)
+        L.p_next = np.zeros(N, dtype=np.int64)
         gen_s, gen_i, gen_g = [], [], []
         for k, g in enumerate(self.groups):
             a, b = int(offs[k]), int(offs[k + 1])
@@ -392,6 +393,10 @@ class Network:
         if self.backend is Backend.NUMBA:
             fn = K.run_chunk
             K.seed_numba(run_seed)
+            for g in self.groups:
+                if isinstance(g, PoissonGroup):
+                    lo = L.lo[id(g)]
+                    K.init_poisson(L.p_spike, L.p_next, lo, lo + g.n, step0)
         else:
             fn = functools.partial(_reference_chunk(), rng=np.random.default_rng(run_seed))
         show = progress if progress is not None else duration > 10.0
@@ -408,7 +413,7 @@ class Network:
             while n < end:
                 c_end = min(end, n + pop.shape[0])
                 pop[:] = 0
-                reached = fn(n, c_end, step0, L.gint, L.gflt, L.v, L.ge, L.gi, L.ref_until, L.p_spike,
+                reached = fn(n, c_end, step0, L.gint, L.gflt, L.v, L.ge, L.gi, L.ref_until, L.p_spike, L.p_next,
                              L.gen_step, L.gen_idx, L.gen_grp, gen_pos,
                              L.seg_ptr, L.seg_proj, L.seg_lo, L.seg_hi, L.syn_post, L.pint, L.pf,
                              L.w_f, L.codes, L.dec_tab, L.in_ptr, L.in_proj, L.in_lo, L.in_hi, L.in_syn,
