@@ -9,8 +9,9 @@ also run in Brian2 (the same network through ``to_brian2``) and compared: post
 rate and the fractions of weights below 0.1 g_max and above 0.9 g_max.
 
 Expected: additive STDP gives a bimodal histogram (Song et al.), soft-bound a
-unimodal one near the middle, the log-domain rule on LNS8 codes a unimodal,
-log-normal-like distribution.
+unimodal one near the middle, the log-domain rule on LNS8 codes (started from
+w = g_max/2, so that the spread is its own) a unimodal, log-normal-like
+distribution.
 
 Usage::
 
@@ -64,7 +65,11 @@ def build_stdp(rule: str = "additive", *, weight_format=None, n_inputs: int = 10
     # soft bounds (μ+=0, μ−=1) settle where A+ = A− w̃, so A− = 2 A+ puts the mean at g_max/2
     a_minus = 0.02 if rule == "soft_bound" else 0.0105
     stdp = STDP(rule, w_max=GMAX, a_plus=0.01, a_minus=a_minus, tau_plus_ms=20.0, tau_minus_ms=20.0)
-    w0 = np.random.default_rng(seed).random(n_inputs) * GMAX
+    if rule == "log_domain":
+        # a log-domain walk from one value: the spread it builds is the rule's own
+        w0 = np.full(n_inputs, 0.5 * GMAX)
+    else:
+        w0 = np.random.default_rng(seed).random(n_inputs) * GMAX
     syn = Synapses(inputs, neuron, fixed_probability(n_inputs, 1, 1.0), weight=w0, plasticity=stdp,
                    weight_format=weight_format, rounding="stochastic", seed=seed, name="input_synapses")
     spikes = SpikeMonitor(neuron)
