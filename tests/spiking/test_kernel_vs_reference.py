@@ -29,7 +29,7 @@ def _net(backend: str, rule_fmt):
     """Four neuron models, delays, float and LNS weights, and plastic projections."""
     rng = np.random.default_rng(7)
     n_in = 40
-    times = np.round(rng.uniform(0, 0.3, 900), 4)
+    times = np.round(rng.uniform(0, 0.2, 900), 4)
     idx = rng.integers(0, n_in, 900)
     key = np.unique(np.round(times * 1e4).astype(np.int64) * n_in + idx)
     gen = SpikeGeneratorGroup(n_in, key % n_in, (key // n_in) * 1e-4, name="gen")
@@ -74,8 +74,8 @@ def test_numba_equals_reference(rule_fmt):
     out = {}
     for backend in ("numba", "reference"):
         net, groups, syns, mons, wmons = _net(backend, rule_fmt)
-        mod = np.where(np.arange(3000) % 700 < 500, 1, -1)
-        net.run(0.3, modulator=mod, progress=False)
+        mod = np.where(np.arange(2000) % 700 < 500, 1, -1)
+        net.run(0.2, modulator=mod, progress=False)
         out[backend] = (mons, groups, syns, wmons)
     (m1, g1, s1, w1), (m2, g2, s2, w2) = out["numba"], out["reference"]
     total = 0
@@ -90,7 +90,7 @@ def test_numba_equals_reference(rule_fmt):
         assert np.allclose(a.weights, b.weights, rtol=1e-9, atol=1e-12)
     assert np.allclose(m1[4].values["v"], m2[4].values["v"], atol=1e-9)
     for a, b in zip(w1, w2):
-        assert a.w.shape == (60, 3) and np.allclose(a.w, b.w, rtol=1e-9)
+        assert a.w.shape == (40, 3) and np.allclose(a.w, b.w, rtol=1e-9)
     # plasticity did something
     assert any(not np.allclose(a.w[0], a.w[-1]) for a in w1)
 
