@@ -8,10 +8,10 @@ plasticity rule runs for ``--seconds`` (100 by default); the additive rule is
 also run in Brian2 (the same network through ``to_brian2``) and compared: post
 rate and the fractions of weights below 0.1 g_max and above 0.9 g_max.
 
-Expected: additive STDP gives a bimodal histogram (Song et al.), soft-bound a
-unimodal one near the middle, the log-domain rule on LNS8 codes (started from
-w = g_max/2, so that the spread is its own) a unimodal, log-normal-like
-distribution.
+Expected: additive STDP gives a bimodal histogram (Song et al.), soft-bound
+(A− = 2 A+) a unimodal one near the middle, the log-domain rule on LNS8 codes
+(started from w = g_max/2 so that the spread is its own, A− = 1.15 A+, cap
+4 g_max) a unimodal, log-normal distribution (symmetric in log w).
 
 Usage::
 
@@ -64,7 +64,12 @@ def build_stdp(rule: str = "additive", *, weight_format=None, n_inputs: int = 10
     neuron = NeuronGroup(1, params, name="neuron")
     # soft bounds (μ+=0, μ−=1) settle where A+ = A− w̃, so A− = 2 A+ puts the mean at g_max/2
     a_minus = 0.02 if rule == "soft_bound" else 0.0105
-    stdp = STDP(rule, w_max=GMAX, a_plus=0.01, a_minus=a_minus, tau_plus_ms=20.0, tau_minus_ms=20.0)
+    w_max = GMAX
+    if rule == "log_domain":
+        # no hard bound in sight (cap 4 g_max) and depression 15% above potentiation:
+        # log w then walks without drifting into the cap (post rate ~19 Hz after 100 s)
+        a_minus, w_max = 0.0115, 4 * GMAX
+    stdp = STDP(rule, w_max=w_max, a_plus=0.01, a_minus=a_minus, tau_plus_ms=20.0, tau_minus_ms=20.0)
     if rule == "log_domain":
         # a log-domain walk from one value: the spread it builds is the rule's own
         w0 = np.full(n_inputs, 0.5 * GMAX)
@@ -84,6 +89,7 @@ def weight_stats(w: np.ndarray, post_t: np.ndarray, seconds: float) -> dict:
         "frac_below_0.1": float(np.mean(w < 0.1 * GMAX)),
         "frac_above_0.9": float(np.mean(w > 0.9 * GMAX)),
         "mean_w_over_gmax": float(np.mean(w) / GMAX),
+        "sd_log10_w": float(np.std(np.log10(w[w > 0]))) if np.any(w > 0) else float("nan"),
     }
 
 
@@ -170,7 +176,8 @@ def main(argv=None) -> int:
             row, w = run_brian2(args.seconds, args.seed, "numpy")
         rows.append(row)
         weights[f"additive ({row['simulator']})"] = w
-    cols = ["simulator", "rule", "weights", "post_rate_hz", "frac_below_0.1", "frac_above_0.9", "mean_w_over_gmax", "wall_s"]
+    cols = ["simulator", "rule", "weights", "post_rate_hz", "frac_below_0.1", "frac_above_0.9", "mean_w_over_gmax",
+            "sd_log10_w", "wall_s"]
     print(f"\nSTDP, 1000 Poisson inputs at 15 Hz, {args.seconds:g} s")
     print(" | ".join(f"{c:>16s}" for c in cols))
     for r in rows:
