@@ -66,14 +66,14 @@ class Exchange(_StrEnum):
     TWO_PHASE = "two-phase"
 
 
-_BIT_WEIGHTS = {}
+_SHIFTS = {}
 
 
-def _weights(device) -> torch.Tensor:
+def _shifts(device) -> torch.Tensor:
     key = str(device)
-    if key not in _BIT_WEIGHTS:
-        _BIT_WEIGHTS[key] = (2 ** torch.arange(8, dtype=torch.int32, device=device)).to(torch.int32)
-    return _BIT_WEIGHTS[key]
+    if key not in _SHIFTS:
+        _SHIFTS[key] = torch.arange(8, dtype=torch.uint8, device=device)
+    return _SHIFTS[key]
 
 
 def pack_signs(x: torch.Tensor, n_padded: int | None = None) -> torch.Tensor:
@@ -87,14 +87,15 @@ def pack_signs(x: torch.Tensor, n_padded: int | None = None) -> torch.Tensor:
     total = n_padded if n_padded is not None else (n + 7) // 8 * 8
     if total % 8 or total < n:
         raise ValueError(f"n_padded={total} must be a multiple of 8 and >= {n}")
-    bits = torch.zeros(total, dtype=torch.int32, device=flat.device)
-    bits[:n] = (flat < 0).to(torch.int32)
-    return (bits.view(-1, 8) * _weights(flat.device)).sum(dim=1).to(torch.uint8)
+    bits = torch.zeros(total, dtype=torch.uint8, device=flat.device)
+    bits[:n] = flat < 0
+    # the eight bits of a byte are distinct powers of two, so their sum is their OR
+    return (bits.view(-1, 8) << _shifts(flat.device)).sum(dim=1, dtype=torch.uint8)
 
 
 def unpack_signs(packed: torch.Tensor, n: int) -> torch.Tensor:
-    """Bits (1 = negative) of the first ``n`` packed signs, as int32 0/1."""
-    b = (packed.to(torch.int32).unsqueeze(-1) >> torch.arange(8, device=packed.device, dtype=torch.int32)) & 1
+    """Bits (1 = negative) of the first ``n`` packed signs, as uint8 0/1."""
+    b = (packed.unsqueeze(-1) >> _shifts(packed.device)) & 1
     return b.reshape(*packed.shape[:-1], -1)[..., :n]
 
 
@@ -105,7 +106,7 @@ def vote_from_packed(packed_rows: torch.Tensor, n: int, ties: str, dtype) -> tor
     0 (a tie) → +1 or 0 per ``ties``.
     """
     workers = packed_rows.shape[0]
-    negatives = unpack_signs(packed_rows, n).sum(dim=0)
+    negatives = unpack_signs(packed_rows, n).sum(dim=0, dtype=torch.int32)
     total = workers - 2 * negatives
     tie = 1.0 if ties == "plus" else 0.0
     out = torch.where(total > 0, 1.0, torch.where(total < 0, -1.0, tie))
@@ -310,7 +311,10 @@ def majority_vote_hook(state: MajorityVoteState, bucket) -> torch.futures.Future
 
         return fut.then(_result(finish, state, name))
 
-    # two-phase: pad to a multiple of 8·W bits so every worker owns a whole-byte slice
+    # two-phase: pad to a multiple of 8·W bits so every worker owns a whole-byte slice.
+    # Phase 1 is waited for here, on the autograd thread, so that every rank issues its
+    # collectives in the same order (bucket by bucket); issuing phase 2 from a future's
+    # callback would interleave with the next bucket's phase 1 differently on each rank.
     n_pad = -(-n // (8 * world)) * 8 * world
     packed = pack_signs(d, n_pad)
     slice_bytes = packed.numel() // world
@@ -318,21 +322,22 @@ def majority_vote_hook(state: MajorityVoteState, bucket) -> torch.futures.Future
     state._count("all_to_all", packed.numel(), world)
     state._count("all_gather", slice_bytes, world)
     state._end_bucket(bucket)
-    fut = dist.all_to_all_single(recv, packed, group=group, async_op=True).get_future()
+    try:
+        dist.all_to_all_single(recv, packed, group=group, async_op=True).wait(
+            timeout=_dt.timedelta(seconds=state.timeout_s))
+    except Exception as exc:
+        raise RuntimeError(f"majority-vote exchange failed in {name} (a peer may have died or timed out): {exc}") from exc
+    mine = vote_from_packed(recv.view(world, slice_bytes), slice_bytes * 8, state.ties, torch.float32)
+    gathered = torch.empty(world * slice_bytes, dtype=torch.uint8, device=buf.device)
+    fut = _all_gather_flat(gathered, pack_signs(mine), group).get_future()
 
-    def phase2(f):
+    def finish(f):
         f.wait()
-        mine = vote_from_packed(recv.view(world, slice_bytes), slice_bytes * 8, state.ties, torch.float32)
-        voted = pack_signs(mine)
-        gathered = torch.empty(world * slice_bytes, dtype=torch.uint8, device=buf.device)
-        work = _all_gather_flat(gathered, voted, group)
-        if not work.wait(timeout=_dt.timedelta(seconds=state.timeout_s)):
-            raise RuntimeError(f"all_gather did not complete within {state.timeout_s} s")
         bits = unpack_signs(gathered, n)
-        buf.copy_((1 - 2 * bits).to(buf.dtype))
+        buf.copy_(1 - 2 * bits.to(buf.dtype))
         return buf
 
-    return fut.then(_result(phase2, state, name))
+    return fut.then(_result(finish, state, name))
 
 
 def _ef_exchange(state, bucket, params, dirs, d, world, group, name):

@@ -85,7 +85,7 @@ def test_pack_matches_the_learning_package_bit_layout():
         x[::5] = 0.0
         ours = pack_signs(torch.from_numpy(x)).numpy()
         np.testing.assert_array_equal(ours, np_pack(x))
-        np.testing.assert_array_equal(unpack_signs(torch.from_numpy(ours), n).numpy(), (x < 0).astype(np.int32))
+        np.testing.assert_array_equal(unpack_signs(torch.from_numpy(ours), n).numpy(), (x < 0).astype(np.uint8))
 
 
 def test_vote_and_ties():
