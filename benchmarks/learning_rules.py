@@ -71,6 +71,7 @@ def main(argv=None) -> int:
 
     print(machine_line())
     print(f"synapses: {n:.3g}; bandwidth and kernels timed in {args.rounds} interleaved rounds, best of each kept")
+    print("load average at start (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     rng = np.random.default_rng(0)
     g = rng.standard_normal(n, dtype=np.float32)
     w = rng.standard_normal(n, dtype=np.float32)
