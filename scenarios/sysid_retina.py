@@ -29,7 +29,7 @@ from neurolns.sysid import FitConfig, FitMethod, fit_circuit, make_circuit, make
 
 PAPER_SIZES = (60, 340, 700, 1400, 2800, 5500, 11000, 22000)
 DEFAULT_SIZES = (60, 340, 1400, 5500)
-LABELS = {"madam": "Madam (sign-preserving)", "abs-adam": "Adam on w = s·|v|", "adam": "Adam, unconstrained",
+LABELS = {"madam": "Madam (sign-preserving)", "lns-madam": "LNS-Madam (16-bit LNS synapses)", "abs-adam": "Adam on w = s·|v|", "adam": "Adam, unconstrained",
           "adam+signs": "Adam, unconstrained, true-sign start"}
 
 
@@ -56,11 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--circuit", default="circuit2", help="ground truth: circuit1, circuit2, circuit3a, circuit3b")
     p.add_argument("--sizes", type=_ints, default=list(DEFAULT_SIZES), help="training-set sizes (comma-separated)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per size and method")
-    p.add_argument("--methods", type=_methods, default=[m.value for m in FitMethod], help="madam,abs-adam,adam")
+    p.add_argument("--methods", type=_methods, default=["madam", "abs-adam", "adam"],
+                   help="comma-separated: madam, lns-madam, abs-adam, adam (default: madam,abs-adam,adam)")
     p.add_argument("--n-types", type=int, default=28, help="candidate bipolar types in the fitted bank (3..28)")
     p.add_argument("--n-test", type=int, default=2000, help="held-out images")
     p.add_argument("--noise", type=float, default=0.0, help="Gaussian response noise (std, absolute)")
     p.add_argument("--l1", type=float, default=None, help="L1 penalty λ (default: FitConfig's)")
+    p.add_argument("--init", type=float, default=None,
+                   help="initial |w| (default: FitConfig's; 0.2 for circuit1, whose ReLU(· − 10) output is "
+                        "silent at smaller weights)")
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps per fit (default: FitConfig's)")
     p.add_argument("--informed-adam", action="store_true",
                    help="also fit unconstrained Adam started from the true pathway signs ('adam+signs')")
@@ -134,6 +138,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"--seeds={seeds} is out of range; allowed: >= 1")
     methods = list(args.methods) + (["adam+signs"] if args.informed_adam else [])
     circuit = make_circuit(args.circuit)
+    if args.init is not None:
+        overrides["init"] = args.init
+    elif circuit.name == "circuit1":
+        overrides["init"] = 0.2
     args.out.mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm
 

@@ -9,6 +9,10 @@ term averaged over the batch)::
 * ``madam`` — Madam (Bernstein et al., NeurIPS 2020) on the signed synapses:
   ``w ← w·exp(−η ĝ sign(w))`` never flips a sign and never revives a zero, so
   the pathway signs and the connectivity mask are just the initialisation.
+* ``lns-madam`` — LNS-Madam (Zhao et al. 2022): synapses are 16-bit LNS
+  codes on the γ = 128 grid; each step moves ``|c|`` by a whole number of
+  codes (η = 1/32 octave = 4 codes per unit of the rounded normalised gradient). Same
+  guarantees as Madam; the forward pass uses the decoded codes exactly.
 * ``abs-adam`` — the paper's method: ``w = s·|v|`` with ``s`` the pathway sign,
   Adam on ``v``.
 * ``adam`` — Adam on free weights, the ablation: signs may flip, and by
@@ -26,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from neurolns.formats import _StrEnum
+from neurolns.formats import LNSFormat, _StrEnum
 from neurolns.sysid.metrics import correlation, explained_variance, r_supp, r_sys
 from neurolns.sysid.model import CircuitModel, CircuitWeights, _backward, _external, _forward, _internal
 
@@ -37,6 +41,7 @@ class FitMethod(_StrEnum):
     """How the synapses are fitted (see the module docstring)."""
 
     MADAM = "madam"
+    LNS_MADAM = "lns-madam"
     ABS_ADAM = "abs-adam"
     ADAM = "adam"
 
@@ -61,7 +66,11 @@ class InitSigns(_StrEnum):
 
 
 #: learning rates that work without tuning on the reference circuits
-DEFAULT_LR = {FitMethod.MADAM: 0.05, FitMethod.ABS_ADAM: 1e-3, FitMethod.ADAM: 1e-3}
+DEFAULT_LR = {FitMethod.MADAM: 0.05, FitMethod.LNS_MADAM: 1 / 32, FitMethod.ABS_ADAM: 1e-3, FitMethod.ADAM: 1e-3}
+
+#: where LNS-Madam keeps the synapses: 16-bit LNS codes on the γ = 128 update grid
+#: (Zhao et al. 2022), scale 1 — 2^±128 covers any synapse of these circuits
+LNS_UPDATE_FORMAT = LNSFormat(bits=16, gamma=128)
 
 
 def _num(name, x, lo, hi=math.inf, *, lo_open=False, integer=False):
@@ -281,7 +290,7 @@ def fit_circuit(X, y, model: CircuitModel, config: FitConfig | None = None, *, m
     >>> res.evaluate(d.X_test, d.y_test, d.w_true)["wrong_signs"]
     0
     """
-    from neurolns.learning import Adam, Madam
+    from neurolns.learning import Adam, LNSMadam, Madam
 
     config = config or FitConfig()
     X, y = _check_xy(X, y, model, "training set")
@@ -303,6 +312,14 @@ def fit_circuit(X, y, model: CircuitModel, config: FitConfig | None = None, *, m
     method, lam = config.method, config.l1
     if method is FitMethod.MADAM:
         opt = Madam(params, lr=config.learning_rate, p_scale=config.p_scale)
+    elif method is FitMethod.LNS_MADAM:
+        from neurolns.lns import decode_codes, encode_codes
+
+        fmt = LNS_UPDATE_FORMAT
+        params = [np.ascontiguousarray(encode_codes(p, fmt, 1.0)) for p in params]
+        # |c| -> value, decoded once by the library (decoding every step would rebuild it)
+        magnitude = decode_codes(np.arange(fmt.max_code + 1, dtype=fmt.code_dtype), fmt, 1.0)
+        opt = LNSMadam(params, fmt=fmt, lr=config.learning_rate, p_scale=config.p_scale)
     elif method is FitMethod.ABS_ADAM:
         params = [np.abs(p) for p in params]
         opt = Adam(params, lr=config.learning_rate)
@@ -314,6 +331,8 @@ def fit_circuit(X, y, model: CircuitModel, config: FitConfig | None = None, *, m
     def synapses():
         if method is FitMethod.ABS_ADAM:
             return [s * np.abs(p) for s, p in zip(signs, params)]
+        if method is FitMethod.LNS_MADAM:
+            return [np.sign(c) * magnitude[np.abs(c)] for c in params]
         return params
 
     def objective(Xs, ys):
@@ -346,7 +365,7 @@ def fit_circuit(X, y, model: CircuitModel, config: FitConfig | None = None, *, m
             grads = [(g * s + lam) * np.sign(p) for g, s, p in zip(gw, signs, params)]
         else:
             grads = [g + lam * np.sign(p) for g, p in zip(gw, params)]
-        grads = [np.where(m, g, 0.0) for g, m in zip(grads, live)]
+        grads = [np.where(m, g, 0.0) for g, m in zip(grads, live)]  # (sign(c) = sign(w) for codes)
         opt.step(grads)
         if opt_off is not None:
             opt_off.step([np.array([d_off])])

@@ -11,12 +11,13 @@ def data():
     return make_dataset("circuit2", n_train=1500, n_test=400, seed=0, n_types=8)
 
 
-def test_madam_keeps_every_sign_and_every_zero(data):
-    """Madam: no synapse changes sign, a masked (zero) synapse stays exactly zero, none dies."""
+@pytest.mark.parametrize("method", ["madam", "lns-madam"])
+def test_madam_keeps_every_sign_and_every_zero(data, method):
+    """Madam and LNS-Madam: no synapse changes sign, a masked (zero) synapse stays exactly zero, none dies."""
     mask = CircuitWeights(bg=np.ones(data.model.shapes["bg"]), ba=np.ones(data.model.shapes["ba"]),
                           ag=np.ones(data.model.shapes["ag"]))
     mask.bg[:, :5] = 0  # no skip synapses in the top half of the grid
-    cfg = FitConfig(method="madam", max_steps=600, eval_every=100)
+    cfg = FitConfig(method=method, max_steps=600, eval_every=100)
     w0 = init_weights(data.model, cfg, mask)
     res = fit_circuit(data.X_train, data.y_train, data.model, cfg, mask=mask)
     for k in ("bg", "ba", "ag"):
@@ -25,6 +26,9 @@ def test_madam_keeps_every_sign_and_every_zero(data):
         assert np.all(np.sign(a) == np.sign(b)), k
     assert np.all(res.weights.bg[:, :5] == 0)
     assert res.evaluate()["wrong_signs"] == 0
+    if method == "lns-madam":  # synapses are LNS values: log2|w| on the 1/128-octave grid
+        e = 128 * np.log2(np.abs(res.weights.flat()[res.weights.flat() != 0]))
+        np.testing.assert_allclose(e, np.round(e), atol=1e-6)
 
 
 def test_abs_adam_keeps_signs_and_adam_may_flip(data):
