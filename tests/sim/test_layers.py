@@ -196,3 +196,28 @@ def test_network_spec_and_named_params_follow_torch_order():
     assert [k for k, _ in net.named_params()] == ["0.weight", "0.bias", "2.weight"]
     spec = net.spec()
     assert spec["layers"][0]["type"] == "Dense" and spec["layers"][0]["params"][0]["shape"] == [4, 3]
+
+
+def test_exact_products_equal_the_lns_products_summed_in_float64():
+    """products='exact': x is encoded in the weights' forward format and the LNS products
+    are summed exactly (hardware partial sums); the result equals the float64 sum of
+    the same decoded products to float32 rounding, for Dense and Conv1d."""
+    from neurolns import LNS8
+    from neurolns.lns import encode
+    from neurolns.sim import storage_kwargs
+
+    kw = storage_kwargs("lns")
+    rng = np.random.default_rng(0)
+    d = Dense(6, 4, seed=0, products="exact", **kw)
+    x = rng.normal(size=(3, 6)).astype(np.float32)
+    want = encode(x, LNS8).decode() @ d.weight.forward_value().astype(np.float64).T + d.bias.forward_value()
+    np.testing.assert_allclose(d.forward(x), want, rtol=1e-6, atol=1e-6)
+    c = Conv1d(2, 3, 3, stride=2, padding=1, seed=1, products="exact", **kw)
+    xc = rng.normal(size=(2, 2, 7)).astype(np.float32)
+    fast = Conv1d(2, 3, 3, stride=2, padding=1, seed=1, **kw)
+    # the exact path differs from the fast one only by the LNS8 encoding of the inputs
+    xq = encode(R.im2col(xc, 3, 2, 1, 4).reshape(8, -1), LNS8).decode()
+    want_c = (xq @ c.weight.forward_value().reshape(3, -1).astype(np.float64).T).reshape(2, 4, 3)
+    want_c = want_c.transpose(0, 2, 1) + c.bias.forward_value()[None, :, None]
+    np.testing.assert_allclose(c.forward(xc), want_c, rtol=1e-6, atol=1e-6)
+    assert np.abs(fast.forward(xc) - c.forward(xc)).max() > 0  # the modes differ (the test can fail)
