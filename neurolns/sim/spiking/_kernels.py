@@ -127,32 +127,39 @@ def _weight(p, widx, w_f, codes, dec_tab, pint):
 
 @jit
 def _deliver(target, a, b, widx0, syn_post, lns, toff, w_f, codes, dec_tab):
-    # the hot loop of event-driven propagation: one scattered add per synapse
+    # the hot loop of event-driven propagation: one scattered add per synapse.
+    # Slices indexed from 0 and unsigned targets spare Numba's negative-index checks.
+    post = syn_post[a:b]
     if lns:
-        for s in range(a, b):
-            target[syn_post[s]] += dec_tab[toff + codes[widx0 + s]]
+        cs = codes[widx0 + a: widx0 + b]
+        for q in range(b - a):
+            target[post[q]] += dec_tab[toff + cs[q]]
     else:
-        for s in range(a, b):
-            target[syn_post[s]] += w_f[widx0 + s]
+        ws = w_f[widx0 + a: widx0 + b]
+        for q in range(b - a):
+            target[post[q]] += ws[q]
 
 
 @jit
 def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge, gi, ref_until, spk_now, ns):
     """Current-based LIF, exact propagator: v' = El + (v−El)Pvv + ge Pve + gi Pvi, ge' = ge Pee."""
-    # a branch-free update loop (vectorises), then a scan for threshold crossings
-    for k in range(lo, hi):
-        vk = v[k]
-        gek = ge[k]
-        gik = gi[k]
-        vn = el + (vk - el) * pvv + gek * pve + gik * pvi
-        v[k] = vn if n >= ref_until[k] else vk
-        ge[k] = gek * pee
-        gi[k] = gik * pii
-    for k in range(lo, hi):
-        if v[k] > vth and n >= ref_until[k]:
-            v[k] = vr
-            ref_until[k] = n + refs
-            spk_now[ns] = k
+    # a branch-free update loop over slices indexed from 0 (so that Numba drops the
+    # negative-index wraparound and LLVM vectorises it), then a threshold scan
+    vs = v[lo:hi]
+    es = ge[lo:hi]
+    is_ = gi[lo:hi]
+    rs = ref_until[lo:hi]
+    for q in range(hi - lo):
+        vk = vs[q]
+        vn = el + (vk - el) * pvv + es[q] * pve + is_[q] * pvi
+        vs[q] = vn if n >= rs[q] else vk
+        es[q] *= pee
+        is_[q] *= pii
+    for q in range(hi - lo):
+        if vs[q] > vth and n >= rs[q]:
+            vs[q] = vr
+            rs[q] = n + refs
+            spk_now[ns] = lo + q
             ns += 1
     return ns
 

@@ -329,10 +329,13 @@ class Network:
         L.storage = [(s.w, s.codes) for s in syns]
         L.group_state = [(g, g.v) for g in self.groups if isinstance(g, NeuronGroup)]
         L.dec_tab = np.concatenate(tables) if tables else np.zeros(1)
+        # unsigned, so the kernel's scatter needs no negative-index check (a view, no copy)
         if len(posts) == 1 and posts[0][1] == 0:
-            L.syn_post = posts[0][0]
+            L.syn_post = posts[0][0].view(np.uint32)
+        elif posts:
+            L.syn_post = np.concatenate([j + off for j, off in posts]).astype(np.uint32)
         else:
-            L.syn_post = np.concatenate([j + off for j, off in posts]).astype(np.int32) if posts else np.zeros(0, np.int32)
+            L.syn_post = np.zeros(0, np.uint32)
         L.seg_ptr, L.seg_proj, L.seg_lo, L.seg_hi = _segments(seg_rows, L.N)
         L.in_ptr, L.in_proj, L.in_lo, L.in_hi = _segments(in_rows, L.N)
         L.in_syn = np.concatenate(in_syn) if in_syn else np.zeros(0, np.int64)
