@@ -94,11 +94,13 @@ def choose_scale(x, fmt: LNSFormat, *, channel_axis: int | None = None) -> np.nd
     0.015625
     """
     fmt = _check_format(fmt)
-    a = np.abs(_as_float_array(x)).astype(np.float64, copy=False)
-    a = np.where(np.isfinite(a), a, 0.0)
+    xf = _as_float_array(x)
     if channel_axis is None:
-        amax = np.asarray(a.max() if a.size else 0.0)
+        # one pass over the float's bits (no abs/isfinite temporaries)
+        amax = np.asarray(_k.finite_absmax(xf) if xf.size else 0.0, dtype=np.float64)
     else:
+        a = np.abs(xf).astype(np.float64, copy=False)
+        a = np.where(np.isfinite(a), a, 0.0)
         if a.ndim == 0:
             raise ValueError("channel_axis needs an array with at least one dimension")
         ax = channel_axis % a.ndim if -a.ndim <= channel_axis < a.ndim else None

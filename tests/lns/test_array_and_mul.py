@@ -126,3 +126,18 @@ def test_save_load_roundtrip_and_bad_files(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.ones(2))
     with pytest.raises(ValueError, match="not an LNSArray"):
         load(tmp_path / "other.npz")
+
+
+def test_parallel_product_path_equals_float64():
+    """Arrays above the parallel threshold take the threaded writer; products stay exact."""
+    from neurolns.lns import multiply
+
+    n = multiply._PARALLEL_MIN + 12345
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(n) * np.exp2(rng.uniform(-3, 3, n))
+    y = rng.standard_normal(n)
+    x[::1000] = 0.0
+    a, b = encode(x, LNS8), encode(y, LNS8)
+    _assert_exact_or_flushed(mul(a, b).decode(), a.decode() * b.decode(), LNS8)
+    nz = b.codes != 0
+    _assert_exact_or_flushed(div(a[nz], b[nz]).decode(), a.decode()[nz] / b.decode()[nz], LNS8)
