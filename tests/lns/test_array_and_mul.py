@@ -128,11 +128,12 @@ def test_save_load_roundtrip_and_bad_files(tmp_path):
         load(tmp_path / "other.npz")
 
 
-def test_parallel_product_path_equals_float64():
+def test_parallel_product_path_equals_float64(monkeypatch):
     """Arrays above the parallel threshold take the threaded writer; products stay exact."""
     from neurolns.lns import multiply
 
-    n = multiply._PARALLEL_MIN + 12345
+    monkeypatch.setattr(multiply, "_PARALLEL_MIN", 1 << 16)
+    n = (1 << 16) + 12345
     rng = np.random.default_rng(5)
     x = rng.standard_normal(n) * np.exp2(rng.uniform(-3, 3, n))
     y = rng.standard_normal(n)
