@@ -280,6 +280,8 @@ def _unit_decode(x, contract_axis):
     s = x.scale
     if s.ndim == 0:
         outer = s.reshape(1)
+    elif s.ndim == x.ndim and s.shape[contract_axis] == 1:  # per row/column: nothing to check
+        outer = s.reshape(-1)
     else:
         full = np.broadcast_to(s, x.shape)
         first = full.take([0], axis=contract_axis)
@@ -293,20 +295,26 @@ def _unit_decode(x, contract_axis):
 
 
 def _fast_matmul(a, b):
-    """``"fast"`` mode: float32 BLAS on decoded values, float64 result."""
+    """``"fast"`` mode: float32 BLAS on decoded values, a float32 result.
+
+    The scales are powers of two and are applied to the float32 product in
+    place, which is exact while the combined scale stays inside float32's
+    normal range; otherwise the product is scaled in float64.
+    """
     from neurolns.lns.array import LNSArray
 
     if isinstance(a, LNSArray) and isinstance(b, LNSArray) and a.ndim == 2 and b.ndim in (1, 2):
         ua = _unit_decode(a, 1)
         ub = _unit_decode(b, 0)
         if ua is not None and ub is not None:
-            out = np.matmul(ua[0], ub[0]).astype(np.float64)
-            if b.ndim == 2:
-                out *= ua[1][:, None] * ub[1][None, :]
-            else:  # a 1-D b has one scale (the contracted axis is its only axis)
-                out *= ua[1] * ub[1][0]
-            return out
-    return np.matmul(_as_float32(a), _as_float32(b)).astype(np.float64)
+            out = np.matmul(ua[0], ub[0])
+            outer = ua[1][:, None] * ub[1][None, :] if b.ndim == 2 else ua[1] * ub[1][0]
+            lo, hi = float(np.min(outer)), float(np.max(outer))
+            if 2.0**-100 <= lo and hi <= 2.0**100:  # far inside float32's range: exact in place
+                out *= np.asarray(outer, dtype=np.float32)
+                return out
+            return (out.astype(np.float64) * outer).astype(np.float32)
+    return np.matmul(_as_float32(a), _as_float32(b))
 
 
 def matmul(a, b, *, mode: MatmulMode | str = "fast", accumulator: Accumulator | None = None,
