@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from neurolns.formats import LNS8, LNSFormat, Underflow
@@ -336,7 +335,7 @@ class LNSMadam(_MadamBase):
         """CPU: :func:`neurolns.learning.lns_madam_update` in place on zero-copy views of the
         state's codes and ``v``, then the decoded values written back."""
         from neurolns.learning import lns_madam_update
-        from neurolns.lns import decode_codes
+        from neurolns.torch.quantize import decode_codes_t
 
         for p, g in zip(ps, gs):
             st = self.state[p]
@@ -346,8 +345,7 @@ class LNSMadam(_MadamBase):
             lns_madam_update(codes, g.detach().contiguous().numpy(), st["v"].numpy(), st["step"], fmt=fmt,
                              beta=group["beta"], g_bound=group["g_bound"], lr=group["lr"],
                              max_code=st["max_code"])
-            npdt = np.float64 if p.dtype == torch.float64 else np.float32
-            p.copy_(torch.from_numpy(decode_codes(codes, fmt, st["scale"], dtype=npdt)))
+            p.copy_(decode_codes_t(st["codes"], fmt, st["scale"], dtype=p.dtype))
             st["version"] = p._version
 
     def _flat_constants(self, ps):
