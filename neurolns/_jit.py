@@ -18,7 +18,7 @@ import os
 import numba
 from numba import prange  # re-exported for kernels
 
-__all__ = ["jit", "pjit", "prange", "use_parallel", "PARALLEL_THRESHOLD"]
+__all__ = ["jit", "pjit", "prange", "use_parallel", "serial_twin", "pick", "PARALLEL_THRESHOLD"]
 
 _DISABLED = os.environ.get("NEUROLNS_DISABLE_JIT", "") not in ("", "0")
 
@@ -54,3 +54,17 @@ def pjit(fn=None, *, fastmath: bool = False):
 def use_parallel(n: int) -> bool:
     """Whether an ``n``-element job should take the parallel kernel."""
     return n >= PARALLEL_THRESHOLD and numba.config.NUMBA_NUM_THREADS > 1
+
+
+def serial_twin(kernel):
+    """The same kernel compiled without ``parallel=True`` (``prange`` runs as ``range``).
+
+    Small inputs run faster serially: a parallel region costs a thread
+    start-up that a few thousand elements never repay.
+    """
+    return jit(getattr(kernel, "py_func", kernel))
+
+
+def pick(parallel_kernel, serial_kernel, n: int):
+    """``parallel_kernel`` for ``n`` elements above :data:`PARALLEL_THRESHOLD`, else the serial one."""
+    return parallel_kernel if use_parallel(n) else serial_kernel

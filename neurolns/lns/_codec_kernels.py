@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from neurolns._jit import jit, pjit, prange
+from neurolns._jit import jit, pick, pjit, prange, serial_twin
 
 #: γ above this take the log2 path (the bucket table has 2γ entries)
 _FAST_MAX_GAMMA = 1 << 16
@@ -265,10 +265,16 @@ def _encode_f32_small_gamma(x, ls, gamma, bias, e_min, e_max, saturate_small, ou
     if n_special:
         idx = np.flatnonzero(out == marker)
         sub = np.empty(idx.size, dtype=out.dtype)
-        n_nan, n_inf = _encode_log2_kernel(np.ascontiguousarray(x[idx]), np.array([float(ls)]), float(gamma),
+        n_nan, n_inf = pick(_encode_log2_kernel, _encode_log2_serial, idx.size)(np.ascontiguousarray(x[idx]), np.array([float(ls)]), float(gamma),
                                            bias, e_min, e_max, saturate_small, False, np.zeros(1), sub)
         out[idx] = sub
     return n_nan, n_inf
+
+
+_encode_log2_serial = serial_twin(_encode_log2_kernel)
+_encode_bits_serial = serial_twin(_encode_bits_kernel)
+_decode_table_serial = serial_twin(_decode_table_kernel)
+decode_exp2_serial = serial_twin(decode_exp2_kernel)
 
 
 def encode_kernel(x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stochastic, u, out):
@@ -287,7 +293,8 @@ def encode_kernel(x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stoc
         and bool(np.all(np.abs(log2_scale) < (1 << 20)))
     )
     if not fast:
-        return _encode_log2_kernel(x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stochastic, u, out)
+        return pick(_encode_log2_kernel, _encode_log2_serial, x.size)(
+            x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stochastic, u, out)
     if x.dtype == np.float32 and g <= 8 and log2_scale.size == 1:
         return _encode_f32_small_gamma(x, log2_scale[0], g, bias, e_min, e_max, saturate_small, out)
     if x.dtype == np.float32:
@@ -295,7 +302,7 @@ def encode_kernel(x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stoc
     else:
         xi, mant_bits, exp_mask, exp_bias = x.view(np.int64), 52, 0x7FF, 1023
     j0, t_next, t_prev, t_after, guard, shift = _mantissa_tables(g, mant_bits)
-    return _encode_bits_kernel(xi, mant_bits, exp_mask, exp_bias, j0, t_next, t_prev, t_after, guard, shift,
+    return pick(_encode_bits_kernel, _encode_bits_serial, xi.size)(xi, mant_bits, exp_mask, exp_bias, j0, t_next, t_prev, t_after, guard, shift,
                                x, log2_scale, g, bias, e_min, e_max, saturate_small, out)
 
 
@@ -327,7 +334,7 @@ def decode_kernel(codes, table, scale, out):
         kern = _decode_signed_kernel_parallel if codes.size >= _PARALLEL_MIN else _decode_signed_kernel
         kern(codes, table.size - 1, signed, out)
     else:
-        _decode_table_kernel(codes, table, scale, out)
+        pick(_decode_table_kernel, _decode_table_serial, codes.size)(codes, table, scale, out)
 
 
 # -- largest finite magnitude (for choosing scales) ----------------------------------

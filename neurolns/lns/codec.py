@@ -249,7 +249,7 @@ def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=np.float64, referenc
     if fmt.bits <= _TABLE_MAX_BITS:
         _k.decode_kernel(flat, decode_table(fmt), fs, out)
     else:
-        _k.decode_exp2_kernel(flat, float(fmt.gamma), fmt.bias, fs, out)
+        _k.pick(_k.decode_exp2_kernel, _k.decode_exp2_serial, flat.size)(flat, float(fmt.gamma), fmt.bias, fs, out)
     return out.reshape(c.shape)
 
 
