@@ -82,6 +82,22 @@ class _Base(torch.optim.Optimizer):
     def _check_group(self, g: dict) -> dict:  # pragma: no cover - overridden
         return g
 
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            ps, gs = self._with_grads(group)
+            if ps:
+                self._update(group, ps, gs)
+        return loss
+
+    def _update(self, group, ps, gs) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
     @staticmethod
     def _with_grads(group):
         ps = [p for p in group["params"] if p.grad is not None]
@@ -159,32 +175,23 @@ class Madam(_MadamBase):
 
     _check_group = staticmethod(_check_madam)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            ps, gs = self._with_grads(group)
-            if not ps:
-                continue
-            for p in ps:
-                st = self.state[p]
-                if not st:
-                    st["step"] = 0
-                    st["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    w = p.detach().to(torch.float64)
-                    rms = math.sqrt(float((w * w).mean())) if w.numel() else 0.0
-                    st["p_max"] = math.inf if math.isinf(group["p_scale"]) else group["p_scale"] * rms
-            gh, sizes = self._normalised(group, ps, gs)
-            w = torch.cat([p.detach().reshape(-1) for p in ps]).to(torch.float64)
-            f = torch.exp(gh.mul_(-group["lr"]).mul_(torch.sign(w)))  # (−η ĝ) sign w; sign 0 = 0
-            w.mul_(f)
-            for p, x in zip(ps, w.split(sizes)):
-                pm = self.state[p]["p_max"]
-                p.copy_(x.clamp_(-pm, pm).view(p.shape))
-        return loss
+    def _update(self, group, ps, gs) -> None:
+        """One group's update (``ps`` have gradients ``gs``)."""
+        for p in ps:
+            st = self.state[p]
+            if not st:
+                st["step"] = 0
+                st["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                w = p.detach().to(torch.float64)
+                rms = math.sqrt(float((w * w).mean())) if w.numel() else 0.0
+                st["p_max"] = math.inf if math.isinf(group["p_scale"]) else group["p_scale"] * rms
+        gh, sizes = self._normalised(group, ps, gs)
+        w = torch.cat([p.detach().reshape(-1) for p in ps]).to(torch.float64)
+        f = torch.exp(gh.mul_(-group["lr"]).mul_(torch.sign(w)))  # (−η ĝ) sign w; sign 0 = 0
+        w.mul_(f)
+        for p, x in zip(ps, w.split(sizes)):
+            pm = self.state[p]["p_max"]
+            p.copy_(x.clamp_(-pm, pm).view(p.shape))
 
 
 def _find_grid(p):
@@ -303,33 +310,24 @@ class LNSMadam(_MadamBase):
             st["version"] = p._version
         return st["codes"]
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            ps, gs = self._with_grads(group)
-            if not ps:
-                continue
-            for p in ps:
-                if not self.state[p]:
-                    self._init_param(p, group)
-                self._sync_codes(p)
-            if group["backend"] == "auto" and all(p.device.type == "cpu" for p in ps):
-                self._numba_step(group, ps, gs)
-                continue
-            gh, sizes = self._normalised(group, ps, gs)
-            buckets: dict = {}
-            for p, g in zip(ps, gh.split(sizes)):
-                key = tuple(sorted(self.state[p]["fmt"].items()))
-                buckets.setdefault(key, ([], []))
-                buckets[key][0].append(p)
-                buckets[key][1].append(g)
-            for bps, bgh in buckets.values():
-                self._code_step(group, bps, bgh)
-        return loss
+    def _update(self, group, ps, gs) -> None:
+        """One group's update (``ps`` have gradients ``gs``)."""
+        for p in ps:
+            if not self.state[p]:
+                self._init_param(p, group)
+            self._sync_codes(p)
+        if group["backend"] == "auto" and all(p.device.type == "cpu" for p in ps):
+            self._numba_step(group, ps, gs)
+            return
+        gh, sizes = self._normalised(group, ps, gs)
+        buckets: dict = {}
+        for p, g in zip(ps, gh.split(sizes)):
+            key = tuple(sorted(self.state[p]["fmt"].items()))
+            buckets.setdefault(key, ([], []))
+            buckets[key][0].append(p)
+            buckets[key][1].append(g)
+        for bps, bgh in buckets.values():
+            self._code_step(group, bps, bgh)
 
     def _numba_step(self, group, ps, gs):
         """CPU: :func:`neurolns.learning.lns_madam_update` in place on zero-copy views of the
@@ -414,17 +412,9 @@ class SignSGD(_Base):
 
     _check_group = staticmethod(_check_lr)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            ps, gs = self._with_grads(group)
-            if ps:
-                torch._foreach_add_(ps, [_sign1(g) for g in gs], alpha=-group["lr"])
-        return loss
+    def _update(self, group, ps, gs) -> None:
+        """One group's update (``ps`` have gradients ``gs``)."""
+        torch._foreach_add_(ps, [_sign1(g) for g in gs], alpha=-group["lr"])
 
 
 class Signum(_Base):
@@ -446,26 +436,17 @@ class Signum(_Base):
         g["beta"] = _real("beta", g["beta"], 0.0, 1.0, hi_open=True)
         return g
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            ps, gs = self._with_grads(group)
-            if not ps:
-                continue
-            ms = []
-            for p in ps:
-                st = self.state[p]
-                if not st:
-                    st["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                ms.append(st["momentum"])
-            torch._foreach_mul_(ms, group["beta"])
-            torch._foreach_add_(ms, gs, alpha=1.0 - group["beta"])
-            torch._foreach_add_(ps, [_sign1(m) for m in ms], alpha=-group["lr"])
-        return loss
+    def _update(self, group, ps, gs) -> None:
+        """One group's update (``ps`` have gradients ``gs``)."""
+        ms = []
+        for p in ps:
+            st = self.state[p]
+            if not st:
+                st["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            ms.append(st["momentum"])
+        torch._foreach_mul_(ms, group["beta"])
+        torch._foreach_add_(ms, gs, alpha=1.0 - group["beta"])
+        torch._foreach_add_(ps, [_sign1(m) for m in ms], alpha=-group["lr"])
 
 
 class EFSignSGD(_Base):
@@ -484,29 +465,22 @@ class EFSignSGD(_Base):
 
     _check_group = staticmethod(_check_lr)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            ps, gs = self._with_grads(group)
-            ps = [p for p in ps if p.numel()]
-            gs = [p.grad for p in ps]
-            if not ps:
-                continue
-            es = []
-            for p in ps:
-                st = self.state[p]
-                if not st:
-                    st["error"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                es.append(st["error"])
-            pe = torch._foreach_mul(gs, group["lr"])
-            torch._foreach_add_(pe, es)  # p = ηg + e
-            l1 = torch._foreach_norm(pe, 1)
-            deltas = [_sign1(x) * (n / x.numel()).to(x.dtype) for x, n in zip(pe, l1)]
-            torch._foreach_sub_(ps, deltas)
-            for e, x, d in zip(es, pe, deltas):
-                e.copy_(x - d)
-        return loss
+    def _update(self, group, ps, gs) -> None:
+        """One group's update (``ps`` have gradients ``gs``)."""
+        ps = [p for p in ps if p.numel()]
+        gs = [p.grad for p in ps]
+        if not ps:
+            return
+        es = []
+        for p in ps:
+            st = self.state[p]
+            if not st:
+                st["error"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            es.append(st["error"])
+        pe = torch._foreach_mul(gs, group["lr"])
+        torch._foreach_add_(pe, es)  # p = ηg + e
+        l1 = torch._foreach_norm(pe, 1)
+        deltas = [_sign1(x) * (n / x.numel()).to(x.dtype) for x, n in zip(pe, l1)]
+        torch._foreach_sub_(ps, deltas)
+        for e, x, d in zip(es, pe, deltas):
+            e.copy_(x - d)
