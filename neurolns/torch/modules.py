@@ -230,6 +230,10 @@ class _LNSMixin:
             y = quantize_grad(y, self.grad_format)
         return y
 
+    def extra_repr(self) -> str:
+        # the torch layer's own repr (next in the MRO), then the formats
+        return f"{super().extra_repr()}, {self._lns_repr()}"
+
     def _lns_repr(self) -> str:
         f = lambda x: "float" if x is None else f"LNS{x.bits}/γ{x.gamma}"  # noqa: E731
         return f"w={f(self.weight_format)}, act={f(self.act_format)}, grad={f(self.grad_format)}, storage={self.storage}"
@@ -282,9 +286,6 @@ class LNSLinear(_LNSMixin, nn.Linear):
         y = F.linear(self._fwd_input(x), self._fwd_param("weight"), self._fwd_param("bias"))
         return self._bwd_output(y)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._lns_repr()}"
-
 
 class LNSConv1d(_LNSMixin, nn.Conv1d):
     __doc__ = f"""``nn.Conv1d`` with LNS weights, activations and gradients.
@@ -311,9 +312,6 @@ class LNSConv1d(_LNSMixin, nn.Conv1d):
         y = self._conv_forward(self._fwd_input(x), self._fwd_param("weight"), self._fwd_param("bias"))
         return self._bwd_output(y)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._lns_repr()}"
-
 
 class LNSConv2d(_LNSMixin, nn.Conv2d):
     __doc__ = f"""``nn.Conv2d`` with LNS weights, activations and gradients.
@@ -339,9 +337,6 @@ class LNSConv2d(_LNSMixin, nn.Conv2d):
     def forward(self, x):
         y = self._conv_forward(self._fwd_input(x), self._fwd_param("weight"), self._fwd_param("bias"))
         return self._bwd_output(y)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._lns_repr()}"
 
 
 def lns_modules():
