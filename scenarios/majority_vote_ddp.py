@@ -65,7 +65,8 @@ def _worker(args) -> int:
 
     from neurolns.data import load_mnist1d
     from neurolns.models.cnn1d import build_torch
-    from neurolns.torch.distributed import ByteCountState, MajorityVoteState, fp32_allreduce_hook, majority_vote_hook
+    from neurolns.torch.distributed import (ByteCountState, MajorityVoteState, fp32_allreduce_hook,
+                                            majority_vote_hook, ring_bytes)
 
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -121,7 +122,7 @@ def _worker(args) -> int:
         tag = _tag(args.method, args.byzantine)
         result = {"method": args.method, "workers": world, "exchange": args.exchange if args.method == "vote" else "all_reduce",
                   "byzantine": args.byzantine, "n_params": n_params, "bytes_per_step": state.last_step_bytes,
-                  "fp32_bytes_per_step": 2 * (world - 1) * 4 * n_params // world,
+                  "fp32_bytes_per_step": ring_bytes("all_reduce", 4 * n_params, world),
                   "step_time_s": float(np.median(step_times[5:] or step_times)), "history": history,
                   "test_acc": history[-1]["test_acc"], "seed": args.seed}
         (out / f"{tag}.json").write_text(json.dumps(result, indent=1))

@@ -255,14 +255,17 @@ class MajorityVoteState(ByteCountState):
         return st["buf"] + grad  # p = g + e (the residual is updated after sending)
 
 
+def _exchange_error(bucket_name: str, exc: Exception) -> RuntimeError:
+    """The error a failed collective becomes (raised ``from`` the cause): it names the bucket."""
+    return RuntimeError(f"majority-vote exchange failed in {bucket_name} (a peer may have died or timed out): {exc}")
+
+
 def _result(fut_value_fn, state, bucket_name: str):
     def wrap(fut):
         try:
             return fut_value_fn(fut)
-        except Exception as exc:  # name what failed, keep the cause
-            raise RuntimeError(
-                f"majority-vote exchange failed in {bucket_name} (a peer may have died or timed out): {exc}"
-            ) from exc
+        except Exception as exc:
+            raise _exchange_error(bucket_name, exc) from exc
 
     return wrap
 
@@ -326,7 +329,7 @@ def majority_vote_hook(state: MajorityVoteState, bucket) -> torch.futures.Future
         dist.all_to_all_single(recv, packed, group=group, async_op=True).wait(
             timeout=_dt.timedelta(seconds=state.timeout_s))
     except Exception as exc:
-        raise RuntimeError(f"majority-vote exchange failed in {name} (a peer may have died or timed out): {exc}") from exc
+        raise _exchange_error(name, exc) from exc
     mine = vote_from_packed(recv.view(world, slice_bytes), slice_bytes * 8, state.ties, torch.float32)
     gathered = torch.empty(world * slice_bytes, dtype=torch.uint8, device=buf.device)
     fut = _all_gather_flat(gathered, pack_signs(mine), group).get_future()
