@@ -9,6 +9,7 @@ from neurolns.cli.main import main
 
 
 def test_version_and_help(capsys):
+    """--version prints the package version and exits 0; no command prints the help."""
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0
@@ -28,11 +29,13 @@ def test_format_prints_range_resolution_and_codes(capsys):
 
 
 def test_format_rejects_bad_values(capsys):
+    """A gamma that is not a power of two is refused with exit code 2 and the reason."""
     assert main(["format", "--gamma", "3"]) == 2
     assert "power of two" in capsys.readouterr().out
 
 
 def test_console_script_runs():
+    """The entry point runs in a fresh interpreter and describes the format it was given."""
     out = subprocess.run([sys.executable, "-m", "neurolns.cli.main", "format", "--bits", "12", "--gamma", "64"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -40,5 +43,6 @@ def test_console_script_runs():
 
 
 def test_run_unknown_scenario(capsys):
+    """An unknown scenario name is refused with exit code 2, naming the available ones."""
     assert main(["run", "no-such-scenario"]) == 2
     assert "unknown scenario" in capsys.readouterr().out

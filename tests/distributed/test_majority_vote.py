@@ -89,6 +89,7 @@ def test_pack_matches_the_learning_package_bit_layout():
 
 
 def test_vote_and_ties():
+    """Two workers: agreeing signs pass through, a tie gives +1 (plus) or 0 (abstain); sign(0) = +1."""
     rows = torch.stack([pack_signs(torch.tensor(v)) for v in ([1.0, -1.0, 0.0], [-1.0, -1.0, 2.0])])
     np.testing.assert_array_equal(vote_from_packed(rows, 3, "plus", torch.float32).numpy(), [1.0, -1.0, 1.0])
     np.testing.assert_array_equal(vote_from_packed(rows, 3, "abstain", torch.float32).numpy(), [0.0, -1.0, 1.0])
@@ -105,6 +106,7 @@ def test_bytes_ratio_against_fp32_allreduce():
 
 
 def test_invalid_options_are_clear_errors():
+    """Options that cannot work raise ValueError at construction, naming the allowed values."""
     with pytest.raises(ValueError, match="allowed: 'allgather', 'two-phase'"):
         MajorityVoteState(exchange="ring")
     with pytest.raises(ValueError, match="momentum"):

@@ -7,6 +7,7 @@ from neurolns.scenarios import majority_vote_ddp as scenario
 
 
 def test_rejects_bad_arguments():
+    """Fewer than two workers or a Byzantine fraction outside [0, 1] stop with the allowed range."""
     with pytest.raises(SystemExit, match="allowed: >= 2"):
         scenario.main(["--workers", "1"])
     with pytest.raises(SystemExit, match="allowed: 0 <= F <= 1"):

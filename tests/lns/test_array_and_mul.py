@@ -50,6 +50,7 @@ def test_division_by_zero_saturates_with_warning():
 
 
 def test_mul_broadcasts_and_checks_formats():
+    """Products broadcast like numpy (exact against float64); mixing formats is refused."""
     a = encode(np.arange(1.0, 7.0).reshape(2, 3), LNS8)
     b = encode(np.array([1.0, 2.0, 4.0]), LNS8)
     np.testing.assert_allclose((a * b).decode(), a.decode() * b.decode(), rtol=1e-12)
@@ -58,6 +59,7 @@ def test_mul_broadcasts_and_checks_formats():
 
 
 def test_operators_with_numbers_and_arrays():
+    """Numbers on either side are encoded first; neg and abs act on the sign only (float64 oracle)."""
     a = encode(np.array([1.5, -2.0]), LNS8)
     np.testing.assert_allclose((a * 2).decode(), a.decode() * 2, rtol=1e-12)
     np.testing.assert_allclose((2 * a).decode(), a.decode() * 2, rtol=1e-12)
@@ -93,6 +95,7 @@ def test_astype_refine_exact_and_coarsen_nearest():
 
 
 def test_indexing_reshape_transpose_keep_per_channel_scales():
+    """Views carry their scales along: each equals the same view of the decoded array."""
     w = np.arange(1.0, 13.0).reshape(3, 4) * np.array([[1.0], [100.0], [1e4]])
     a = encode(w, LNS8, channel_axis=0)
     np.testing.assert_allclose(a[1].decode(), a.decode()[1])
@@ -103,6 +106,7 @@ def test_indexing_reshape_transpose_keep_per_channel_scales():
 
 
 def test_constructor_validates():
+    """Out-of-range codes, float codes and non-positive scales are refused."""
     with pytest.raises(ValueError, match="out of range"):
         LNSArray(np.array([128]), LNS8)
     with pytest.raises(TypeError, match="integers"):
@@ -112,6 +116,7 @@ def test_constructor_validates():
 
 
 def test_save_load_roundtrip_and_bad_files(tmp_path):
+    """Codes, scales and format survive a save/load; a corrupt or foreign file raises ValueError."""
     a = encode(np.array([[1.0, -2.0], [3.0, 0.0]]), LNSFormat(bits=12, gamma=64, underflow="saturate"), channel_axis=0)
     p = tmp_path / "w.npz"
     a.save(p)

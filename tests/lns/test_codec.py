@@ -91,12 +91,14 @@ def test_nan_raises_with_count_and_first_index():
 @pytest.mark.parametrize("x", [np.array([]), np.array(2.5), np.arange(-3, 4), np.array([True, False]),
                                np.array([1.5, -0.25], dtype=np.float16)], ids=["empty", "0d", "int", "bool", "f16"])
 def test_dtypes_and_shapes(x):
+    """Empty, 0-d, int, bool and float16 inputs keep their shape and decode within half a code step."""
     a = encode(x, LNS8)
     assert a.shape == x.shape and a.codes.dtype == np.int8
     np.testing.assert_allclose(a.decode(), x.astype(np.float64), rtol=LNS8.resolution / 2 + 1e-12)
 
 
 def test_bad_input_types_and_scales():
+    """Complex data, a non-format, non-positive or non-broadcastable scales raise with the reason."""
     with pytest.raises(TypeError, match="dtype"):
         encode(np.array([1 + 1j]), LNS8)
     with pytest.raises(TypeError, match="LNSFormat"):
@@ -134,6 +136,8 @@ def test_subnormal_input_keeps_a_normal_scale():
 
 
 def test_per_channel_scales():
+    """One power-of-two scale per row: rows spanning 1e-3..1e4 all encode within half a code step,
+    and passing those scales explicitly gives the same codes."""
     rng = np.random.default_rng(0)
     w = rng.standard_normal((4, 10)) * np.array([[1e-3], [1.0], [10.0], [1e4]])
     s = choose_scale(w, LNS8, channel_axis=0)
@@ -147,6 +151,7 @@ def test_per_channel_scales():
 
 
 def test_decode_checks_its_input():
+    """decode wants an LNSArray; decode_codes wants integer codes."""
     with pytest.raises(TypeError, match="LNSArray"):
         decode(np.ones(3))
     with pytest.raises(TypeError, match="integer"):

@@ -11,17 +11,20 @@ from neurolns import BF16, FP8_E4M3, FP8_E5M2, FP16, FP32, INT8, LNS8, LNSFormat
 
 @pytest.mark.parametrize("kw", [{"bits": 1}, {"bits": 33}, {"gamma": 0}, {"gamma": 3}, {"gamma": 1 << 21}, {"bias": -1}])
 def test_invalid_fields_raise_valueerror_naming_the_range(kw):
+    """Out-of-range bits, gamma and bias raise ValueError whose message names the allowed range."""
     with pytest.raises(ValueError, match="allowed"):
         LNSFormat(**kw)
 
 
 @pytest.mark.parametrize("kw", [{"bits": 8.0}, {"bits": True}, {"gamma": "8"}])
 def test_non_integer_fields_raise_typeerror(kw):
+    """Floats, bools and strings are not silently truncated to ints."""
     with pytest.raises(TypeError):
         LNSFormat(**kw)
 
 
 def test_str_enums_accept_values_and_reject_typos():
+    """Modes accept their string values; a typo lists the allowed ones."""
     assert Rounding("stochastic") is Rounding.STOCHASTIC
     assert LNSFormat(underflow="saturate").underflow is Underflow.SATURATE
     with pytest.raises(ValueError, match="allowed: 'nearest', 'stochastic'"):
@@ -41,6 +44,7 @@ def test_lns8_properties_by_hand():
 
 @given(st.integers(2, 32), st.sampled_from([1, 2, 8, 64, 1024]))
 def test_code_dtype_is_the_narrowest_that_holds_every_code(bits, gamma):
+    """The code dtype holds ±max_code and the next narrower signed dtype does not."""
     f = LNSFormat(bits=bits, gamma=gamma)
     info = np.iinfo(f.code_dtype)
     assert info.max >= f.max_code and -info.max <= -f.max_code
@@ -51,6 +55,7 @@ def test_code_dtype_is_the_narrowest_that_holds_every_code(bits, gamma):
 
 @given(st.integers(2, 16), st.data())
 def test_word_roundtrip(bits, data):
+    """Signed codes -> B-bit sign-magnitude words -> codes is the identity, and words fit in B bits."""
     f = LNSFormat(bits=bits, gamma=2)
     codes = np.array(data.draw(st.lists(st.integers(-f.max_code, f.max_code), max_size=20)), dtype=f.code_dtype)
     words = f.to_word(codes)
@@ -73,6 +78,7 @@ def test_float_baselines_match_numpy_and_published_limits():
 
 
 def test_parse_format():
+    """Names and lns<B>g<γ> specs give the same objects as the constructors; unknown names are refused."""
     assert parse_format("LNS8") == LNS8
     assert parse_format("lns10g16") == LNSFormat(bits=10, gamma=16)
     assert parse_format("bf16") is BF16
