@@ -13,7 +13,9 @@ float64 numpy reference path chosen by ``reference=``):
 Stateful optimizers with one interface (``step``, ``state_dict``,
 ``load_state_dict``, ``defaults``): :class:`SGD`, :class:`Adam`, :class:`Madam`,
 :class:`LNSMadam`, :class:`SignSGD`, :class:`Signum`, :class:`EFSignSGD`,
-:class:`MajorityVote`, built by name with :func:`make_optimizer` and :class:`Rule`.
+:class:`MajorityVote`, built by name with :func:`make_optimizer` and :class:`Rule`. Learning-rate
+schedules (:class:`Schedule`, :func:`scheduled_lr`) keep code rules on whole
+grid steps.
 
 Conventions: sign(0) = +1 (a sign is one bit); a tied vote gives +1 by default
 or 0 with ``ties="abstain"``; packed signs are little-endian bits, 1 = negative.
@@ -42,6 +44,7 @@ from neurolns.learning.optim import (
     format_from_dict,
     format_to_dict,
 )
+from neurolns.learning.schedule import Schedule, schedule_factor, scheduled_lr
 from neurolns.learning.sign import (
     TieRule,
     apply_signs,
@@ -88,4 +91,7 @@ __all__ = [
     "Rule",
     "make_optimizer",
     "TRAINER_DEFAULTS",
+    "Schedule",
+    "schedule_factor",
+    "scheduled_lr",
 ]

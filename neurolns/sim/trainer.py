@@ -94,6 +94,14 @@ class Trainer:
         small networks are too small to share: one thread is faster, and far
         faster on a busy machine, than a team that waits for busy cores.
         ``None`` leaves BLAS alone.
+    lr_schedule : {"constant", "cosine"}
+        Learning-rate schedule over the steps of the run
+        (:func:`neurolns.learning.scheduled_lr`); for code rules the rate stays
+        a whole number (≥ 1) of grid steps.
+    schedule_epochs : int, optional
+        Planned length of the run for the schedule; default: the ``epochs`` of
+        the :meth:`fit` call (give it explicitly when a run is trained in
+        several ``fit`` calls, so every call sees the same schedule).
     **hyperparameters
         Passed to the optimizer (``lr``, ``momentum``, ``beta``, ...). For
         code parameters the update grid ``fmt`` is the parameters' master format.
@@ -110,8 +118,8 @@ class Trainer:
 
     def __init__(self, net: Sequential, rule="adam", *, batch_size: int = 64, seed: int = 0,
                  workers: int | None = None, progress: bool = False, blas_threads: int | None = 1,
-                 **hyperparameters):
-        from neurolns.learning import Rule, make_optimizer
+                 lr_schedule: str = "constant", schedule_epochs: int | None = None, **hyperparameters):
+        from neurolns.learning import Rule, Schedule, make_optimizer
 
         if not isinstance(net, Sequential):
             raise TypeError(f"net must be a neurolns.sim.Sequential, got {type(net).__name__}")
@@ -150,6 +158,15 @@ class Trainer:
         if self.workers > self.batch_size:
             raise ValueError(f"workers={self.workers} is out of range; allowed: 1 <= workers <= batch_size "
                              f"({self.batch_size}), each worker needs at least one example")
+        self.lr_schedule = Schedule(lr_schedule)
+        if schedule_epochs is not None and (isinstance(schedule_epochs, bool)
+                                            or not isinstance(schedule_epochs, (int, np.integer)) or schedule_epochs < 1):
+            raise ValueError(f"schedule_epochs={schedule_epochs!r} is out of range; allowed: None or an int >= 1")
+        self.schedule_epochs = None if schedule_epochs is None else int(schedule_epochs)
+        self._horizon = self.schedule_epochs
+        self.base_lr = float(self.optimizer.defaults["lr"])
+        fmt = self.optimizer.defaults.get("fmt") if self.rule.on_codes else None
+        self._grid_gamma = None if fmt is None else int(fmt.gamma)
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
         self.epoch = 0
         self.history: list[dict] = []
@@ -173,17 +190,34 @@ class Trainer:
         self.optimizer.step(worker_grads)
         return total / len(x), correct
 
+    def _set_lr(self, step: int, total_steps: int) -> None:
+        """Put the scheduled rate of global step ``step`` into the optimizer."""
+        from neurolns.learning import Schedule, scheduled_lr
+
+        if self.lr_schedule is Schedule.CONSTANT:
+            return
+        if self._horizon is None:
+            raise ValueError("lr_schedule='cosine' needs the run's length: give schedule_epochs, or train with fit()")
+        self.optimizer.defaults["lr"] = scheduled_lr(self.base_lr, self.lr_schedule, step, total_steps,
+                                                     grid_gamma=self._grid_gamma)
+
     def train_epoch(self, x, y) -> tuple[float, float]:
-        """One pass over ``(x, y)`` in a shuffled order; returns ``(mean loss, accuracy)``."""
+        """One pass over ``(x, y)`` in a shuffled order; returns ``(mean loss, accuracy)``.
+
+        With a schedule, step ``i`` of this epoch is global step
+        ``epoch·B + i`` of ``horizon·B`` (``B`` steps per epoch).
+        """
         x, y = _check_xy(x, y, "training data")
         order = self.rng.permutation(len(x))
+        # too few examples left to give each worker one: the last batch is skipped
+        batches = [order[i:i + self.batch_size] for i in range(0, len(x), self.batch_size)]
+        batches = [idx for idx in batches if len(idx) >= self.workers]
         total = 0.0
         correct = 0
         seen = 0
-        for start in range(0, len(x), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            if len(idx) < self.workers:  # too few examples left to give each worker one
-                continue
+        per_epoch = len(batches)
+        for i, idx in enumerate(batches):
+            self._set_lr(self.epoch * per_epoch + i, (self._horizon or 1) * per_epoch)
             loss, k = self.step(x[idx], y[idx])
             total += loss * len(idx)
             correct += k
@@ -225,6 +259,7 @@ class Trainer:
         x_te = getattr(data, "x_test", None)
         y_te = getattr(data, "y_test", None)
         show = self.progress if progress is None else bool(progress)
+        self._horizon = self.schedule_epochs if self.schedule_epochs is not None else max(int(epochs), 1)
         bar = tqdm(range(self.epoch, int(epochs)), disable=not show, desc=f"{self.rule.value}", leave=False)
         with _blas_limit(self.blas_threads):
             self._loop(bar, x_tr, y_tr, x_te, y_te, checkpoint)
@@ -247,7 +282,8 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------
     def _identity(self) -> dict:
-        return {"rule": self.rule.value, "batch_size": self.batch_size, "workers": self.workers}
+        return {"rule": self.rule.value, "batch_size": self.batch_size, "workers": self.workers,
+                "lr_schedule": self.lr_schedule.value}
 
     def save_checkpoint(self, path) -> Path:
         """Write codes, formats, optimizer state, RNG state and history to ``path`` (atomic)."""
@@ -277,7 +313,8 @@ class Trainer:
         meta, arrays = read_checkpoint(path)
         try:
             mine = {**self._identity(), "network": self.net.spec()}
-            theirs = {k: meta[k] for k in mine}
+            # checkpoints written before schedules existed ran at a constant rate
+            theirs = {k: meta.get(k, "constant") if k == "lr_schedule" else meta[k] for k in mine}
             diff = _first_difference(theirs, mine)
             if diff:
                 raise ValueError(f"checkpoint {path} was made for another setup ({diff.lstrip('.')}; "
@@ -311,4 +348,4 @@ class Trainer:
 
     def __repr__(self) -> str:
         return (f"Trainer(rule={self.rule.value!r}, batch_size={self.batch_size}, workers={self.workers}, "
-                f"epoch={self.epoch})")
+                f"lr_schedule={self.lr_schedule.value!r}, epoch={self.epoch})")

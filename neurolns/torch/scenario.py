@@ -40,16 +40,17 @@ class Method(_StrEnum):
     MAJORITY_VOTE = "majority-vote"
 
 
-def build_model(model: str, n_features: int, n_classes: int, *, seed: int = 0) -> nn.Module:
-    """``neurolns.models.mlp`` or ``neurolns.models.cnn1d`` as a torch ``nn.Sequential``."""
+def build_model(model: str, n_features: int, n_classes: int, *, seed: int = 0, **kwargs) -> nn.Module:
+    """``neurolns.models.mlp`` or ``neurolns.models.cnn1d`` as a torch ``nn.Sequential``
+    (``kwargs``: further arguments of its ``build_torch``, e.g. ``channels=64``)."""
     if model == "mlp":
         from neurolns.models.mlp import build_torch
 
-        return build_torch(n_features, n_classes=n_classes, seed=seed)
+        return build_torch(n_features, n_classes=n_classes, seed=seed, **kwargs)
     if model == "cnn":
         from neurolns.models.cnn1d import build_torch
 
-        return build_torch(n_features, n_classes=n_classes, seed=seed)
+        return build_torch(n_features, n_classes=n_classes, seed=seed, **kwargs)
     raise ValueError(f"model={model!r} is not known; allowed: 'mlp', 'cnn'")
 
 
@@ -107,6 +108,31 @@ class _MajorityVote:
             p.add_(s, alpha=-self.lr)
 
 
+def _lr_setter(method, opt, vote, lr_schedule):
+    """A function ``(step, total_steps)`` that puts the scheduled rate into ``opt`` or ``vote``."""
+    from neurolns.learning import Schedule, scheduled_lr
+
+    schedule = Schedule(lr_schedule)
+    if schedule is Schedule.CONSTANT:
+        return lambda step, total: None
+    if vote is not None:
+        base = vote.lr
+
+        def set_vote(step, total):
+            vote.lr = scheduled_lr(base, schedule, step, total)
+
+        return set_vote
+    grid = method == Method.LNS8_LNSMADAM
+    bases = [(g, g["lr"] if g["lr"] is not None else 1.0 / g["update_gamma"], g["update_gamma"] if grid else None)
+             for g in opt.param_groups]
+
+    def set_groups(step, total):
+        for g, base, gamma in bases:
+            g["lr"] = scheduled_lr(base, schedule, step, total, grid_gamma=gamma)
+
+    return set_groups
+
+
 def _check_int(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name}={v!r} is out of range; allowed: an int >= {lo}")
@@ -124,7 +150,8 @@ def _accuracy(model, x, y, batch=2048) -> float:
 
 
 def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, seed: int, device: str = "cpu",
-               progress: bool = False, **overrides) -> dict:
+               progress: bool = False, lr_schedule: str = "constant", model_kwargs: dict | None = None,
+               **overrides) -> dict:
     """Train ``model`` on ``data`` with ``method`` through the torch bridge.
 
     Parameters
@@ -140,6 +167,12 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"`` (CUDA when present).
     progress : bool
         A tqdm bar over the epochs.
+    lr_schedule : {"constant", "cosine"}
+        As the simulator's trainer: :func:`neurolns.learning.scheduled_lr`
+        over the ``epochs × steps-per-epoch`` steps, on whole grid steps for
+        LNS-Madam.
+    model_kwargs : dict, optional
+        Extra arguments of the model's ``build_torch`` (e.g. ``channels=64``).
     **overrides
         Hyperparameters replacing the trainer defaults (e.g. ``lr=``).
 
@@ -170,7 +203,7 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     n_features = int(np.asarray(data.x_train).shape[1])
-    net = build_model(model, n_features, int(data.n_classes), seed=seed).to(dev)
+    net = build_model(model, n_features, int(data.n_classes), seed=seed, **(model_kwargs or {})).to(dev)
     opt = make_torch_optimizer(method, net, **overrides)
     vote = None
     if method == Method.MAJORITY_VOTE:
@@ -185,6 +218,9 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
     yte = torch.as_tensor(np.array(data.y_test, dtype=np.int64), device=dev)
     rng = np.random.Generator(np.random.PCG64(seed))
     loss_fn = nn.CrossEntropyLoss()
+    set_lr = _lr_setter(method, opt, vote, lr_schedule)
+    min_batch = vote.k if vote is not None else 1
+    per_epoch = sum(1 for start in range(0, len(xtr), batch_size) if min(batch_size, len(xtr) - start) >= min_batch)
     history = []
     t0 = time.perf_counter()
     epochs_iter = range(1, epochs + 1)
@@ -198,9 +234,10 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
         total = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.int64)
         seen = 0
-        for start in range(0, len(xtr), batch_size):
+        for i, start in enumerate(range(0, len(xtr), batch_size)):
             idx = order[start:start + batch_size]
             xb, yb = xtr[idx], ytr[idx]
+            set_lr((epoch - 1) * per_epoch + i, epochs * per_epoch)
             if vote is None:
                 opt.zero_grad(set_to_none=True)
                 out = net(xb)

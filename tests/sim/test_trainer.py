@@ -184,3 +184,54 @@ def test_lns8_lns_madam_learns_digits_like_fp32_adam():
         acc[rule] = tr.fit(d, 8)[-1]["test_acc"]
     assert acc["adam"] > 0.93
     assert acc["lns-madam"] > acc["adam"] - 0.03, acc
+
+
+@pytest.mark.parametrize("rule,weights,gamma", [("madam", "fp32", None), ("lns-madam", "lns", 128)])
+def test_cosine_schedule_sets_the_rate_of_every_step(small, rule, weights, gamma):
+    """With lr_schedule='cosine' step s of S uses scheduled_lr(lr0, 'cosine', s, S) (whole
+    1/128 grid steps for LNS-Madam): 400 examples at batch 64 = 7 steps/epoch, 3 epochs, S = 21."""
+    from neurolns.learning import scheduled_lr
+
+    lr0 = 0.05 if gamma is None else 8 / 128
+    tr = Trainer(_net(weights), rule, batch_size=64, seed=0, lr=lr0, lr_schedule="cosine")
+    seen = []
+    inner = tr.optimizer.step
+
+    def spy(grads):
+        seen.append(tr.optimizer.defaults["lr"])
+        inner(grads)
+
+    tr.optimizer.step = spy
+    tr.fit(small, 3)
+    want = [scheduled_lr(lr0, "cosine", s, 21, grid_gamma=gamma) for s in range(21)]
+    assert seen == want
+    assert seen[0] == lr0 and seen[-1] < lr0 / 10 + (1 / 128 if gamma else 0)
+
+
+def test_cosine_schedule_stop_and_resume_is_identical(small, tmp_path):
+    """A cosine run of 4 epochs == 2 epochs, checkpoint, resume, 2 more (schedule_epochs=4
+    fixes the horizon across the two fit calls)."""
+    kw = dict(batch_size=32, seed=1, lr=8 / 128, lr_schedule="cosine", schedule_epochs=4)
+    straight = Trainer(_net("lns"), "lns-madam", **kw)
+    straight.fit(small, 4)
+    ck = tmp_path / "cos.npz"
+    Trainer(_net("lns"), "lns-madam", **kw).fit(small, 2, checkpoint=ck)
+    resumed = Trainer(_net("lns", seed=5), "lns-madam", **kw)
+    resumed.load_checkpoint(ck)
+    resumed.fit(small, 4)
+    assert resumed.history == straight.history
+    for a, b in zip(_codes(resumed), _codes(straight)):
+        np.testing.assert_array_equal(a, b)
+    # a constant-rate trainer refuses the cosine checkpoint
+    with pytest.raises(ValueError, match="lr_schedule"):
+        Trainer(_net("lns"), "lns-madam", batch_size=32, seed=1, lr=8 / 128).load_checkpoint(ck)
+
+
+def test_schedule_arguments_are_checked(small):
+    with pytest.raises(ValueError, match="allowed"):
+        Trainer(_net(), "adam", lr_schedule="linear")
+    with pytest.raises(ValueError, match="schedule_epochs"):
+        Trainer(_net(), "adam", lr_schedule="cosine", schedule_epochs=0)
+    tr = Trainer(_net(), "adam", lr_schedule="cosine")
+    with pytest.raises(ValueError, match="schedule_epochs"):
+        tr.train_epoch(small.x_train, small.y_train)  # no horizon known outside fit()

@@ -40,3 +40,30 @@ def test_bad_arguments(blobs):
         run_method("fp32-adam", "mlp", blobs, epochs=0, batch_size=8, seed=0)
     with pytest.raises(ValueError, match="workers"):
         run_method("majority-vote", "mlp", blobs, epochs=1, batch_size=3, seed=0)
+
+
+@pytest.mark.parametrize("method,lr,gamma", [("lns8-lnsmadam", 8 / 128, 128), ("fp32-adam", 1e-2, None),
+                                             ("majority-vote", 3e-3, None)])
+def test_cosine_schedule_matches_the_simulator_rule(blobs, monkeypatch, method, lr, gamma):
+    """lr_schedule='cosine' gives step s of S the rate scheduled_lr(lr, 'cosine', s, S) — the function
+    the simulator's trainer uses — on whole 1/128 steps for LNS-Madam (300 examples, batch 100: S = 6)."""
+    import torch
+
+    import neurolns.torch.scenario as sc
+    from neurolns.learning import scheduled_lr
+
+    seen = []
+    if method == "majority-vote":
+        inner = sc._MajorityVote.step
+        monkeypatch.setattr(sc._MajorityVote, "step", lambda self, g: (seen.append(self.lr), inner(self, g)))
+    else:
+        inner = torch.optim.Optimizer.zero_grad
+
+        def spy(self, set_to_none=True):
+            seen.append(self.param_groups[0]["lr"])
+            return inner(self, set_to_none=set_to_none)
+
+        monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", spy)
+    r = run_method(method, "mlp", blobs, epochs=2, batch_size=100, seed=0, lr=lr, lr_schedule="cosine")
+    assert seen == [scheduled_lr(lr, "cosine", s, 6, grid_gamma=gamma) for s in range(6)]
+    assert r["test_acc"] > 0.85
