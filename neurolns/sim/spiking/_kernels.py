@@ -125,19 +125,38 @@ def _weight(p, widx, w_f, codes, dec_tab, pint):
     return dec_tab[pint[p, P_TAB] + np.int64(codes[widx])]
 
 
+# the hot loops of event-driven propagation: one scattered add per synapse, over
+# slices indexed from 0 with unsigned targets (no negative-index checks)
 @jit
-def _deliver(target, a, b, widx0, syn_post, lns, toff, w_f, codes, dec_tab):
-    # the hot loop of event-driven propagation: one scattered add per synapse.
-    # Slices indexed from 0 and unsigned targets spare Numba's negative-index checks.
-    post = syn_post[a:b]
-    if lns:
-        cs = codes[widx0 + a: widx0 + b]
-        for q in range(b - a):
-            target[post[q]] += dec_tab[toff + cs[q]]
-    else:
-        ws = w_f[widx0 + a: widx0 + b]
-        for q in range(b - a):
-            target[post[q]] += ws[q]
+def _deliver_float(target, post, ws):
+    for q in range(post.shape[0]):
+        target[post[q]] += ws[q]
+
+
+@jit
+def _deliver_codes(target, post, cs, dec_tab, toff):
+    for q in range(post.shape[0]):
+        target[post[q]] += dec_tab[toff + cs[q]]
+
+
+@jit
+def _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pint, pf,
+                 x_pre, x_pre_t, x_post, x_post_t, mod):
+    """A presynaptic spike of neuron ``k`` through plastic projection ``p``: pre trace, input, depression."""
+    ip = k - pint[p, P_PRE_LO] + pint[p, P_TRPRE]
+    x_pre[ip] = x_pre[ip] * math.exp(-(n - x_pre_t[ip]) * pf[p, F_DPRE]) + 1.0
+    x_pre_t[ip] = n
+    mp = mod if pint[p, P_THIRD] != 0 else 1
+    for s in range(a, b):
+        j = syn_post[s]
+        widx = widx0 + s
+        target[j] += _weight(p, widx, w_f, codes, dec_tab, pint)
+        jp = j - pint[p, P_POST_LO] + pint[p, P_TRPOST]
+        y = x_post[jp] * math.exp(-(n - x_post_t[jp]) * pf[p, F_DPOST])
+        x_post[jp] = y
+        x_post_t[jp] = n
+        if mp != 0:
+            _plastic(p, widx, w_f, codes, dec_tab, pint, pf, y, -1.0, mp)
 
 
 @jit
@@ -201,155 +220,210 @@ def _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei, v, ge, 
 
 
 @jit
-def run_chunk(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike, p_next,
-              gen_step, gen_idx, gen_grp, gen_pos,
-              seg_ptr, seg_proj, seg_lo, seg_hi, syn_post, pint, pf, w_f, codes, dec_tab,
-              in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, x_pre, x_pre_t, x_post, x_post_t,
-              inbuf, modulator, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop,
-              st_idx, st_var, st_every, st_out, wm_proj, wm_widx, wm_every, wm_out, spk_now):
-    """Advance steps ``n0 .. n1-1``; return the first step not done (``n1`` when complete).
+def _state_monitors(rel, v, ge, gi, st_idx, st_var, st_every, st_out):
+    for c in range(st_idx.shape[0]):
+        ev = st_every[c]
+        if rel % ev == 0:
+            k = st_idx[c]
+            var = st_var[c]
+            st_out[rel // ev, c] = v[k] if var == 0 else (ge[k] if var == 1 else gi[k])
 
-    The loop stops early, before a step, when the spike buffer could overflow
-    in that step; the caller empties it and calls again.
-    """
-    n_groups = gint.shape[0]
-    n_delay = inbuf.shape[0]
-    cap = spk_step.shape[0]
-    n_gen = gen_step.shape[0]
-    has_plastic = in_syn.shape[0] > 0
-    for n in range(n0, n1):
-        if spk_n[0] + n_rec > cap:
-            return n
-        rel = n - n_run0
-        # ---- monitors of state, at the start of the step (Brian2's "start" slot)
-        for c in range(st_idx.shape[0]):
-            ev = st_every[c]
-            if rel % ev == 0:
-                k = st_idx[c]
-                var = st_var[c]
-                st_out[rel // ev, c] = v[k] if var == 0 else (ge[k] if var == 1 else gi[k])
-        for c in range(wm_proj.shape[0]):
-            ev = wm_every[c]
-            if rel % ev == 0:
-                wm_out[rel // ev, c] = _weight(wm_proj[c], wm_widx[c], w_f, codes, dec_tab, pint)
-        # ---- neuron update + threshold + reset
-        ns = 0
-        row = n - n0
-        for g in range(n_groups):
-            lo = gint[g, 0]
-            hi = gint[g, 1]
-            kind = gint[g, 2]
-            refs = gint[g, 3]
-            el = gflt[g, 0]
-            vth = gflt[g, 1]
-            vr = gflt[g, 2]
-            ca = gflt[g, 3]
-            cb = gflt[g, 4]
-            cc = gflt[g, 5]
-            cd = gflt[g, 6]
-            ce = gflt[g, 7]
-            ee = gflt[g, 8]
-            ei = gflt[g, 9]
-            if kind == POISSON:
-                # each source keeps the step of its next spike; the gap is geometric,
-                # which is the same process as a Bernoulli(rate·dt) draw every step
-                for k in range(lo, hi):
-                    if p_next[k] == n:
-                        spk_now[ns] = k
-                        ns += 1
-                        pop[row, g] += 1
-                        p_next[k] = n + _geometric(p_spike[k])
-                continue
-            if kind == GENERATOR:
-                continue
-            ns0 = ns
-            if kind == CUBA_EXACT:
-                ns = _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, ca, cb, cc, cd, ce,
-                                     v, ge, gi, ref_until, spk_now, ns)
-            else:
-                ns = _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei,
-                                  v, ge, gi, ref_until, spk_now, ns)
-            pop[row, g] += ns - ns0
-        # spike generators: events sorted by step
-        while gen_pos[0] < n_gen and gen_step[gen_pos[0]] < n:
-            gen_pos[0] += 1
-        while gen_pos[0] < n_gen and gen_step[gen_pos[0]] == n:
-            q = gen_pos[0]
-            spk_now[ns] = gen_idx[q]
+
+@jit
+def _weight_monitors(rel, w_f, codes, dec_tab, pint, wm_proj, wm_widx, wm_every, wm_out):
+    for c in range(wm_proj.shape[0]):
+        ev = wm_every[c]
+        if rel % ev == 0:
+            wm_out[rel // ev, c] = _weight(wm_proj[c], wm_widx[c], w_f, codes, dec_tab, pint)
+
+
+@jit
+def _poisson_spikes(n, lo, hi, p_spike, p_next, spk_now, ns):
+    # each source keeps the step of its next spike; the gap is geometric,
+    # which is the same process as a Bernoulli(rate·dt) draw every step
+    for k in range(lo, hi):
+        if p_next[k] == n:
+            spk_now[ns] = k
             ns += 1
-            pop[row, gen_grp[q]] += 1
-            gen_pos[0] += 1
-        # ---- bookkeeping of this step's spikes
-        m = spk_n[0]
-        for q in range(ns):
-            k = spk_now[q]
-            counts[k] += 1
-            if rec[k]:
-                spk_step[m] = n
-                spk_idx[m] = k
-                m += 1
-        spk_n[0] = m
-        # ---- delayed input due now
-        if n_delay > 1:
-            slot = n % n_delay
-            for k in range(v.shape[0]):
-                ge[k] += inbuf[slot, 0, k]
-                gi[k] += inbuf[slot, 1, k]
-                inbuf[slot, 0, k] = 0.0
-                inbuf[slot, 1, k] = 0.0
-        # ---- presynaptic pathway
-        mod = modulator[rel] if modulator.shape[0] > 0 else 1
-        for q in range(ns):
-            k = spk_now[q]
-            for sg in range(seg_ptr[k], seg_ptr[k + 1]):
-                p = seg_proj[sg]
-                a = seg_lo[sg]
-                b = seg_hi[sg]
-                chan = pint[p, P_CHAN]
-                d = pint[p, P_DELAY]
-                widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
-                lns = pint[p, P_LNS] != 0
-                if d > 0:
-                    target = inbuf[(n + d) % n_delay, chan]
-                elif chan == 0:
-                    target = ge
-                else:
-                    target = gi
-                if pint[p, P_RULE] < 0:
-                    _deliver(target, a, b, widx0, syn_post, lns, pint[p, P_TAB], w_f, codes, dec_tab)
-                    continue
-                ip = k - pint[p, P_PRE_LO] + pint[p, P_TRPRE]
-                x_pre[ip] = x_pre[ip] * math.exp(-(n - x_pre_t[ip]) * pf[p, F_DPRE]) + 1.0
-                x_pre_t[ip] = n
-                mp = mod if pint[p, P_THIRD] != 0 else 1
-                for s in range(a, b):
-                    j = syn_post[s]
-                    widx = widx0 + s
-                    target[j] += _weight(p, widx, w_f, codes, dec_tab, pint)
-                    jp = j - pint[p, P_POST_LO] + pint[p, P_TRPOST]
-                    y = x_post[jp] * math.exp(-(n - x_post_t[jp]) * pf[p, F_DPOST])
-                    x_post[jp] = y
-                    x_post_t[jp] = n
-                    if mp != 0:
-                        _plastic(p, widx, w_f, codes, dec_tab, pint, pf, y, -1, mp)
-        # ---- postsynaptic pathway
-        if has_plastic:
+            p_next[k] = n + _geometric(p_spike[k])
+    return ns
+
+
+@jit
+def _generator_spikes(n, row, gen_step, gen_idx, gen_grp, gen_pos, pop, spk_now, ns):
+    # events sorted by step
+    n_gen = gen_step.shape[0]
+    while gen_pos[0] < n_gen and gen_step[gen_pos[0]] < n:
+        gen_pos[0] += 1
+    while gen_pos[0] < n_gen and gen_step[gen_pos[0]] == n:
+        q = gen_pos[0]
+        spk_now[ns] = gen_idx[q]
+        ns += 1
+        pop[row, gen_grp[q]] += 1
+        gen_pos[0] += 1
+    return ns
+
+
+@jit
+def _due_input(slot, inbuf, ge, gi):
+    """Move the delayed input due in this step from its ring-buffer slot to ``ge``/``gi``."""
+    for k in range(ge.shape[0]):
+        ge[k] += inbuf[slot, 0, k]
+        gi[k] += inbuf[slot, 1, k]
+        inbuf[slot, 0, k] = 0.0
+        inbuf[slot, 1, k] = 0.0
+
+
+@jit
+def _post_plastic(n, k, in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, w_f, codes, dec_tab, pint, pf,
+                  x_pre, x_pre_t, x_post, x_post_t, mod):
+    """A postsynaptic spike of neuron ``k``: post trace and potentiation of its plastic inputs."""
+    for sg in range(in_ptr[k], in_ptr[k + 1]):
+        p = in_proj[sg]
+        jp = k - pint[p, P_POST_LO] + pint[p, P_TRPOST]
+        x_post[jp] = x_post[jp] * math.exp(-(n - x_post_t[jp]) * pf[p, F_DPOST]) + 1.0
+        x_post_t[jp] = n
+        mp = mod if pint[p, P_THIRD] != 0 else 1
+        if mp == 0:
+            continue
+        widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
+        for t in range(in_lo[sg], in_hi[sg]):
+            s = in_syn[t]
+            ip = in_pre[t] + pint[p, P_TRPRE]
+            x = x_pre[ip] * math.exp(-(n - x_pre_t[ip]) * pf[p, F_DPRE])
+            x_pre[ip] = x
+            x_pre_t[ip] = n
+            _plastic(p, widx0 + s, w_f, codes, dec_tab, pint, pf, x, 1.0, mp)
+
+
+#: what a network may use; each switched-off feature is left out of its time loop
+FEATURES = ("exact", "generic", "poisson", "generators", "delays", "float_w", "lns_w", "plastic",
+            "state_mon", "weight_mon")
+
+
+def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w, plastic, state_mon, weight_mon):
+    """The time loop compiled for the features (:data:`FEATURES`) a network uses.
+
+    The flags are closure constants: Numba prunes the branches they switch off
+    before typing, so a network without, say, plasticity, Poisson sources or
+    monitors of state never compiles that code (the cold-start compile is most
+    of a short run). Each combination is its own entry of the on-disk cache.
+    """
+
+    def run_chunk(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike, p_next,
+                  gen_step, gen_idx, gen_grp, gen_pos,
+                  seg_ptr, seg_proj, seg_lo, seg_hi, syn_post, pint, pf, w_f, codes, dec_tab,
+                  in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, x_pre, x_pre_t, x_post, x_post_t,
+                  inbuf, modulator, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop,
+                  st_idx, st_var, st_every, st_out, wm_proj, wm_widx, wm_every, wm_out, spk_now):
+        """Advance steps ``n0 .. n1-1``; return the first step not done (``n1`` when complete).
+
+        The loop stops early, before a step, when the spike buffer could overflow
+        in that step; the caller empties it and calls again.
+        """
+        n_groups = gint.shape[0]
+        n_delay = inbuf.shape[0]
+        cap = spk_step.shape[0]
+        for n in range(n0, n1):
+            if spk_n[0] + n_rec > cap:
+                return n
+            rel = n - n_run0
+            # ---- monitors of state, at the start of the step (Brian2's "start" slot)
+            if state_mon:
+                _state_monitors(rel, v, ge, gi, st_idx, st_var, st_every, st_out)
+            if weight_mon:
+                _weight_monitors(rel, w_f, codes, dec_tab, pint, wm_proj, wm_widx, wm_every, wm_out)
+            # ---- neuron update + threshold + reset
+            ns = np.int64(0)  # not a literal 0: the callees then compile for int64 only
+            row = n - n0
+            for g in range(n_groups):
+                lo = gint[g, 0]
+                hi = gint[g, 1]
+                kind = gint[g, 2]
+                ns0 = ns
+                if kind == POISSON:
+                    if poisson:
+                        ns = _poisson_spikes(n, lo, hi, p_spike, p_next, spk_now, ns)
+                elif kind == CUBA_EXACT:
+                    if exact:
+                        f = gflt[g]
+                        ns = _lif_cuba_exact(n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
+                                             v, ge, gi, ref_until, spk_now, ns)
+                elif kind != GENERATOR:
+                    if generic:
+                        f = gflt[g]
+                        ns = _lif_generic(kind, n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[8],
+                                          f[9], v, ge, gi, ref_until, spk_now, ns)
+                pop[row, g] += ns - ns0
+            if generators:
+                ns = _generator_spikes(n, row, gen_step, gen_idx, gen_grp, gen_pos, pop, spk_now, ns)
+            # ---- bookkeeping of this step's spikes
+            m = spk_n[0]
             for q in range(ns):
                 k = spk_now[q]
-                for sg in range(in_ptr[k], in_ptr[k + 1]):
-                    p = in_proj[sg]
-                    jp = k - pint[p, P_POST_LO] + pint[p, P_TRPOST]
-                    x_post[jp] = x_post[jp] * math.exp(-(n - x_post_t[jp]) * pf[p, F_DPOST]) + 1.0
-                    x_post_t[jp] = n
-                    mp = mod if pint[p, P_THIRD] != 0 else 1
-                    if mp == 0:
-                        continue
+                counts[k] += 1
+                if rec[k]:
+                    spk_step[m] = n
+                    spk_idx[m] = k
+                    m += 1
+            spk_n[0] = m
+            # ---- delayed input due now
+            if delays:
+                _due_input(n % n_delay, inbuf, ge, gi)
+            # ---- presynaptic pathway
+            if plastic:
+                mod = modulator[rel] if modulator.shape[0] > 0 else 1
+            for q in range(ns):
+                k = spk_now[q]
+                for sg in range(seg_ptr[k], seg_ptr[k + 1]):
+                    p = seg_proj[sg]
+                    a = seg_lo[sg]
+                    b = seg_hi[sg]
+                    chan = pint[p, P_CHAN]
                     widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
-                    for t in range(in_lo[sg], in_hi[sg]):
-                        s = in_syn[t]
-                        ip = in_pre[t] + pint[p, P_TRPRE]
-                        x = x_pre[ip] * math.exp(-(n - x_pre_t[ip]) * pf[p, F_DPRE])
-                        x_pre[ip] = x
-                        x_pre_t[ip] = n
-                        _plastic(p, widx0 + s, w_f, codes, dec_tab, pint, pf, x, 1, mp)
-    return n1
+                    target = ge if chan == 0 else gi
+                    if delays:
+                        d = pint[p, P_DELAY]
+                        if d > 0:
+                            target = inbuf[(n + d) % n_delay, chan]
+                    if plastic:
+                        if pint[p, P_RULE] >= 0:
+                            _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pint, pf,
+                                         x_pre, x_pre_t, x_post, x_post_t, mod)
+                            continue
+                    if pint[p, P_LNS] != 0:
+                        if lns_w:
+                            _deliver_codes(target, syn_post[a:b], codes[widx0 + a: widx0 + b], dec_tab,
+                                           pint[p, P_TAB])
+                    elif float_w:
+                        _deliver_float(target, syn_post[a:b], w_f[widx0 + a: widx0 + b])
+            # ---- postsynaptic pathway
+            if plastic:
+                for q in range(ns):
+                    _post_plastic(n, spk_now[q], in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, w_f, codes,
+                                  dec_tab, pint, pf, x_pre, x_pre_t, x_post, x_post_t, mod)
+        return n1
+
+    return jit(run_chunk)
+
+
+_RUN_CHUNKS = {}
+
+
+def run_chunk_for(**features):
+    """The :func:`run_chunk` variant with the named :data:`FEATURES` compiled in (built lazily).
+
+    A feature left unnamed is on; ``run_chunk_for()`` is the loop that runs any network.
+    """
+    unknown = set(features) - set(FEATURES)
+    if unknown:
+        raise TypeError(f"unknown features {sorted(unknown)}; allowed: {FEATURES}")
+    key = tuple(bool(features.get(f, True)) for f in FEATURES)
+    fn = _RUN_CHUNKS.get(key)
+    if fn is None:
+        fn = _RUN_CHUNKS[key] = _make_run_chunk(*key)
+    return fn
+
+
+#: the variant with every feature (what any network can run on)
+run_chunk = run_chunk_for()

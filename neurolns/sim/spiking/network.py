@@ -394,8 +394,10 @@ class Network:
             run_seed = int(np.random.SeedSequence().generate_state(1)[0])
         self._runs += 1
         if self.backend is Backend.NUMBA:
-            fn = K.run_chunk
-            K.seed_numba(run_seed)
+            feats = _features(L, plan)
+            fn = K.run_chunk_for(**feats)
+            if feats["poisson"] or feats["plastic"]:  # the only users of Numba's generator
+                K.seed_numba(run_seed)
             for g in self.groups:
                 if isinstance(g, PoissonGroup):
                     lo = L.lo[id(g)]
@@ -544,6 +546,16 @@ class Network:
     def __repr__(self) -> str:
         return (f"Network({len(self.groups)} groups, {self.n_neurons} neurons, {len(self.synapses)} projections, "
                 f"{self.n_synapses} synapses, dt={self.dt_ms} ms, t={self.t:.4f} s)")
+
+
+def _features(L: _Layout, plan) -> dict:
+    """What the kernel must handle for this network and run (see ``_kernels.FEATURES``)."""
+    kinds = set(L.gint[:, 2].tolist())
+    lns = L.pint[:, K.P_LNS] != 0
+    return dict(exact=K.CUBA_EXACT in kinds, generic=bool(kinds & {K.CUBA_EULER, K.COBA_EXPEULER, K.COBA_EULER}),
+                poisson=K.POISSON in kinds, generators=L.gen_step.size > 0, delays=L.inbuf.shape[0] > 1,
+                float_w=bool((~lns).any()), lns_w=bool(lns.any()), plastic=L.in_syn.size > 0,
+                state_mon=plan.st_idx.size > 0, weight_mon=plan.wm_proj.size > 0)
 
 
 def _reference_chunk():
