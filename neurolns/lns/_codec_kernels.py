@@ -15,8 +15,11 @@ and the one threshold that can lie inside it, so ``j`` is one lookup and one
 comparison. Mantissas within a guard band of a threshold (relative distance
 below ``2**-36``, and the two float32 neighbours of each threshold) take the
 float64 ``log2`` path of the reference, so the codes are the reference's
-exactly, not merely almost always. Decoding at one scale looks the signed
-codes up in a table of ``±σ 2**((|c|-β)/γ)`` in the output dtype.
+exactly, not merely almost always. Float32 input with γ <= 8 (LNS8) takes a
+cheaper exact path: the exponent field of ``(x·2**(-1/(2γ)))**γ`` in float64
+is ``rint(γ log2|x|)`` plus a constant (:func:`_encode_pow_chunk`). Decoding at
+one scale looks the codes, viewed as unsigned integers, up in a table of the
+values of all ``2**bits`` code patterns in the output dtype.
 """
 
 from __future__ import annotations
@@ -25,12 +28,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from neurolns._jit import jit, pick, pjit, prange, serial_twin
+from neurolns._jit import _DISABLED, jit, pick, pjit, prange, serial_twin, use_parallel
 
 #: γ above this take the log2 path (the bucket table has 2γ entries)
 _FAST_MAX_GAMMA = 1 << 16
-#: signed decode tables up to this many entries (2·max_code + 1)
-_SIGNED_TABLE_MAX = 1 << 17
 #: streaming kernels go parallel from this many elements: below it the serial
 #: loop finishes before threads are worth waking (and on a shared machine a
 #: parallel loop waits for its slowest thread)
@@ -185,90 +186,104 @@ def _encode_bits_kernel(xi, mant_bits, exp_mask, exp_bias, j0, t_next, t_prev, t
     return n_nan, n_inf
 
 
-@jit
-def _encode_f32_chunk(xi, t, off, log2g, e_min, e_max, bias, lo_code, marker, out):
-    """float32 bits, γ <= 8, one integral ``log2 σ`` (``off = (127 + log2 σ)·γ``).
+# -- float32, γ <= 8: the exponent of x**γ ------------------------------------------
+if _DISABLED:
+    def _f64_bits(z):
+        """The bits of a float64 as an int64 (plain-Python twin of the intrinsic)."""
+        return np.int64(np.float64(z).view(np.int64))
+else:
+    from llvmlite import ir as _ir
+    from numba.core import types as _types
+    from numba.extending import intrinsic as _intrinsic
 
-    ``j`` is the count of the eight (padded) thresholds at or below the mantissa,
-    written out so that the loop vectorizes. No guard band is needed: every
-    float32 mantissa lies more than ``1e-9`` (relative) from every threshold
-    for γ <= 8 (checked with 50-digit arithmetic in the tests), far beyond the
-    reference's float64 rounding. Subnormals, inf and NaN get ``marker`` and are
-    counted; the caller redoes them on the log2 path.
+    @_intrinsic
+    def _f64_bits(typingctx, z):
+        """The bits of a float64 as an int64 (a register bitcast, free in a vector loop)."""
+        if not isinstance(z, _types.Float) or z.bitwidth != 64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], _ir.IntType(64))
+
+        return _types.int64(z), codegen
+
+
+@jit
+def _encode_pow_chunk(x, c, npow, off, max_code, lo_code, out):
+    """float32 ``x``, γ = 2**npow <= 8, one integral ``log2 σ``; returns the largest exponent field.
+
+    ``z = (x·2**(-1/(2γ)))**γ`` in float64 (``npow`` squarings):
+    ``floor(log2 z) + 1 = rint(γ log2|x|)``, and ``floor(log2 z)`` is the
+    exponent field of ``z`` minus 1023, so the biased code is
+    ``field - off`` (``off = 1022 + γ log2 σ - β``), clamped to
+    ``[lo_code, max_code]``. Float32 ``x`` are at least ``1e-9`` (relative) from
+    every rounding boundary ``2**((k+1/2)/γ)`` (checked with 50-digit arithmetic
+    in the tests); ``z`` carries at most ``15·2**-53`` of relative rounding
+    error, far inside that margin, so the code is the reference's exactly.
+    ``x**8 < 2**1024`` for every finite float32: no overflow. All arithmetic
+    stays in 8-lane int32/float and 4-lane float64 vectors (int32 results are
+    cast back after every operation, so Numba does not widen them to int64).
+
+    ``z`` below the normal range (field 0) means ``x`` is 0 or a subnormal with
+    a code below ``e_min``: the caller checks that no such ``x`` could reach
+    ``e_min`` at this scale. Field 2047 is ±inf (encoded as ±max_code, right) or
+    NaN: the caller counts them when the returned maximum field is 2047.
     """
-    t0 = t[0]
-    t1 = t[1]
-    t2 = t[2]
-    t3 = t[3]
-    t4 = t[4]
-    t5 = t[5]
-    t6 = t[6]
-    t7 = t[7]
-    n_special = np.int32(0)
-    for i in range(xi.size):
-        b = xi[i]
-        ex = (b >> 23) & 0xFF
-        m = b & 0x7FFFFF
-        j = (np.int32(m >= t0) + np.int32(m >= t1) + np.int32(m >= t2) + np.int32(m >= t3)
-             + np.int32(m >= t4) + np.int32(m >= t5) + np.int32(m >= t6) + np.int32(m >= t7))
-        e = (ex << log2g) - off + j
-        f = min(e, e_max) + bias
-        f = f if e >= e_min else lo_code
-        nonzero = (b & 0x7FFFFFFF) != 0
-        f = f if nonzero else np.int32(0)
-        # exponent field 0 (subnormal; ±0 was handled) or 255 (inf/NaN): (ex + 1) & 255 <= 1
-        special = np.int32(((ex + np.int32(1)) & np.int32(0xFF)) <= np.int32(1)) & np.int32(nonzero)
-        n_special += special
-        s = b >> 31
-        c = (f ^ s) - s
-        out[i] = marker if special else c
-    return n_special
+    i32 = np.int32
+    top = i32(0)
+    for i in range(x.size):
+        xv = x[i]
+        z = np.float64(xv) * c
+        if npow >= 1:
+            z = z * z
+        if npow >= 2:
+            z = z * z
+        if npow >= 3:
+            z = z * z
+        fld = i32((_f64_bits(z) >> 52) & 0x7FF)
+        top = max(top, fld)
+        f = max(min(i32(fld - off), max_code), lo_code)
+        f = f if xv != 0 else i32(0)
+        out[i] = i32(-f) if xv < 0 else f
+    return top
 
 
 @pjit
-def _encode_f32_parallel(xi, t, off, log2g, e_min, e_max, bias, lo_code, marker, out, counts):
-    """:func:`_encode_f32_chunk` over ``counts.size`` contiguous chunks in parallel
+def _encode_pow_parallel(x, c, npow, off, max_code, lo_code, out, tops):
+    """:func:`_encode_pow_chunk` over ``tops.size`` contiguous chunks in parallel
     (each chunk's loop stays vectorized, which a ``prange`` over elements loses)."""
-    nchunk = counts.size
-    size = (xi.size + nchunk - 1) // nchunk
-    for c in prange(nchunk):
-        lo = c * size
-        hi = min(xi.size, lo + size)
-        counts[c] = _encode_f32_chunk(xi[lo:hi], t, off, log2g, e_min, e_max, bias, lo_code, marker, out[lo:hi])
+    nchunk = tops.size
+    size = (x.size + nchunk - 1) // nchunk
+    for ch in prange(nchunk):
+        lo = min(x.size, ch * size)
+        hi = min(x.size, lo + size)
+        tops[ch] = _encode_pow_chunk(x[lo:hi], c, npow, off, max_code, lo_code, out[lo:hi])
 
 
-@lru_cache(maxsize=8)
-def _f32_thresholds(gamma: int) -> np.ndarray:
-    """The ``γ`` float32 mantissa thresholds, padded to 8 with never-reached values."""
-    k = np.arange(8, dtype=np.float64)
-    t = np.where(k < gamma, np.ceil((np.exp2((k + 0.5) / gamma) - 1.0) * 2.0 ** 23), 2.0 ** 30)
-    t = t.astype(np.int32)
-    t.setflags(write=False)
-    return t
+def _pow_path_exact(ls: float, gamma: int, bias: int) -> bool:
+    """Whether :func:`_encode_pow_chunk` is exact at ``σ = 2**ls``: every ``x`` whose
+    ``z`` leaves the normal float64 range (``γ log2|x| < -1021.5``) has a biased
+    code ``<= 0`` (``β - γ log2 σ <= 1022``), and the offsets fit in int32."""
+    return bias - gamma * ls <= 1022 and abs(gamma * ls) < (1 << 28)
 
 
-def _encode_f32_small_gamma(x, ls, gamma, bias, e_min, e_max, saturate_small, out):
-    from neurolns._jit import use_parallel
-
+def _encode_f32_small_gamma(x, ls, gamma, bias, max_code, saturate_small, out):
+    """Codes of float32 ``x`` for γ <= 8 at ``σ = 2**ls`` through :func:`_encode_pow_chunk`."""
     i32 = np.int32
-    log2g = gamma.bit_length() - 1
-    marker = np.int32(np.iinfo(out.dtype).min)  # never a code: |c| <= max_code < 2**(bits-1)
-    args = (x.view(np.int32), _f32_thresholds(gamma), i32((127 + int(ls)) * gamma), i32(log2g),
-            i32(e_min), i32(e_max), i32(bias), i32(e_min + bias if saturate_small else 0), marker, out)
+    npow = gamma.bit_length() - 1
+    args = (x, 2.0 ** (-0.5 / gamma), npow, i32(1022 + gamma * int(ls) - bias), i32(max_code),
+            i32(1 if saturate_small else 0), out)
     if x.size >= _PARALLEL_MIN and use_parallel(x.size):
-        counts = np.zeros(16, dtype=np.int64)
-        _encode_f32_parallel(*args, counts)
-        n_special = int(counts.sum())
+        tops = np.zeros(16, dtype=np.int32)
+        _encode_pow_parallel(*args, tops)
+        top = int(tops.max())
     else:
-        n_special = int(_encode_f32_chunk(*args))
-    n_nan = n_inf = 0
-    if n_special:
-        idx = np.flatnonzero(out == marker)
-        sub = np.empty(idx.size, dtype=out.dtype)
-        n_nan, n_inf = pick(_encode_log2_kernel, _encode_log2_serial, idx.size)(np.ascontiguousarray(x[idx]), np.array([float(ls)]), float(gamma),
-                                           bias, e_min, e_max, saturate_small, False, np.zeros(1), sub)
-        out[idx] = sub
-    return n_nan, n_inf
+        top = int(_encode_pow_chunk(*args))
+    if top < 0x7FF:
+        return 0, 0
+    nan = np.isnan(x)
+    out[nan] = 0  # as the reference (the caller raises)
+    return int(nan.sum()), int(np.isinf(x).sum())
 
 
 _encode_log2_serial = serial_twin(_encode_log2_kernel)
@@ -295,8 +310,8 @@ def encode_kernel(x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stoc
     if not fast:
         return pick(_encode_log2_kernel, _encode_log2_serial, x.size)(
             x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stochastic, u, out)
-    if x.dtype == np.float32 and g <= 8 and log2_scale.size == 1:
-        return _encode_f32_small_gamma(x, log2_scale[0], g, bias, e_min, e_max, saturate_small, out)
+    if x.dtype == np.float32 and g <= 8 and log2_scale.size == 1 and _pow_path_exact(log2_scale[0], g, bias):
+        return _encode_f32_small_gamma(x, log2_scale[0], g, bias, e_max + bias, saturate_small, out)
     if x.dtype == np.float32:
         xi, mant_bits, exp_mask, exp_bias = x.view(np.int32), 23, 0xFF, 127
     else:
@@ -308,33 +323,53 @@ def encode_kernel(x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stoc
 
 # -- decode --------------------------------------------------------------------------
 @jit
-def _decode_signed_kernel(codes, offset, table, out):
-    """``out[i] = table[codes[i] + offset]`` (a table of the signed, scaled values)."""
-    for i in range(codes.size):
-        out[i] = table[np.int64(codes[i]) + offset]
+def _decode_lut_chunk(u, table, out):
+    """``out[i] = table[u[i]]``: ``u`` are the codes viewed as unsigned integers
+    (no sign extension and no negative-index wrap check in the loop)."""
+    for i in range(u.size):
+        out[i] = table[u[i]]
 
 
 @pjit
-def _decode_signed_kernel_parallel(codes, offset, table, out):
-    """Parallel loop of :func:`_decode_signed_kernel` for large arrays."""
-    for i in prange(codes.size):
-        out[i] = table[np.int64(codes[i]) + offset]
+def _decode_lut_parallel(u, table, out, nchunk):
+    """:func:`_decode_lut_chunk` over ``nchunk`` contiguous chunks in parallel."""
+    size = (u.size + nchunk - 1) // nchunk
+    for ch in prange(nchunk):
+        lo = min(u.size, ch * size)
+        hi = min(u.size, lo + size)
+        _decode_lut_chunk(u[lo:hi], table, out[lo:hi])
+
+
+def pattern_values(table, scale: float, code_dtype, out_dtype) -> np.ndarray:
+    """Values of every bit pattern of 8- or 16-bit ``code_dtype``, indexed by its unsigned view.
+
+    ``±(table[|c|]·σ)`` in float64, then cast to ``out_dtype``: the roundings
+    of the reference. Patterns past the table (``|c| > max_code``, never valid
+    codes) decode to 0.
+    """
+    bits = 8 * np.dtype(code_dtype).itemsize
+    signed = np.arange(1 << bits, dtype=np.int64)
+    signed = np.where(signed >= 1 << (bits - 1), signed - (1 << bits), signed)
+    mag = np.abs(signed)
+    top = table.size - 1
+    vals = np.where(mag <= top, table[np.minimum(mag, top)], 0.0) * scale
+    vals = np.where(signed < 0, -vals, vals).astype(out_dtype)
+    vals.setflags(write=False)
+    return vals
+
+
+def decode_lut(codes, values, out):
+    """``out[i] = values[unsigned(codes[i])]`` with ``values`` from :func:`pattern_values`."""
+    u = codes.view(np.uint8 if codes.dtype.itemsize == 1 else np.uint16)
+    if codes.size >= _PARALLEL_MIN and use_parallel(codes.size):
+        _decode_lut_parallel(u, values, out, 16)
+    else:
+        _decode_lut_chunk(u, values, out)
 
 
 def decode_kernel(codes, table, scale, out):
-    """``out[i] = sign(c) · table[|c|] · scale`` with ``table[m] = 2**((m-β)/γ)``, ``table[0] = 0``.
-
-    At one scale, the values of all ``2·max_code + 1`` signed codes are
-    tabulated once in the output dtype (the same roundings as the reference:
-    ``table[m]·σ`` in float64, negated, then cast), and decoding is a lookup.
-    """
-    if scale.size == 1 and 2 * table.size - 1 <= _SIGNED_TABLE_MAX and codes.size > 4 * table.size:
-        pos = table * scale[0]
-        signed = np.concatenate([-pos[:0:-1], pos]).astype(out.dtype)
-        kern = _decode_signed_kernel_parallel if codes.size >= _PARALLEL_MIN else _decode_signed_kernel
-        kern(codes, table.size - 1, signed, out)
-    else:
-        pick(_decode_table_kernel, _decode_table_serial, codes.size)(codes, table, scale, out)
+    """``out[i] = sign(c) · table[|c|] · scale`` with ``table[m] = 2**((m-β)/γ)``, ``table[0] = 0``."""
+    pick(_decode_table_kernel, _decode_table_serial, codes.size)(codes, table, scale, out)
 
 
 # -- largest finite magnitude (for choosing scales) ----------------------------------

@@ -145,6 +145,46 @@ def _raise_nan(x: np.ndarray, n_nan: int) -> None:
     raise ValueError(f"cannot encode NaN: the input holds {n_nan} NaN value(s), the first{where}")
 
 
+def check_out(out, shape, dtype) -> np.ndarray:
+    """Validate an ``out=`` argument (numpy's rules, no casting): an ndarray of exactly
+    ``dtype`` and ``shape``, writeable. Raises TypeError or ValueError naming the bad value."""
+    dtype = np.dtype(dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}; expected {dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape}; expected {tuple(shape)}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    return out
+
+
+def _same_elements(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` are C-contiguous views of the same elements (same start, size, itemsize)."""
+    return (a.flags.c_contiguous and b.flags.c_contiguous and a.itemsize == b.itemsize and a.size == b.size
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def out_buffer(out, n: int, dtype, inputs=(), *, elementwise: bool = False) -> tuple[np.ndarray, bool]:
+    """Flat buffer of ``n`` elements a kernel writes to, and whether it is ``out`` itself.
+
+    ``out`` (already checked) is written directly when it is C-contiguous and
+    overlaps none of ``inputs``; with ``elementwise=True`` (a kernel that reads
+    element ``i`` of every input before writing element ``i``), being exactly
+    one of the inputs is allowed too (in-place). Otherwise a temporary is
+    returned, to be copied into ``out`` afterwards, as numpy does for overlapping
+    operands.
+    """
+    if out is None:
+        return np.empty(n, dtype=dtype), False
+    if out.flags.c_contiguous and not any(
+        np.may_share_memory(out, a) and not (elementwise and _same_elements(out, a)) for a in inputs
+    ):
+        return out.reshape(-1), True
+    return np.empty(n, dtype=dtype), False
+
+
 def encode_codes(
     x,
     fmt: LNSFormat,
@@ -153,8 +193,13 @@ def encode_codes(
     rounding: Rounding | str = Rounding.NEAREST,
     seed=None,
     reference: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Codes of ``x`` at the given scale (the hot path under :func:`encode`).
+
+    ``c = sign(x)·(e + β)`` with ``e = round(γ·(log2|x| − log2 σ))`` clamped to
+    ``[e_min, e_max]`` (below ``e_min``: 0, or ``e_min`` with underflow
+    ``"saturate"``), ``σ`` in the units of ``x``.
 
     Parameters
     ----------
@@ -169,21 +214,32 @@ def encode_codes(
         gives the same codes.
     reference : bool
         Use the float64 numpy reference path instead of the Numba kernel.
+    out : numpy.ndarray, optional
+        Where to write the codes: ``fmt.code_dtype``, the shape of ``x``
+        (TypeError/ValueError otherwise). Reusing a buffer saves the page
+        faults of a fresh array on every call. On a NaN error its contents
+        are unspecified.
 
     Returns
     -------
-    numpy.ndarray of ``fmt.code_dtype`` with the shape of ``x``.
+    numpy.ndarray of ``fmt.code_dtype`` with the shape of ``x`` (``out`` when given).
 
     Examples
     --------
+    >>> import numpy as np
     >>> from neurolns import LNSFormat
     >>> from neurolns.lns import encode_codes
     >>> encode_codes([3.0, 0.1, -1.0, 0.0], LNSFormat(bits=8, gamma=8))  # ±(e + 64)
     array([ 77,  37, -64,   0], dtype=int8)
+    >>> buf = np.empty(2, np.int8)
+    >>> encode_codes(np.array([3.0, -1.0]), LNSFormat(bits=8, gamma=8), out=buf) is buf
+    True
     """
     fmt = _check_format(fmt)
     rounding = Rounding(rounding)
     x = _as_float_array(x)
+    if out is not None:
+        check_out(out, x.shape, fmt.code_dtype)
     s = _resolve_scale(x, fmt, scale, None)
     u = as_rng(seed).random(x.size) if rounding == Rounding.STOCHASTIC else np.zeros(1)
     log2s = np.log2(s)
@@ -191,14 +247,21 @@ def encode_codes(
         codes = encode_reference(x, fmt, log2s, rounding, u)
         n_nan = int(np.isnan(x).sum())
         n_inf = int(np.isinf(x).sum())
+        if out is not None:
+            np.copyto(out, codes)
+            codes = out
     else:
         flat = np.ascontiguousarray(x).reshape(-1)
-        out = np.empty(flat.size, dtype=fmt.code_dtype)
+        buf, direct = out_buffer(out, flat.size, fmt.code_dtype, (flat,))
         n_nan, n_inf = _k.encode_kernel(
             flat, _flat_scale(log2s, x.shape), float(fmt.gamma), fmt.bias, fmt.e_min, fmt.e_max,
-            fmt.underflow.value == "saturate", rounding == Rounding.STOCHASTIC, u, out,
+            fmt.underflow.value == "saturate", rounding == Rounding.STOCHASTIC, u, buf,
         )
-        codes = out.reshape(x.shape)
+        codes = buf.reshape(x.shape)
+        if out is not None:
+            if not direct:
+                np.copyto(out, codes)
+            codes = out
     if n_nan:
         _raise_nan(x, int(n_nan))
     if n_inf:
@@ -220,37 +283,83 @@ def decode_table(fmt: LNSFormat) -> np.ndarray:
     return t
 
 
-def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=np.float64, reference: bool = False) -> np.ndarray:
-    """Values of raw codes: ``sign(c) · σ · 2**((|c| - β)/γ)``.
+@lru_cache(maxsize=64)
+def _pattern_values(fmt: LNSFormat, scale: float, code_dtype: np.dtype, dtype: np.dtype) -> np.ndarray:
+    """Values of every bit pattern of ``code_dtype`` at one scale (see :func:`_k.pattern_values`)."""
+    return _k.pattern_values(decode_table(fmt), scale, code_dtype, dtype)
+
+
+def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=None, reference: bool = False,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Values of raw codes: ``x = sign(c) · σ · 2**((|c| - β)/γ)`` (0 for ``c = 0``), in the units of ``σ``.
+
+    Parameters
+    ----------
+    codes : array_like of int
+    fmt : LNSFormat
+    scale : float or array_like
+        ``σ``, broadcastable to ``codes`` (default 1).
+    dtype : float dtype, optional
+        Of the result: float64 by default, ``out.dtype`` when ``out`` is given.
+    reference : bool
+        Use the float64 numpy reference path instead of the Numba kernel.
+    out : numpy.ndarray, optional
+        Where to write the values: a float array of the codes' shape (and of
+        ``dtype`` when both are given); TypeError/ValueError otherwise.
+
+    Returns
+    -------
+    numpy.ndarray of ``dtype`` with the shape of ``codes`` (``out`` when given).
+    The values are the float64 ones rounded once to ``dtype``.
 
     Examples
     --------
+    >>> import numpy as np
     >>> from neurolns import LNS8
     >>> from neurolns.lns import decode_codes
     >>> decode_codes([77, 37, -64, 0], LNS8).round(6)
     array([ 3.084422,  0.096388, -1.      ,  0.      ])
+    >>> buf = np.empty(2, np.float32)
+    >>> decode_codes(np.array([64, -72], np.int8), LNS8, out=buf)
+    array([ 1., -2.], dtype=float32)
     """
     fmt = _check_format(fmt)
     c = np.asarray(codes)
     if c.dtype.kind not in "iu":
         raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
+    if dtype is None:
+        dtype = out.dtype if isinstance(out, np.ndarray) else np.float64
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise TypeError(f"dtype must be a float dtype, got {dtype}")
+    if out is not None:
+        check_out(out, c.shape, dtype)
     s = np.asarray(scale, dtype=np.float64)
     if reference:
-        return decode_reference(c, fmt, s).astype(dtype, copy=False)
+        values = decode_reference(c, fmt, s).astype(dtype, copy=False)
+        if out is None:
+            return values
+        np.copyto(out, values)
+        return out
     shape = np.broadcast_shapes(c.shape, s.shape)
     if shape != c.shape:
         raise ValueError(f"scale of shape {s.shape} does not broadcast to the codes' shape {c.shape}")
     flat = np.ascontiguousarray(c).reshape(-1)
-    out = np.empty(flat.size, dtype=dtype)
+    buf, direct = out_buffer(out, flat.size, dtype, (flat,))
     fs = _flat_scale(s, c.shape)
-    if fmt.bits <= _TABLE_MAX_BITS:
-        _k.decode_kernel(flat, decode_table(fmt), fs, out)
+    if fmt.bits > _TABLE_MAX_BITS:
+        _k.pick(_k.decode_exp2_kernel, _k.decode_exp2_serial, flat.size)(flat, float(fmt.gamma), fmt.bias, fs, buf)
+    elif fs.size == 1 and flat.dtype.kind == "i" and flat.dtype.itemsize <= 2 and flat.size > 4 << (8 * flat.dtype.itemsize):
+        # one scale, 8/16-bit codes: look the bit patterns up (a table of 2**bits values)
+        _k.decode_lut(flat, _pattern_values(fmt, float(fs[0]), flat.dtype, dtype), buf)
     else:
-        _k.pick(_k.decode_exp2_kernel, _k.decode_exp2_serial, flat.size)(flat, float(fmt.gamma), fmt.bias, fs, out)
-    return out.reshape(c.shape)
+        _k.decode_kernel(flat, decode_table(fmt), fs, buf)
+    values = buf.reshape(c.shape)
+    if out is None:
+        return values
+    if not direct:
+        np.copyto(out, values)
+    return out
 
 
 def encode(
@@ -313,13 +422,16 @@ def encode(
     return LNSArray(codes, fmt, s, _trusted=True)
 
 
-def decode(a, dtype=np.float64) -> np.ndarray:
-    """Values of an :class:`~neurolns.lns.LNSArray` as a numpy array (float64 by default)."""
+def decode(a, dtype=None, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Values of an :class:`~neurolns.lns.LNSArray` as a numpy array (float64 by default).
+
+    ``dtype`` and ``out`` as in :func:`decode_codes`.
+    """
     from neurolns.lns.array import LNSArray
 
     if not isinstance(a, LNSArray):
         raise TypeError(f"decode expects an LNSArray, got {type(a).__name__}; for raw codes use decode_codes")
-    return decode_codes(a.codes, a.format, a.scale, dtype=dtype)
+    return decode_codes(a.codes, a.format, a.scale, dtype=dtype, out=out)
 
 
 def quantize(x, fmt: LNSFormat, **kwargs) -> np.ndarray:

@@ -19,63 +19,85 @@ import warnings
 import numba
 import numpy as np
 
-from neurolns._jit import jit, pjit, prange
+from neurolns._jit import jit, pjit, prange, use_parallel
 from neurolns.formats import Underflow
 
 __all__ = ["mul", "div"]
 
 
 @jit
-def _top_field(ca, cb, z, sign_b, c0):
+def _top_field(ca, cb, it, sign_b, c0, none):
     """Largest result field ``|a| ± |b| + c0`` over pairs whose operands are both non-zero.
 
-    ``z`` is a typed zero that sets the integer width of the arithmetic (int16
-    for 8-bit codes, so that LLVM vectorises the loop). Pairs with a zero
-    operand count as ``-2**14`` (below any real field).
+    ``it`` is the integer type of the arithmetic (int16 for 8-bit codes), and
+    every intermediate is cast back to it: Numba would otherwise widen it to
+    int64, and the loop would run on 4 lanes instead of 16. Pairs with a zero
+    operand count as ``none`` (below any real field).
     """
-    none = z - (1 << 14)
     top = none
+    zero = it(0)
     for i in range(ca.size):
-        a = ca[i] + z
-        b = cb[i] + z
-        aa = a if a >= 0 else -a
-        bb = b if b >= 0 else -b
-        f = aa + sign_b * bb + c0
-        f = f if (a != 0) & (b != 0) else none
-        top = f if f > top else top
+        a = it(ca[i])
+        b = it(cb[i])
+        f = it(abs(a) + abs(b)) if sign_b > 0 else it(abs(a) - abs(b))
+        f = it(f + c0)
+        f = f if (a != zero) & (b != zero) else none
+        top = max(top, f)
     return top
 
 
 @jit
-def _write_products(ca, cb, z, sign_b, c0, max_code, floor, div0_value, out, lo, hi):
+def _write_products(ca, cb, it, sign_b, c0, max_code, floor, div0_value, out):
     """Fields ``|a| ± |b| + c0`` (the shift folded into ``c0``), saturated at
     ``max_code``, below 1 set to ``floor`` (0: flush, 1: saturate), with the sign
     of the product. ``b = 0`` gives 0 for a product and ``div0_value`` for a
-    quotient; ``a = 0`` gives 0. Selects instead of branches, so it vectorises.
+    quotient; ``a = 0`` gives 0. Selects instead of branches, in type ``it``
+    (see :func:`_top_field`), so it vectorises at full width. Element ``i`` of
+    ``ca`` and ``cb`` is read before element ``i`` of ``out`` is written, so
+    ``out`` may be one of the inputs.
     """
-    for i in range(lo, hi):
-        a = ca[i] + z
-        b = cb[i] + z
-        aa = a if a >= 0 else -a
-        bb = b if b >= 0 else -b
-        f = aa + sign_b * bb + c0
-        f = f if f < max_code else max_code
-        f = f if f > 0 else floor
-        f = f if b != 0 else div0_value
-        f = f if a != 0 else z
-        out[i] = f if (a ^ b) >= 0 else -f
+    zero = it(0)
+    for i in range(ca.size):
+        a = it(ca[i])
+        b = it(cb[i])
+        f = it(abs(a) + abs(b)) if sign_b > 0 else it(abs(a) - abs(b))
+        f = min(it(f + c0), max_code)
+        f = f if f > zero else floor
+        f = f if b != zero else div0_value
+        f = f if a != zero else zero
+        out[i] = f if (a ^ b) >= zero else it(-f)
 
 
 @pjit
-def _write_products_parallel(ca, cb, z, sign_b, c0, max_code, floor, div0_value, out, chunks):
+def _top_field_parallel(ca, cb, it, sign_b, c0, none, tops):
+    """:func:`_top_field` of ``tops.size`` contiguous chunks in parallel (one result each)."""
+    n = ca.size
+    step = (n + tops.size - 1) // tops.size
+    for ch in prange(tops.size):
+        lo = min(n, ch * step)
+        hi = min(n, lo + step)
+        tops[ch] = _top_field(ca[lo:hi], cb[lo:hi], it, sign_b, c0, none)
+
+
+@pjit
+def _write_products_parallel(ca, cb, it, sign_b, c0, max_code, floor, div0_value, out, chunks):
+    """:func:`_write_products` over ``chunks`` contiguous slices in parallel (each loop
+    stays vectorised; a ``prange`` over elements would not)."""
     n = ca.size
     step = (n + chunks - 1) // chunks
-    for c in prange(chunks):
-        _write_products(ca, cb, z, sign_b, c0, max_code, floor, div0_value, out, c * step, min(n, (c + 1) * step))
+    for ch in prange(chunks):
+        lo = min(n, ch * step)
+        hi = min(n, lo + step)
+        _write_products(ca[lo:hi], cb[lo:hi], it, sign_b, c0, max_code, floor, div0_value, out[lo:hi])
 
 
-#: below this many elements the thread start-up of the parallel writer does not pay
-_PARALLEL_MIN = 1 << 24
+#: below this many elements the thread start-up of the parallel kernels does not pay
+_PARALLEL_MIN = 1 << 20
+
+
+def _field_type(fmt):
+    """Narrowest integer type that holds every field ``|a| ± |b| ± β`` of ``fmt``."""
+    return np.int16 if fmt.bits <= 8 else (np.int32 if fmt.bits <= 16 else np.int64)
 
 
 def _mul_codes(ca, cb, fmt, sign_b, out):
@@ -85,24 +107,34 @@ def _mul_codes(ca, cb, fmt, sign_b, out):
     shifted down by ``k·γ`` so that the largest lands at or just below
     ``max_code``.
     """
-    it = np.int16 if fmt.bits <= 8 else np.int64
-    z = it(0)
+    it = _field_type(fmt)
+    none = it(np.iinfo(it).min)
     base = -fmt.bias if sign_b > 0 else fmt.bias
-    top = int(_top_field(ca, cb, z, it(sign_b), it(base))) if ca.size else -(1 << 14)
-    k = -((fmt.max_code - top) // fmt.gamma) if top > -(1 << 14) else 0
+    parallel = ca.size >= _PARALLEL_MIN and use_parallel(ca.size)
+    chunks = 2 * max(1, numba.get_num_threads())
+    if not ca.size:
+        top = int(none)
+    elif parallel:
+        tops = np.empty(chunks, dtype=it)
+        _top_field_parallel(ca, cb, it, it(sign_b), it(base), none, tops)
+        top = int(tops.max())
+    else:
+        top = int(_top_field(ca, cb, it, it(sign_b), it(base), none))
+    k = -((fmt.max_code - top) // fmt.gamma) if top > int(none) else 0
     floor = 1 if fmt.underflow == Underflow.SATURATE else 0
     div0_value = 0 if sign_b > 0 else fmt.max_code
-    args = (ca, cb, z, it(sign_b), it(base - k * fmt.gamma), it(fmt.max_code), it(floor), it(div0_value), out)
-    if ca.size >= _PARALLEL_MIN:
-        _write_products_parallel(*args, 2 * max(1, numba.get_num_threads()))
+    n_div0 = int(np.count_nonzero((cb == 0) & (ca != 0))) if sign_b < 0 else 0  # before out may overwrite ca/cb
+    args = (ca, cb, it, it(sign_b), it(base - k * fmt.gamma), it(fmt.max_code), it(floor), it(div0_value), out)
+    if parallel:
+        _write_products_parallel(*args, chunks)
     else:
-        _write_products(*args, 0, ca.size)
-    n_div0 = int(np.count_nonzero((cb == 0) & (ca != 0))) if sign_b < 0 else 0
+        _write_products(*args)
     return k, n_div0
 
 
-def _binary(a, b, sign_b: int):
+def _binary(a, b, sign_b: int, out):
     from neurolns.lns.array import LNSArray
+    from neurolns.lns.codec import check_out, out_buffer
 
     if not isinstance(a, LNSArray) or not isinstance(b, LNSArray):
         raise TypeError(f"expected two LNSArrays, got {type(a).__name__} and {type(b).__name__}")
@@ -112,19 +144,42 @@ def _binary(a, b, sign_b: int):
         )
     fmt = a.format
     shape = np.broadcast_shapes(a.shape, b.shape)
+    if out is not None:
+        check_out(out, shape, fmt.code_dtype)
     ca = np.ascontiguousarray(np.broadcast_to(a.codes, shape)).reshape(-1)
     cb = np.ascontiguousarray(np.broadcast_to(b.codes, shape)).reshape(-1)
-    out = np.empty(ca.size, dtype=fmt.code_dtype)
-    k, n_div0 = _mul_codes(ca, cb, fmt, sign_b, out)
+    buf, direct = out_buffer(out, ca.size, fmt.code_dtype, (ca, cb), elementwise=True)
+    k, n_div0 = _mul_codes(ca, cb, fmt, sign_b, buf)
+    if out is not None:
+        if not direct:
+            np.copyto(out, buf.reshape(shape))
+        buf = out
     if n_div0:
         warnings.warn(f"{n_div0} division(s) by zero saturated to the largest magnitude", RuntimeWarning, stacklevel=3)
     scale = a.scale * b.scale if sign_b > 0 else a.scale / b.scale
     scale = scale * 2.0 ** int(k)
-    return LNSArray(out.reshape(shape), fmt, scale, _trusted=True)
+    return LNSArray(buf if out is not None else buf.reshape(shape), fmt, scale, _trusted=True)
 
 
-def mul(a, b):
+def mul(a, b, *, out=None):
     """Exact elementwise product of two LNSArrays of the same format (numpy broadcasting).
+
+    Codes ``c = sign(a)·sign(b)·(|a| + |b| − β − kγ)`` at scale
+    ``σ_a·σ_b·2**k``, ``k`` the smallest shift that keeps every product's
+    field at or below ``max_code`` (values: ``x_a·x_b`` exactly, up to range).
+
+    Parameters
+    ----------
+    a, b : LNSArray
+        Same format; their shapes broadcast.
+    out : numpy.ndarray, optional
+        Where to write the result's codes: ``fmt.code_dtype`` and the broadcast
+        shape (TypeError/ValueError otherwise). It may be ``a.codes`` or
+        ``b.codes`` (in place); the returned LNSArray holds ``out``.
+
+    Returns
+    -------
+    LNSArray
 
     Examples
     --------
@@ -135,10 +190,18 @@ def mul(a, b):
     >>> b = encode(np.array([2.0, 4.0]), LNS8)
     >>> mul(a, b).decode().round(4)       # 3.0844 * 2 and -0.5 * 4, exactly
     array([ 6.1688, -2.    ])
+    >>> buf = np.empty(2, np.int8)
+    >>> mul(a, b, out=buf).codes is buf
+    True
     """
-    return _binary(a, b, 1)
+    return _binary(a, b, 1, out)
 
 
-def div(a, b):
-    """Exact elementwise quotient ``a / b`` (a subtraction of exponent codes)."""
-    return _binary(a, b, -1)
+def div(a, b, *, out=None):
+    """Exact elementwise quotient ``a / b`` (a subtraction of exponent codes).
+
+    Codes ``sign(a)·sign(b)·(|a| − |b| + β − kγ)`` at scale ``σ_a/σ_b·2**k``;
+    a zero divisor gives ``±max_code`` with a RuntimeWarning (``0/0`` gives 0).
+    ``out`` as in :func:`mul`.
+    """
+    return _binary(a, b, -1, out)
