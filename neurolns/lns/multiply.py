@@ -29,9 +29,9 @@ __all__ = ["mul", "div"]
 def _top_field(ca, cb, it, sign_b, c0, none):
     """Largest result field ``|a| ± |b| + c0`` over pairs whose operands are both non-zero.
 
-    ``it`` is the integer type of the arithmetic (int16 for 8-bit codes), and
+    ``it`` is the integer type of the arithmetic (int32 for 16-bit codes), and
     every intermediate is cast back to it: Numba would otherwise widen it to
-    int64, and the loop would run on 4 lanes instead of 16. Pairs with a zero
+    int64, and the loop would run on half the lanes. Pairs with a zero
     operand count as ``none`` (below any real field).
     """
     top = none
@@ -68,6 +68,50 @@ def _write_products(ca, cb, it, sign_b, c0, max_code, floor, div0_value, out):
         out[i] = f if (a ^ b) >= zero else it(-f)
 
 
+@jit
+def _top_sum_u8(ca, cb, div, max_code):
+    """8-bit codes: largest ``s = |a| + |b|`` (product) or ``|a| + max_code − |b|``
+    (quotient) over pairs with both operands non-zero, 0 if there is none.
+
+    ``s <= 254`` fits a byte, so the loop runs on 32 byte lanes (every result
+    cast back to uint8, see :func:`_top_field`). The field is ``s − T`` with
+    ``T = β`` (product) or ``max_code − β`` (quotient).
+    """
+    u8 = np.uint8
+    top = u8(0)
+    for i in range(ca.size):
+        a = ca[i]
+        b = cb[i]
+        bb = u8(max_code - u8(abs(b))) if div else u8(abs(b))
+        s = u8(u8(abs(a)) + bb)
+        top = max(top, s if (a != 0) & (b != 0) else u8(0))
+    return top
+
+
+@jit
+def _write_products_u8(ca, cb, div, max_code, t_sub, t_add, floor, div0_value, out):
+    """8-bit codes on 32 byte lanes: field ``s − T`` (``s`` as in :func:`_top_sum_u8`,
+    ``T = t_sub − t_add`` with one of them 0, ``T`` including the shift ``kγ``)
+    as ``max(s, t_sub) − t_sub + t_add``: 0 when ``s <= T``, and never past 255
+    for non-zero pairs because ``k`` keeps ``s − T <= max_code``. Then as
+    :func:`_write_products`: saturated at ``max_code``, 0 replaced by ``floor``,
+    ``b = 0`` gives ``div0_value``, ``a = 0`` gives 0, the sign of ``a·b``. Reads
+    element ``i`` before writing it, so ``out`` may be an input.
+    """
+    u8 = np.uint8
+    i8 = np.int8
+    for i in range(ca.size):
+        a = ca[i]
+        b = cb[i]
+        bb = u8(max_code - u8(abs(b))) if div else u8(abs(b))
+        s = u8(u8(abs(a)) + bb)
+        f = min(u8(u8(max(s, t_sub) - t_sub) + t_add), max_code)
+        f = f if f != u8(0) else floor
+        f = f if b != 0 else div0_value
+        f = f if a != 0 else u8(0)
+        out[i] = i8(f) if (a ^ b) >= 0 else i8(-i8(f))
+
+
 @pjit
 def _top_field_parallel(ca, cb, it, sign_b, c0, none, tops):
     """:func:`_top_field` of ``tops.size`` contiguous chunks in parallel (one result each)."""
@@ -96,8 +140,9 @@ _PARALLEL_MIN = 1 << 20
 
 
 def _field_type(fmt):
-    """Narrowest integer type that holds every field ``|a| ± |b| ± β`` of ``fmt``."""
-    return np.int16 if fmt.bits <= 8 else (np.int32 if fmt.bits <= 16 else np.int64)
+    """Integer type of the fields ``|a| ± |b| ± β`` of 9- to 32-bit codes (8-bit codes use
+    the byte kernels): int32 up to 16 bits, int64 above."""
+    return np.int32 if fmt.bits <= 16 else np.int64
 
 
 def _mul_codes(ca, cb, fmt, sign_b, out):
@@ -107,6 +152,20 @@ def _mul_codes(ca, cb, fmt, sign_b, out):
     shifted down by ``k·γ`` so that the largest lands at or just below
     ``max_code``.
     """
+    floor = 1 if fmt.underflow == Underflow.SATURATE else 0
+    div0_value = 0 if sign_b > 0 else fmt.max_code
+    n_div0 = int(np.count_nonzero((cb == 0) & (ca != 0))) if sign_b < 0 else 0  # before out may overwrite ca/cb
+    if fmt.bits <= 8:  # byte lanes, one thread: faster than the memory already
+        u8 = np.uint8
+        div = sign_b < 0
+        t0 = fmt.max_code - fmt.bias if div else fmt.bias  # field = s - t0
+        s_top = int(_top_sum_u8(ca, cb, div, u8(fmt.max_code))) if ca.size else 0
+        k = -((fmt.max_code - (s_top - t0)) // fmt.gamma) if s_top else 0
+        t = t0 + k * fmt.gamma
+        # t > 254 (a γ wider than the code range) flushes every field, as t = 255 does
+        _write_products_u8(ca, cb, div, u8(fmt.max_code), u8(min(max(t, 0), 255)), u8(max(-t, 0)), u8(floor),
+                           u8(div0_value), out)
+        return k, n_div0
     it = _field_type(fmt)
     none = it(np.iinfo(it).min)
     base = -fmt.bias if sign_b > 0 else fmt.bias
@@ -121,9 +180,6 @@ def _mul_codes(ca, cb, fmt, sign_b, out):
     else:
         top = int(_top_field(ca, cb, it, it(sign_b), it(base), none))
     k = -((fmt.max_code - top) // fmt.gamma) if top > int(none) else 0
-    floor = 1 if fmt.underflow == Underflow.SATURATE else 0
-    div0_value = 0 if sign_b > 0 else fmt.max_code
-    n_div0 = int(np.count_nonzero((cb == 0) & (ca != 0))) if sign_b < 0 else 0  # before out may overwrite ca/cb
     args = (ca, cb, it, it(sign_b), it(base - k * fmt.gamma), it(fmt.max_code), it(floor), it(div0_value), out)
     if parallel:
         _write_products_parallel(*args, chunks)

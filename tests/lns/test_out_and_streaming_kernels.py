@@ -173,12 +173,13 @@ def test_decode_out_overlapping_the_codes():
 
 # -- mul/div: narrow-integer kernels and out= -------------------------------------------------
 @pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("fmt", [LNS8, LNSFormat(8, 8, underflow="saturate"), LNSFormat(8, 1), LNS12, LNS16,
-                                 LNSFormat(24, 64)], ids=str)
+@pytest.mark.parametrize("fmt", [LNS8, LNSFormat(8, 8, underflow="saturate"), LNSFormat(8, 1), LNSFormat(8, 256),
+                                 LNSFormat(5, 2, underflow="saturate"), LNS12, LNS16, LNSFormat(24, 64)], ids=str)
 def test_products_equal_the_integer_rule(fmt, parallel, monkeypatch):
     """Codes and shift of mul and div equal the int64 transcription of the rule, for
-    8-, 16- and 32-bit codes (int16, int32 and int64 field arithmetic), serially and in
-    parallel chunks, with zeros, extreme codes and both signs."""
+    8-bit codes (byte-lane kernels, also with a γ wider than the code range) and 16-
+    and 32-bit codes (int32 and int64 field arithmetic, serially and in parallel
+    chunks), with zeros, extreme codes and both signs."""
     if parallel:
         monkeypatch.setattr(multiply, "_PARALLEL_MIN", 1 << 12)
     n = 50_000
