@@ -54,7 +54,7 @@ def _serial_lns(codes, g, v, fmt):
     f32 = np.float32
     beta = 0.999
     _kernels.lns_madam_serial(codes, g, v, f32(beta), f32(1.0 - beta), f32(1.0 / (1.0 - beta**5)), f32(10.0),
-                              f32(1.0), f32(fmt.max_code), f32(0), f32(1))
+                              f32, f32(1.0), f32(fmt.max_code))
 
 
 def _best(fn) -> float:

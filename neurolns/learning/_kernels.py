@@ -1,8 +1,9 @@
 """Numba kernels of the learning rules (the fast paths).
 
-Each rule has a scalar kernel (one synapse) and two loop kernels over flat
+Madam has a scalar kernel (one synapse) and two loop kernels over flat
 arrays: a serial one and a ``prange`` one, picked by
-:func:`neurolns._jit.use_parallel`. Arithmetic is float64 per element whatever
+:func:`neurolns._jit.use_parallel`; LNS-Madam has a serial loop and a
+``prange`` over contiguous slices that runs it (so each slice stays vectorised). Arithmetic is float64 per element whatever
 the storage dtype (LNS-Madam: float32, see its kernel), in the same order as the
 numpy paths of :mod:`neurolns.learning._reference`, so integer results (codes,
 packed bits) agree bit for bit and float results to the last float32 ulp (``exp``
@@ -67,38 +68,44 @@ def madam_parallel(w, g, v, lr, beta, inv_bc, g_bound, p_max):
 
 
 @jit
-def _lns_madam_one(c, g, v, beta, omb, inv_bc, g_bound, k, cap, zc, oc):
-    """One code. ``beta, omb = 1-β, inv_bc, g_bound`` are float32: the whole
-    normalisation runs in float32 lanes (8 per AVX2 vector, the state is
-    float32 anyway). ``k, cap, zc = 0, oc = 1`` carry the dtype of the code
-    arithmetic: float32 when every |c| < 2**24 (exact), else float64."""
+def lns_madam_serial(c, g, v, beta, omb, inv_bc, g_bound, ft, k, cap):
+    """One LNS-Madam step over flat arrays, in place (codes ``c`` and float32 state ``v``).
+
+    ``beta, omb = 1-β, inv_bc, g_bound`` are float32: the whole normalisation
+    runs in float32 lanes (8 per AVX2 vector; the state is float32 anyway).
+    ``ft`` is the float type of the code arithmetic (float32 when every
+    ``|c| < 2**24``, exact; else float64) and ``k, cap`` are of that type.
+    Signed form of the update: ``c ← clamp(c − k·round(ĝ), 1, cap)`` for
+    ``c > 0`` and ``clamp(c − k·round(ĝ), −cap, −1)`` for ``c < 0`` (the sign of
+    ``c`` times the clamped magnitude ``|c| − k·round(ĝ)·sign(c)``); 0 stays 0.
+    """
     zero = np.float32(0.0)
-    gi = np.float32(g)
-    v_new = beta * np.float32(v) + omb * (gi * gi)
-    den = np.sqrt(v_new * inv_bc)
-    gh = gi / den if den > zero else zero  # den == 0: every g so far was 0 (0/0 := 0)
-    gh = gh if gh == gh else zero  # inf/inf from an infinite gradient: no move
-    gh = min(max(gh, -g_bound), g_bound)
-    q = np.rint(gh)
-    cf = c + zc
-    s = oc if cf > zc else -oc
-    m_new = min(max(abs(cf) - k * q * s, oc), cap)  # never reach 0: a synapse cannot die
-    # zero stays zero: the code 0 has no sign and no exponent to move
-    return (s * m_new if cf != zc else zc), v_new
-
-
-@jit
-def lns_madam_serial(c, g, v, beta, omb, inv_bc, g_bound, k, cap, zc, oc):
+    inf = np.float32(np.inf)
+    one = ft(1.0)
     for i in range(c.size):
-        cn, v[i] = _lns_madam_one(c[i], g[i], v[i], beta, omb, inv_bc, g_bound, k, cap, zc, oc)
-        c[i] = cn
+        gi = g[i]
+        v_new = beta * v[i] + omb * (gi * gi)
+        v[i] = v_new
+        gh = gi / np.sqrt(v_new * inv_bc)
+        # not finite: 0/0 (every g so far was 0), g/0 (g**2 underflows) or inf/inf: no move
+        gh = gh if abs(gh) < inf else zero
+        q = ft(np.rint(min(max(gh, -g_bound), g_bound)))
+        ci = c[i]
+        pos = ci > 0
+        new = min(max(ft(ci) - k * q, one if pos else -cap), cap if pos else -one)
+        c[i] = new if ci != 0 else zero  # never reaches 0 (a synapse cannot die); 0 stays 0
 
 
 @pjit
-def lns_madam_parallel(c, g, v, beta, omb, inv_bc, g_bound, k, cap, zc, oc):
-    for i in prange(c.size):
-        cn, v[i] = _lns_madam_one(c[i], g[i], v[i], beta, omb, inv_bc, g_bound, k, cap, zc, oc)
-        c[i] = cn
+def lns_madam_parallel(c, g, v, beta, omb, inv_bc, g_bound, ft, k, cap, nchunk):
+    """:func:`lns_madam_serial` over ``nchunk`` contiguous slices in parallel (each
+    slice's loop stays vectorised)."""
+    n = c.size
+    size = (n + nchunk - 1) // nchunk
+    for ch in prange(nchunk):
+        lo = min(n, ch * size)
+        hi = min(n, lo + size)
+        lns_madam_serial(c[lo:hi], g[lo:hi], v[lo:hi], beta, omb, inv_bc, g_bound, ft, k, cap)
 
 
 # --------------------------------------------------------------------------

@@ -301,8 +301,11 @@ def lns_madam_update(
     if reference:
         _ref.lns_madam(codes, g, v, beta, inv_bc, g_bound, k, cap)
         return
-    kernel = _k.lns_madam_parallel if use_parallel(codes.size) else _k.lns_madam_serial
     ft = np.float32 if fmt.max_code < (1 << 24) else np.float64  # exact integer arithmetic
     f32 = np.float32
-    kernel(codes.reshape(-1), g.reshape(-1), v.reshape(-1), f32(beta), f32(1.0 - beta), f32(inv_bc), f32(g_bound),
-           ft(k), ft(cap), ft(0), ft(1))
+    args = (codes.reshape(-1), g.reshape(-1), v.reshape(-1), f32(beta), f32(1.0 - beta), f32(inv_bc), f32(g_bound),
+            ft, ft(k), ft(cap))
+    if use_parallel(codes.size):
+        _k.lns_madam_parallel(*args, 16)
+    else:
+        _k.lns_madam_serial(*args)
