@@ -16,6 +16,7 @@ from neurolns.sim.spiking import (
     LIFParams,
     Network,
     NeuronGroup,
+    PoissonGroup,
     SpikeGeneratorGroup,
     SpikeMonitor,
     StateMonitor,
@@ -94,6 +95,46 @@ def test_numba_equals_reference(rule_fmt):
     # plasticity did something
     assert any(not np.allclose(a.w[0], a.w[-1]) for a in w1)
 
+
+
+def _full_net_run():
+    """Spikes, state, weights and weight traces of :func:`_net` plus Poisson input and stochastic rounding."""
+    net, groups, syns, mons, wmons = _net("numba", RULES[1])
+    src = PoissonGroup(20, rate_hz=40.0)
+    extra = Synapses(src, groups[0], fixed_probability(20, 15, 0.3, seed=3), weight=1.0,
+                     plasticity=STDP("additive", w_max=3.0), weight_format=LNS8)
+    net.add(extra)
+    net.run(0.1, modulator=np.where(np.arange(1000) % 300 < 200, 1, -1), progress=False)
+    return ([m.i for m in mons[:4]] + [m.t for m in mons[:4]] + [g.v for g in groups]
+            + [s.weights for s in syns + [extra]] + [w.w for w in wmons])
+
+
+def _cuba_run():
+    """Spikes and state of a small CUBA network (current-based exact LIF and float weights only)."""
+    from neurolns.models.cuba import CUBAConfig, build_cuba
+
+    c = build_cuba(CUBAConfig(n=1000), seed=2)
+    c.run(0.2, progress=False)
+    return [c.spikes_exc.i, c.spikes_exc.t, c.spikes_inh.i, c.spikes_inh.t, c.exc.v, c.inh.ge]
+
+
+@pytest.mark.parametrize("variant", ["every_feature", "touch"])
+def test_kernel_variants_give_identical_runs(monkeypatch, variant):
+    """The loop trimmed to a network's features equals the loop with every feature, and the
+    pre-delivery pass over synapse rows (``touch``, on for large networks) changes nothing."""
+    from neurolns.sim.spiking import _kernels as K
+    from neurolns.sim.spiking import network as network_mod
+
+    run = _cuba_run if variant == "every_feature" else _full_net_run
+    trimmed = run()
+    if variant == "touch":
+        monkeypatch.setattr(K, "TOUCH_SYNAPSES", 0)
+    else:
+        monkeypatch.setattr(network_mod, "_features", lambda L, plan: dict.fromkeys(K.FEATURES, True))
+    other = run()
+    assert len(trimmed[0]) > 0
+    for x, y in zip(trimmed, other):
+        assert np.array_equal(x, y)
 
 def test_cuba_exact_integration_matches_closed_form():
     """Subthreshold v(t) = El + (v0−El)e^{−t/τm} + ge0 τe/(τe−τm)(e^{−t/τe} − e^{−t/τm}) to 1e-10 mV."""

@@ -382,7 +382,7 @@ class Network:
         step0 = self.step
         counts = np.zeros(L.N, dtype=np.int64)
         spk_n = np.zeros(1, dtype=np.int64)
-        gen_pos = np.zeros(1, dtype=np.int64)
+        gen_pos = np.zeros(2, dtype=np.int64)  # [next generator event, sink of the kernel's prefetch loads]
         chunk = int(chunk_steps) if chunk_steps else max(2000, -(-n_steps // 50))
         spk_step = np.empty(plan.cap, dtype=np.int64)
         spk_idx = np.empty(plan.cap, dtype=np.int32)
@@ -555,7 +555,8 @@ def _features(L: _Layout, plan) -> dict:
     return dict(exact=K.CUBA_EXACT in kinds, generic=bool(kinds & {K.CUBA_EULER, K.COBA_EXPEULER, K.COBA_EULER}),
                 poisson=K.POISSON in kinds, generators=L.gen_step.size > 0, delays=L.inbuf.shape[0] > 1,
                 float_w=bool((~lns).any()), lns_w=bool(lns.any()), plastic=L.in_syn.size > 0,
-                state_mon=plan.st_idx.size > 0, weight_mon=plan.wm_proj.size > 0)
+                state_mon=plan.st_idx.size > 0, weight_mon=plan.wm_proj.size > 0,
+                touch=L.syn_post.size >= K.TOUCH_SYNAPSES)
 
 
 def _reference_chunk():
