@@ -52,15 +52,23 @@ METHODS = {
     "majority-vote": ("majority-vote", "fp32"),
 }
 
-#: Per data set: default model, epochs, batch size and the hyperparameters that
-#: differ from neurolns.learning's trainer defaults. MNIST-1D follows its
-#: paper's CNN recipe (Adam lr 1e-2, batch 100); the other rules get the same
-#: step-size increase (a coarser problem, larger steps).
+#: Per data set: default model, epochs, batch size, learning-rate schedule and
+#: the hyperparameters that differ from neurolns.learning's trainer defaults.
+#: MNIST-1D: the MNIST-1D paper's CNN widened from 25 to 128 channels, trained
+#: with its Adam recipe (lr 1e-2, batch 100) under a cosine schedule for every
+#: method. The width and the schedule are what the multiplicative rules need:
+#: their weights cannot change sign, so a narrow network with fixed-sign
+#: filters has fewer usable features (25 channels: Madam 88% vs Adam 91%;
+#: 128: 94.6% both, seed 0), and their fixed relative step must be annealed to
+#: settle (docs/simulator.md records the sweep). Madam and LNS-Madam take
+#: steps of 0.1 nat and 16/128 octave (0.087 nat), as large relative to the
+#: weights as Adam's 1e-2 is to these 0.05–0.5 weights.
 SETTINGS = {
-    "digits": {"model": "mlp", "epochs": 20, "batch_size": 32, "hyper": {}},
+    "digits": {"model": "mlp", "epochs": 20, "batch_size": 32, "schedule": "constant", "channels": None,
+               "hyper": {}},
     "mnist1d": {
-        "model": "cnn", "epochs": 60, "batch_size": 100,
-        "hyper": {"fp32-adam": {"lr": 1e-2}, "lns8-lnsmadam": {"lr": 4 / 128}},
+        "model": "cnn", "epochs": 60, "batch_size": 100, "schedule": "cosine", "channels": 128,
+        "hyper": {"fp32-adam": {"lr": 1e-2}, "lns8-lnsmadam": {"lr": 16 / 128}, "madam": {"lr": 0.1}},
     },
 }
 
@@ -73,6 +81,9 @@ def _parse(argv):
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
+                   help="default: constant for digits, cosine for mnist1d")
+    p.add_argument("--channels", type=int, default=None, help="CNN width (default 128 for mnist1d, 25 otherwise)")
     p.add_argument("--quick", action="store_true", help="a sub-minute smoke run (1 seed, 3 epochs, a subset)")
     p.add_argument("--backend", choices=["sim", "torch"], default="sim")
     p.add_argument("--device", default="cpu", help="torch backend only: cpu or cuda")
@@ -88,6 +99,10 @@ def _parse(argv):
     args.model = args.model or cfg["model"]
     args.epochs = args.epochs if args.epochs is not None else (3 if args.quick else cfg["epochs"])
     args.batch_size = args.batch_size or cfg["batch_size"]
+    args.lr_schedule = args.lr_schedule or cfg["schedule"]
+    args.channels = args.channels or cfg["channels"] or 25
+    if args.channels < 1:
+        p.error(f"--channels {args.channels} is out of range; allowed: >= 1")
     if args.quick:
         args.seeds = 1
     if args.seeds < 1 or args.epochs < 1 or args.batch_size < 5:
@@ -102,14 +117,14 @@ def load_data(name: str, quick: bool):
     return data.subset(600, 300) if quick else data
 
 
-def build(model: str, weights: str, data, seed: int):
+def build(model: str, weights: str, data, seed: int, channels: int = 25):
     if model == "mlp":
         from neurolns.models.mlp import build_sim
 
         return build_sim(data.n_features, (256,), data.n_classes, weights=weights, seed=seed)
     from neurolns.models.cnn1d import build_sim
 
-    return build_sim(data.n_features, 25, data.n_classes, weights=weights, seed=seed)
+    return build_sim(data.n_features, channels, data.n_classes, weights=weights, seed=seed)
 
 
 def run_sim(method: str, args, data, seed: int) -> dict:
@@ -117,8 +132,9 @@ def run_sim(method: str, args, data, seed: int) -> dict:
 
     rule, weights = METHODS[method]
     hyper = SETTINGS[args.dataset]["hyper"].get(method, {})
-    net = build(args.model, weights, data, seed)
-    tr = Trainer(net, rule, batch_size=args.batch_size, seed=seed, progress=not args.no_progress, **hyper)
+    net = build(args.model, weights, data, seed, args.channels)
+    tr = Trainer(net, rule, batch_size=args.batch_size, seed=seed, progress=not args.no_progress,
+                 lr_schedule=args.lr_schedule, **hyper)
     t0 = time.perf_counter()
     history = tr.fit(data, args.epochs)
     return {"history": history, "test_acc": history[-1]["test_acc"], "seconds": time.perf_counter() - t0,
@@ -132,8 +148,11 @@ def run_torch(method: str, args, data, seed: int) -> dict:
         raise SystemExit(f"--backend torch needs neurolns.torch.scenario.run_method, which is not available "
                          f"({exc}); use --backend sim") from None
     t0 = time.perf_counter()
+    hyper = SETTINGS[args.dataset]["hyper"].get(method, {})
+    model_kwargs = {"channels": args.channels} if args.model == "cnn" else {}
     out = run_method(method, args.model, data, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
-                     device=args.device)
+                     device=args.device, lr_schedule=args.lr_schedule, model_kwargs=model_kwargs,
+                     progress=not args.no_progress, **hyper)
     return {**out, "seconds": out.get("seconds", time.perf_counter() - t0)}
 
 
@@ -147,10 +166,17 @@ def summarise(runs, methods):
     return rows
 
 
-def bars(summary, quick: bool = False) -> list[str]:
-    """The accuracy bars of the full scenario; a quick run only reports the differences."""
+def bars(summary, quick: bool = False, dataset: str = "digits") -> list[str]:
+    """The accuracy bars of the full scenario; a quick run only reports the differences.
+
+    LNS8 LNS-Madam within 1 point of FP32 Adam, majority vote within 2 points of
+    FP32 SGD, and on MNIST-1D LNS8 LNS-Madam at 90% or more.
+    """
     acc = {r["method"]: 100 * r["mean_test_acc"] for r in summary}
     lines = []
+    if dataset == "mnist1d" and "lns8-lnsmadam" in acc:
+        verdict = "(quick smoke run)" if quick else ("PASS" if acc["lns8-lnsmadam"] >= 90.0 else "MISS")
+        lines.append(f"lns8-lnsmadam: {acc['lns8-lnsmadam']:.2f}% (bar: >= 90.0%) {verdict}")
     for a, b, tol in (("lns8-lnsmadam", "fp32-adam", 1.0), ("majority-vote", "fp32-sgd", 2.0)):
         if a in acc and b in acc:
             d = acc[a] - acc[b]
@@ -162,7 +188,8 @@ def bars(summary, quick: bool = False) -> list[str]:
 def write_outputs(out: Path, args, runs, summary) -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"dataset": args.dataset, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
-            "seeds": args.seeds, "backend": args.backend, "quick": args.quick}
+            "seeds": args.seeds, "backend": args.backend, "quick": args.quick, "lr_schedule": args.lr_schedule,
+            "channels": args.channels if args.model == "cnn" else None}
     (out / "runs.json").write_text(json.dumps({"config": meta, "summary": summary, "runs": runs}, indent=1))
     keys = ["method", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
     with open(out / "runs.csv", "w", newline="") as f:
@@ -208,13 +235,14 @@ def main(argv=None) -> int:
     summary = summarise(runs, args.methods)
     out = Path(args.out)
     write_outputs(out, args, runs, summary)
-    print(f"\n{args.dataset} / {args.model}, {args.epochs} epochs, batch {args.batch_size}, "
-          f"{args.seeds} seed(s), backend {args.backend}")
+    width = f" ({args.channels} channels)" if args.model == "cnn" else ""
+    print(f"\n{args.dataset} / {args.model}{width}, {args.epochs} epochs, batch {args.batch_size}, "
+          f"{args.lr_schedule} lr, {args.seeds} seed(s), backend {args.backend}")
     print(f"{'method':>14s}  {'test acc (%)':>14s}  {'time/run (s)':>12s}")
     for r in summary:
         print(f"{r['method']:>14s}  {100 * r['mean_test_acc']:7.2f} ± {100 * r['std_test_acc']:4.2f}  "
               f"{r['mean_seconds']:12.1f}")
-    for line in bars(summary, quick=args.quick):
+    for line in bars(summary, quick=args.quick, dataset=args.dataset):
         print(line)
     print(f"results written to {out}/ (runs.json, runs.csv, summary.csv, accuracy.png)")
     return 0

@@ -151,7 +151,7 @@ def _accuracy(model, x, y, batch=2048) -> float:
 
 def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, seed: int, device: str = "cpu",
                progress: bool = False, lr_schedule: str = "constant", model_kwargs: dict | None = None,
-               **overrides) -> dict:
+               threads: int | None = 1, **overrides) -> dict:
     """Train ``model`` on ``data`` with ``method`` through the torch bridge.
 
     Parameters
@@ -173,6 +173,12 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
         LNS-Madam.
     model_kwargs : dict, optional
         Extra arguments of the model's ``build_torch`` (e.g. ``channels=64``).
+    threads : int or None
+        torch's intra-op threads on CPU during the run (restored afterwards);
+        ``None`` leaves torch's setting. One, as the simulator's trainer uses
+        for BLAS: these products are too small to share, and on a busy machine
+        a team of threads that waits for busy cores made a 128-channel CNN
+        epoch about 4× slower than one thread (2 cores, load average 5).
     **overrides
         Hyperparameters replacing the trainer defaults (e.g. ``lr=``).
 
@@ -193,14 +199,27 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
     >>> len(r["history"]), 0.0 <= r["test_acc"] <= 1.0
     (2, True)
     """
-    from neurolns.learning import TRAINER_DEFAULTS, Rule
-
     method = Method(method)
     epochs = _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
+    if threads is not None:
+        threads = _check_int("threads", threads, 1)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    before = torch.get_num_threads()
+    if threads is not None and torch.device(device).type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        return _run(method, model, data, epochs=epochs, batch_size=batch_size, seed=seed, device=device,
+                    progress=progress, lr_schedule=lr_schedule, model_kwargs=model_kwargs, overrides=overrides)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_schedule, model_kwargs, overrides):
+    from neurolns.learning import TRAINER_DEFAULTS, Rule
+
+    batch_size = _check_int("batch_size", batch_size, 1)
+    seed = _check_int("seed", seed, 0)
     dev = torch.device(device)
     n_features = int(np.asarray(data.x_train).shape[1])
     net = build_model(model, n_features, int(data.n_classes), seed=seed, **(model_kwargs or {})).to(dev)
