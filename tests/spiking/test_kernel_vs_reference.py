@@ -136,6 +136,24 @@ def test_kernel_variants_give_identical_runs(monkeypatch, variant):
     for x, y in zip(trimmed, other):
         assert np.array_equal(x, y)
 
+
+def test_runs_split_into_chunks_or_calls_equal_one_run():
+    """Refractory state crosses kernel calls: one 0.2 s run equals 0.1 s + 0.1 s and equals
+    a run in chunks of 7 steps (spikes and final state, bit for bit)."""
+    from neurolns.models.cuba import CUBAConfig, build_cuba
+
+    def run(*plan):
+        c = build_cuba(CUBAConfig(n=1000), seed=4)
+        for seconds, chunk in plan:
+            c.run(seconds, chunk_steps=chunk, progress=False)
+        return [c.spikes_exc.i, c.spikes_exc.t, c.spikes_inh.i, c.exc.v, c.inh.v, c.exc.ref_until]
+
+    one = run((0.2, None))
+    assert one[0].size > 100
+    for other in (run((0.1, None), (0.1, None)), run((0.2, 7))):
+        for x, y in zip(one, other):
+            assert np.array_equal(x, y)
+
 def test_cuba_exact_integration_matches_closed_form():
     """Subthreshold v(t) = El + (v0−El)e^{−t/τm} + ge0 τe/(τe−τm)(e^{−t/τe} − e^{−t/τm}) to 1e-10 mV."""
     p = LIFParams(v_rest_mV=-70.0, v_thresh_mV=0.0, v_reset_mV=-80.0)

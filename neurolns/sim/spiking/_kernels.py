@@ -165,41 +165,73 @@ def _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pi
 #: overlap before the delivery pass needs them
 TOUCH_SYNAPSES = 1 << 20
 
-#: neurons per block of the CUBA update: a block's state (32 bytes a neuron) stays in L1
-#: between the update and the threshold scan
+#: neurons per block of the CUBA update (the flags of blocks with a threshold crossing)
 _BLOCK = 256
 
 
 @jit
-def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge, gi, ref_until, spk_now, ns):
-    """Current-based LIF, exact propagator: v' = El + (v−El)Pvv + ge Pve + gi Pvi, ge' = ge Pee."""
-    # per block: a branch-free update loop over slices indexed from 0 (so that Numba
-    # drops the negative-index wraparound and LLVM vectorises it) that also notes
-    # whether any free neuron crossed the threshold, then, only for such blocks,
-    # the threshold scan while the block is still in cache
+def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge, gi, ref_until, spk_now, ns,
+                    held_k, held_v, n_held, up):
+    """Current-based LIF, exact propagator: v' = El + (v−El)Pvv + ge Pve + gi Pvi, ge' = ge Pee.
+
+    Refractory neurons keep their potential. Rather than a select on ``ref_until``
+    in the update (a masked store, and 8 more bytes a neuron to read), every
+    neuron is updated and those refractory put back from ``held_k``/``held_v``
+    (``n_held[0]`` entries: the network's refractory neurons and their held
+    potential), which lists the few refractory neurons. ``up`` gets a flag per
+    block of :data:`_BLOCK` neurons: whether one may have crossed threshold;
+    only those blocks are scanned.
+    """
+    # the update over slices indexed from 0 (so that Numba drops the negative-index
+    # wraparound) has no branch and no gather: LLVM vectorises it
+    nb = 0
     for b0 in range(lo, hi, _BLOCK):
         b1 = min(b0 + _BLOCK, hi)
         vs = v[b0:b1]
         es = ge[b0:b1]
         is_ = gi[b0:b1]
-        rs = ref_until[b0:b1]
-        up = False
+        crossed = False
         for q in range(b1 - b0):
-            vk = vs[q]
-            vn = el + (vk - el) * pvv + es[q] * pve + is_[q] * pvi
-            free = n >= rs[q]
-            vn = vn if free else vk
+            vn = el + (vs[q] - el) * pvv + es[q] * pve + is_[q] * pvi
             vs[q] = vn
-            up |= free & (vn > vth)
+            crossed |= vn > vth
             es[q] *= pee
             is_[q] *= pii
-        if up:
+        up[nb] = crossed
+        nb += 1
+    # refractory neurons of this group get their potential back; those free from
+    # this step on leave the list (their update above stands)
+    m = n_held[0]
+    h = 0
+    while h < m:
+        k = held_k[h]
+        if lo <= k < hi:
+            if n < ref_until[k]:
+                v[k] = held_v[h]
+            else:
+                m -= 1
+                held_k[h] = held_k[m]
+                held_v[h] = held_v[m]
+                continue
+        h += 1
+    # threshold and reset, in index order, in the flagged blocks
+    nb = 0
+    for b0 in range(lo, hi, _BLOCK):
+        if up[nb]:
+            b1 = min(b0 + _BLOCK, hi)
+            vs = v[b0:b1]
+            rs = ref_until[b0:b1]
             for q in range(b1 - b0):
                 if vs[q] > vth and n >= rs[q]:
                     vs[q] = vr
                     rs[q] = n + refs
                     spk_now[ns] = b0 + q
                     ns += 1
+                    held_k[m] = b0 + q
+                    held_v[m] = vr
+                    m += 1
+        nb += 1
+    n_held[0] = m
     return ns
 
 
@@ -346,6 +378,19 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
         n_delay = inbuf.shape[0]
         cap = spk_step.shape[0]
         sink = 0.0
+        if exact:
+            # the refractory neurons of the exact CUBA groups and their potential (see _lif_cuba_exact)
+            held_k = np.empty(v.shape[0], np.int64)
+            held_v = np.empty(v.shape[0])
+            n_held = np.zeros(1, np.int64)
+            up = np.empty(v.shape[0] // _BLOCK + 1, np.bool_)
+            for g in range(n_groups):
+                if gint[g, 2] == CUBA_EXACT:
+                    for k in range(gint[g, 0], gint[g, 1]):
+                        if n0 < ref_until[k]:
+                            held_k[n_held[0]] = k
+                            held_v[n_held[0]] = v[k]
+                            n_held[0] += 1
         for n in range(n0, n1):
             if spk_n[0] + n_rec > cap:
                 return n
@@ -370,7 +415,7 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                     if exact:
                         f = gflt[g]
                         ns = _lif_cuba_exact(n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
-                                             v, ge, gi, ref_until, spk_now, ns)
+                                             v, ge, gi, ref_until, spk_now, ns, held_k, held_v, n_held, up)
                 elif kind != GENERATOR:
                     if generic:
                         f = gflt[g]
