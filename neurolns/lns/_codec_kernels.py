@@ -296,8 +296,9 @@ def encode_kernel(x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stoc
     """Fill ``out`` with the codes of ``x``; returns (number of NaN, number of ±inf).
 
     Nearest rounding at power-of-two scales of float32/float64 input takes the
-    bit-level kernel; everything else the ``log2`` kernel. Both give the codes
-    of :func:`neurolns.lns._reference.encode_reference`.
+    bit-level kernel (float32 at γ <= 8 and one scale: :func:`_encode_pow_chunk`);
+    everything else the ``log2`` kernel. All give the codes of
+    :func:`neurolns.lns._reference.encode_reference`.
     """
     g = int(gamma)
     fast = (
