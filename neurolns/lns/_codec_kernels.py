@@ -36,6 +36,9 @@ _FAST_MAX_GAMMA = 1 << 16
 #: loop finishes before threads are worth waking (and on a shared machine a
 #: parallel loop waits for its slowest thread)
 _PARALLEL_MIN = 1 << 20
+#: outputs at least this large (half the 32 MiB last-level cache of the machine
+#: the figures come from) are written with non-temporal stores
+_STREAM_MIN_BYTES = 1 << 24
 
 
 @jit
@@ -191,8 +194,16 @@ if _DISABLED:
     def _f64_bits(z):
         """The bits of a float64 as an int64 (plain-Python twin of the intrinsic)."""
         return np.int64(np.float64(z).view(np.int64))
+
+    def _stream_store(a, i, v):
+        """``a[i] = v`` (plain-Python twin of the intrinsic)."""
+        a[i] = v
+
+    def _store_fence():
+        """Nothing to order in plain Python."""
 else:
     from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
     from numba.core import types as _types
     from numba.extending import intrinsic as _intrinsic
 
@@ -206,6 +217,37 @@ else:
             return builder.bitcast(args[0], _ir.IntType(64))
 
         return _types.int64(z), codegen
+
+    @_intrinsic
+    def _stream_store(typingctx, a, i, v):
+        """``a[i] = v`` (``0 <= i < a.size``, not checked) as a non-temporal store: the
+        line goes to memory without being read into the cache first, as a large
+        ``memcpy`` (the copy baseline) writes. Follow a loop of them by :func:`_store_fence`."""
+        if not isinstance(a, _types.Array) or not isinstance(i, _types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            arrty = signature.args[0]
+            arr = context.make_array(arrty)(context, builder, args[0])
+            ptr = _cgutils.get_item_pointer(context, builder, arrty, arr, [args[1]], wraparound=False,
+                                            boundscheck=False)
+            val = context.cast(builder, args[2], signature.args[2], arrty.dtype)
+            store = builder.store(val, ptr)
+            store.set_metadata("nontemporal", builder.module.add_metadata([_ir.Constant(_ir.IntType(32), 1)]))
+            return context.get_dummy_value()
+
+        return _types.void(a, i, v), codegen
+
+    @_intrinsic
+    def _store_fence(typingctx):
+        """A full memory fence: orders the non-temporal stores before later loads and
+        stores of any thread that synchronises with this one."""
+
+        def codegen(context, builder, signature, args):
+            builder.fence("seq_cst")
+            return context.get_dummy_value()
+
+        return _types.void(), codegen
 
 
 @jit
@@ -324,21 +366,27 @@ def encode_kernel(x, log2_scale, gamma, bias, e_min, e_max, saturate_small, stoc
 
 # -- decode --------------------------------------------------------------------------
 @jit
-def _decode_lut_chunk(u, table, out):
+def _decode_lut_chunk(u, table, out, stream):
     """``out[i] = table[u[i]]``: ``u`` are the codes viewed as unsigned integers
-    (no sign extension and no negative-index wrap check in the loop)."""
-    for i in range(u.size):
-        out[i] = table[u[i]]
+    (no sign extension and no negative-index wrap check in the loop). With
+    ``stream``, non-temporal stores (for outputs larger than the cache)."""
+    if stream:
+        for i in range(u.size):
+            _stream_store(out, i, table[u[i]])
+        _store_fence()
+    else:
+        for i in range(u.size):
+            out[i] = table[u[i]]
 
 
 @pjit
-def _decode_lut_parallel(u, table, out, nchunk):
+def _decode_lut_parallel(u, table, out, nchunk, stream):
     """:func:`_decode_lut_chunk` over ``nchunk`` contiguous chunks in parallel."""
     size = (u.size + nchunk - 1) // nchunk
     for ch in prange(nchunk):
         lo = min(u.size, ch * size)
         hi = min(u.size, lo + size)
-        _decode_lut_chunk(u[lo:hi], table, out[lo:hi])
+        _decode_lut_chunk(u[lo:hi], table, out[lo:hi], stream)
 
 
 def pattern_values(table, scale: float, code_dtype, out_dtype) -> np.ndarray:
@@ -360,12 +408,17 @@ def pattern_values(table, scale: float, code_dtype, out_dtype) -> np.ndarray:
 
 
 def decode_lut(codes, values, out):
-    """``out[i] = values[unsigned(codes[i])]`` with ``values`` from :func:`pattern_values`."""
+    """``out[i] = values[unsigned(codes[i])]`` with ``values`` from :func:`pattern_values`.
+
+    Outputs of :data:`_STREAM_MIN_BYTES` or more, which would not stay in the
+    cache anyway, are written with non-temporal stores.
+    """
     u = codes.view(np.uint8 if codes.dtype.itemsize == 1 else np.uint16)
+    stream = out.nbytes >= _STREAM_MIN_BYTES
     if codes.size >= _PARALLEL_MIN and use_parallel(codes.size):
-        _decode_lut_parallel(u, values, out, 16)
+        _decode_lut_parallel(u, values, out, 16, stream)
     else:
-        _decode_lut_chunk(u, values, out)
+        _decode_lut_chunk(u, values, out, stream)
 
 
 def decode_kernel(codes, table, scale, out):

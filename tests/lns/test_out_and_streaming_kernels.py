@@ -124,11 +124,14 @@ def test_encode_out_overlapping_the_input():
 
 
 # -- decode_codes(out=) and the bit-pattern table ---------------------------------------------
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("fmt", [LNS8, LNSFormat(6, 2, underflow="saturate"), LNS12, LNS16], ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_decode_pattern_table_equals_reference(fmt, dtype):
-    """Every code, tiled past the pattern-table threshold (serial and parallel sizes),
-    decodes to the reference's float64 value rounded once to the output dtype."""
+def test_decode_pattern_table_equals_reference(fmt, dtype, stream, monkeypatch):
+    """Every code, tiled past the pattern-table threshold (serial and parallel sizes,
+    regular and non-temporal stores), decodes to the reference's float64 value
+    rounded once to the output dtype."""
+    monkeypatch.setattr(ck, "_STREAM_MIN_BYTES", 0 if stream else 1 << 62)
     c = np.arange(-fmt.max_code, fmt.max_code + 1).astype(fmt.code_dtype)
     big = 4 << (8 * c.itemsize)
     for n in (big + 7, max(big, PAR) + 7):
