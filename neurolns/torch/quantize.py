@@ -30,6 +30,8 @@ Reference: Zhao et al., "LNS-Madam", IEEE Trans. Computers 71(12), 2022
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from functools import lru_cache
 
@@ -162,10 +164,26 @@ def choose_scale(t: torch.Tensor, fmt: LNSFormat, *, channel_axis: int | None = 
         ax = channel_axis % a.ndim
         dims = tuple(i for i in range(a.ndim) if i != ax)
         amax = a.amax(dim=dims, keepdim=True) if dims else a
+    return _pow2_scale(amax, fmt)
+
+
+def _pow2_scale(amax: torch.Tensor, fmt: LNSFormat) -> torch.Tensor:
+    """``2^ceil(log2 amax − e_max/γ)`` in float64 (1 where ``amax`` is 0)."""
     amax = amax.to(torch.float64)
     k = torch.ceil(torch.log2(amax) - fmt.e_max / fmt.gamma)
     k = torch.where(amax > 0, k, torch.zeros_like(k))
     return torch.exp2(k)
+
+
+def _cpu_max_abs_if_finite(t: torch.Tensor) -> float | None:
+    """On CPU, one ``aminmax`` pass: ``max|t|`` when every entry is finite, else ``None``
+    (then the caller takes the masked path and counts NaN/inf). It saves the separate
+    abs, isfinite, max, isnan and isinf passes of the general path; on other devices it
+    returns ``None`` without looking, since reading a result back would synchronise."""
+    if t.device.type != "cpu" or t.numel() == 0:
+        return None
+    lo, hi = (float(v) for v in torch.aminmax(t))
+    return max(-lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
 def _scale_tensor(t: torch.Tensor, fmt: LNSFormat, scale, channel_axis) -> tuple[torch.Tensor, bool]:
@@ -273,11 +291,14 @@ def _codes(t, fmt, scale, channel_axis, rounding, generator, check_nan: bool, ba
     t = _check_tensor(t).detach()
     rounding = Rounding(rounding)
     numba_path = _use_numba(t, backend)
+    amax = _cpu_max_abs_if_finite(t) if (check_nan or scale is None) and not trusted else None
     if trusted:
         s, pow2 = scale, True
+    elif scale is None and channel_axis is None and amax is not None:
+        s, pow2 = _pow2_scale(torch.tensor(amax, dtype=torch.float64), fmt), True
     else:
         s, pow2 = _scale_tensor(t, fmt, scale, channel_axis)
-    if check_nan:
+    if check_nan and amax is None:
         n_nan = int(torch.isnan(t).sum())
         if n_nan:
             first = torch.nonzero(torch.isnan(t))[0].tolist() if t.ndim else []

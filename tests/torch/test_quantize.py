@@ -212,3 +212,23 @@ def test_codes_on_gpu_equal_core_codec():
         np.testing.assert_array_equal(codes.cpu().numpy(), encode_codes(x, fmt, np_choose_scale(x, fmt)))
         got = quantize(torch.from_numpy(x).to(dev), fmt).cpu().numpy()
         np.testing.assert_array_equal(got, np_quantize(x, fmt))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_one_pass_cpu_scale_equals_choose_scale(dtype):
+    """The CPU fast path (one aminmax pass for the scale and the NaN/inf check) picks the same
+    power-of-two scale as the general masked path, choose_scale, and quantize gives the same
+    values as with that scale given explicitly — for mixed signs, an all-negative and an all-zero tensor."""
+    from neurolns.torch.quantize import _cpu_max_abs_if_finite, _pow2_scale
+
+    g = torch.Generator().manual_seed(3)
+    cases = [torch.randn(1000, generator=g) * 37, -torch.rand(50, generator=g) * 1e-3, torch.zeros(7)]
+    for x in (c.to(dtype) for c in cases):
+        amax = _cpu_max_abs_if_finite(x)
+        assert amax is not None
+        fast = _pow2_scale(torch.tensor(amax, dtype=torch.float64), LNS8)
+        assert float(fast) == float(choose_scale(x, LNS8))
+        torch.testing.assert_close(quantize(x, LNS8), quantize(x, LNS8, scale=float(fast)), rtol=0, atol=0)
+    # a non-finite entry sends it to the masked path
+    assert _cpu_max_abs_if_finite(torch.tensor([1.0, float("inf")])) is None
+    assert _cpu_max_abs_if_finite(torch.tensor([1.0, float("nan")])) is None
