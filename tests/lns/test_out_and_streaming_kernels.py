@@ -208,6 +208,30 @@ def test_products_equal_the_integer_rule(fmt, parallel, monkeypatch):
         assert float(got.scale) == (float(a.scale * b.scale) if sign_b > 0 else float(a.scale / b.scale)) * 2.0**k
 
 
+@pytest.mark.parametrize("fmt", [LNS8, LNSFormat(8, 8, underflow="saturate"), LNSFormat(8, 1), LNSFormat(6, 4)],
+                         ids=str)
+def test_blocked_product_shift_fixup_equals_the_integer_rule(fmt, monkeypatch):
+    """The one-pass 8-bit product, with blocks of 1000 and magnitudes growing from block
+    to block (so later blocks need a larger shift and the written prefix is shifted
+    down), leading all-zero blocks, zeros and both signs, gives the codes and shift of
+    the int64 rule, into a fresh array and in place into an operand."""
+    monkeypatch.setattr(multiply, "_BLOCK", 1000)
+    rng = np.random.default_rng(fmt.gamma + fmt.bits)
+    n = 20_000
+    ramp = np.linspace(1, fmt.max_code, n).astype(np.int64)
+    ca = (rng.choice([-1, 1], n) * np.maximum(1, ramp - rng.integers(0, 3, n))).astype(fmt.code_dtype)
+    cb = (rng.choice([-1, 1], n) * rng.integers(1, fmt.max_code + 1, n)).astype(fmt.code_dtype)
+    ca[:2500] = 0
+    cb[::37] = 0
+    want, k = _ref_products(ca, cb, fmt, 1)
+    a, b = encode(np.zeros(1), fmt, scale=1.0), encode(np.zeros(1), fmt, scale=1.0)
+    for out in (None, ca):
+        a.codes, b.codes = ca.copy() if out is None else ca, cb
+        got = mul(a, b, out=out)
+        np.testing.assert_array_equal(got.codes, want)
+        assert float(got.scale) == 2.0**k
+
+
 @pytest.mark.filterwarnings("ignore:.*division")
 def test_mul_out_fresh_in_place_and_broadcast():
     """mul/div with out= equal the fresh result; out may be a.codes or b.codes (in place,
