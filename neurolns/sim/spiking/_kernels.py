@@ -125,20 +125,6 @@ def _weight(p, widx, w_f, codes, dec_tab, pint):
     return dec_tab[pint[p, P_TAB] + np.int64(codes[widx])]
 
 
-# the hot loops of event-driven propagation: one scattered add per synapse, over
-# slices indexed from 0 with unsigned targets (no negative-index checks)
-@jit
-def _deliver_float(target, post, ws):
-    for q in range(post.shape[0]):
-        target[post[q]] += ws[q]
-
-
-@jit
-def _deliver_codes(target, post, cs, dec_tab, toff):
-    for q in range(post.shape[0]):
-        target[post[q]] += dec_tab[toff + cs[q]]
-
-
 @jit
 def _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pint, pf,
                  x_pre, x_pre_t, x_post, x_post_t, mod):
@@ -166,7 +152,7 @@ def _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pi
 TOUCH_SYNAPSES = 1 << 20
 
 #: neurons per block of the CUBA update (the flags of blocks with a threshold crossing)
-_BLOCK = 256
+BLOCK = 256
 
 
 @jit
@@ -177,16 +163,16 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
     Refractory neurons keep their potential. Rather than a select on ``ref_until``
     in the update (a masked store, and 8 more bytes a neuron to read), every
     neuron is updated and those refractory put back from ``held_k``/``held_v``
-    (``n_held[0]`` entries: the network's refractory neurons and their held
+    (``n_held[0]`` entries, scratch of the caller: the network's refractory neurons and their held
     potential), which lists the few refractory neurons. ``up`` gets a flag per
-    block of :data:`_BLOCK` neurons: whether one may have crossed threshold;
+    block of :data:`BLOCK` neurons: whether one may have crossed threshold;
     only those blocks are scanned.
     """
     # the update over slices indexed from 0 (so that Numba drops the negative-index
     # wraparound) has no branch and no gather: LLVM vectorises it
     nb = 0
-    for b0 in range(lo, hi, _BLOCK):
-        b1 = min(b0 + _BLOCK, hi)
+    for b0 in range(lo, hi, BLOCK):
+        b1 = b0 + BLOCK if b0 + BLOCK < hi else hi
         vs = v[b0:b1]
         es = ge[b0:b1]
         is_ = gi[b0:b1]
@@ -216,9 +202,9 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
         h += 1
     # threshold and reset, in index order, in the flagged blocks
     nb = 0
-    for b0 in range(lo, hi, _BLOCK):
+    for b0 in range(lo, hi, BLOCK):
         if up[nb]:
-            b1 = min(b0 + _BLOCK, hi)
+            b1 = b0 + BLOCK if b0 + BLOCK < hi else hi
             vs = v[b0:b1]
             rs = ref_until[b0:b1]
             for q in range(b1 - b0):
@@ -364,12 +350,17 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
     """
 
     def run_chunk(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spike, p_next,
-                  gen_step, gen_idx, gen_grp, gen_pos,
+                  gen_step, gen_idx, gen_grp, cursor,
                   seg_ptr, seg_proj, seg_lo, seg_hi, syn_post, pint, pf, w_f, codes, dec_tab,
                   in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, x_pre, x_pre_t, x_post, x_post_t,
                   inbuf, modulator, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop,
-                  st_idx, st_var, st_every, st_out, wm_proj, wm_widx, wm_every, wm_out, spk_now):
+                  st_idx, st_var, st_every, st_out, wm_proj, wm_widx, wm_every, wm_out, spk_now,
+                  held_k, held_v, up):
         """Advance steps ``n0 .. n1-1``; return the first step not done (``n1`` when complete).
+
+        ``cursor`` holds the next generator event, a sink for the touching loads and
+        the count of ``held_k``/``held_v`` (scratch of ``N`` entries); ``up`` has
+        ``N // BLOCK + 1`` entries.
 
         The loop stops early, before a step, when the spike buffer could overflow
         in that step; the caller empties it and calls again.
@@ -380,10 +371,8 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
         sink = 0.0
         if exact:
             # the refractory neurons of the exact CUBA groups and their potential (see _lif_cuba_exact)
-            held_k = np.empty(v.shape[0], np.int64)
-            held_v = np.empty(v.shape[0])
-            n_held = np.zeros(1, np.int64)
-            up = np.empty(v.shape[0] // _BLOCK + 1, np.bool_)
+            n_held = cursor[2:3]
+            n_held[0] = 0
             for g in range(n_groups):
                 if gint[g, 2] == CUBA_EXACT:
                     for k in range(gint[g, 0], gint[g, 1]):
@@ -423,7 +412,7 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                                           f[9], v, ge, gi, ref_until, spk_now, ns)
                 pop[row, g] += ns - ns0
             if generators:
-                ns = _generator_spikes(n, row, gen_step, gen_idx, gen_grp, gen_pos, pop, spk_now, ns)
+                ns = _generator_spikes(n, row, gen_step, gen_idx, gen_grp, cursor, pop, spk_now, ns)
             # ---- bookkeeping of this step's spikes
             m = spk_n[0]
             for q in range(ns):
@@ -472,18 +461,27 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                                 _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pint, pf,
                                              x_pre, x_pre_t, x_post, x_post_t, mod)
                                 continue
+                        # the hot loops: one scattered add per synapse, over slices indexed
+                        # from 0 and unsigned targets (no negative-index checks); written
+                        # here rather than called, which spares a compile of their own
+                        post = syn_post[a:b]
                         if pint[p, P_LNS] != 0:
                             if lns_w:
-                                _deliver_codes(target, syn_post[a:b], codes[widx0 + a: widx0 + b], dec_tab,
-                                               pint[p, P_TAB])
+                                cs = codes[widx0 + a: widx0 + b]
+                                toff = pint[p, P_TAB]
+                                for s in range(b - a):
+                                    target[post[s]] += dec_tab[toff + cs[s]]
                         elif float_w:
-                            _deliver_float(target, syn_post[a:b], w_f[widx0 + a: widx0 + b])
+                            ws = w_f[widx0 + a: widx0 + b]
+                            for s in range(b - a):
+                                target[post[s]] += ws[s]
             # ---- postsynaptic pathway
             if plastic:
                 for q in range(ns):
                     _post_plastic(n, spk_now[q], in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, w_f, codes,
                                   dec_tab, pint, pf, x_pre, x_pre_t, x_post, x_post_t, mod)
-        gen_pos[1] += int(sink != sink)  # a use of the touching loads, so that they are kept
+        if sink != sink:  # a use of the touching loads, so that they are kept
+            cursor[1] += 1
         return n1
 
     return jit(run_chunk)

@@ -72,8 +72,10 @@ def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spik
                         in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, x_pre, x_pre_t, x_post, x_post_t,
                         inbuf, modulator, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop,
                         st_idx, st_var, st_every, st_out, wm_proj, wm_widx, wm_every, wm_out, spk_now,
-                        rng=None):
+                        held_k=None, held_v=None, up=None, rng=None):
     """Same contract as :func:`neurolns.sim.spiking._kernels.run_chunk`, in numpy.
+
+    ``held_k``, ``held_v`` and ``up`` are the kernel's scratch, unused here.
 
     Poisson sources draw a Bernoulli(rate·dt) number per step (the kernel draws
     geometric gaps: the same process, another random stream); ``p_next`` is unused.

@@ -52,10 +52,8 @@ class Connectivity:
     @property
     def indptr(self) -> np.ndarray:
         """CSR row pointer over presynaptic neurons (length ``n_pre + 1``)."""
-        counts = np.bincount(self.i, minlength=self.n_pre)
-        out = np.zeros(self.n_pre + 1, dtype=np.int64)
-        np.cumsum(counts, out=out[1:])
-        return out
+        # i is sorted: row r starts at the first synapse with i >= r
+        return np.searchsorted(self.i, np.arange(self.n_pre + 1, dtype=self.i.dtype)).astype(np.int64, copy=False)
 
     def __len__(self) -> int:
         return self.n_synapses

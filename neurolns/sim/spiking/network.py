@@ -333,7 +333,11 @@ class Network:
         if len(posts) == 1 and posts[0][1] == 0:
             L.syn_post = posts[0][0].view(np.uint32)
         elif posts:
-            L.syn_post = np.concatenate([j + off for j, off in posts]).astype(np.uint32)
+            L.syn_post = np.empty(sum(j.size for j, _ in posts), np.uint32)
+            at = 0
+            for j, off in posts:
+                np.add(j, off, out=L.syn_post[at: at + j.size], casting="unsafe")
+                at += j.size
         else:
             L.syn_post = np.zeros(0, np.uint32)
         L.seg_ptr, L.seg_proj, L.seg_lo, L.seg_hi = _segments(seg_rows, L.N)
@@ -382,11 +386,14 @@ class Network:
         step0 = self.step
         counts = np.zeros(L.N, dtype=np.int64)
         spk_n = np.zeros(1, dtype=np.int64)
-        gen_pos = np.zeros(2, dtype=np.int64)  # [next generator event, sink of the kernel's prefetch loads]
+        # [next generator event, sink of the kernel's touching loads, refractory neurons held]
+        cursor = np.zeros(3, dtype=np.int64)
         chunk = int(chunk_steps) if chunk_steps else max(2000, -(-n_steps // 50))
         spk_step = np.empty(plan.cap, dtype=np.int64)
         spk_idx = np.empty(plan.cap, dtype=np.int32)
         spk_now = np.empty(L.N, dtype=np.int32)
+        held_k, held_v = np.empty(L.N, dtype=np.int64), np.empty(L.N)
+        up = np.empty(L.N // K.BLOCK + 1, dtype=np.bool_)
         pop = np.zeros((min(chunk, max(n_steps, 1)), len(self.groups)), dtype=np.int32)
         if self._seed is not None:
             run_seed = int(np.random.SeedSequence([self._seed, self._runs]).generate_state(1)[0])
@@ -419,13 +426,14 @@ class Network:
                 c_end = min(end, n + pop.shape[0])
                 pop[:] = 0
                 reached = fn(n, c_end, step0, L.gint, L.gflt, L.v, L.ge, L.gi, L.ref_until, L.p_spike, L.p_next,
-                             L.gen_step, L.gen_idx, L.gen_grp, gen_pos,
+                             L.gen_step, L.gen_idx, L.gen_grp, cursor,
                              L.seg_ptr, L.seg_proj, L.seg_lo, L.seg_hi, L.syn_post, L.pint, L.pf,
                              L.w_f, L.codes, L.dec_tab, L.in_ptr, L.in_proj, L.in_lo, L.in_hi, L.in_syn,
                              L.in_pre, L.x_pre, L.x_pre_t, L.x_post, L.x_post_t, L.inbuf, mod, counts,
                              plan.rec, plan.n_rec, spk_step, spk_idx, spk_n, pop,
                              plan.st_idx, plan.st_var, plan.st_every, plan.st_out,
-                             plan.wm_proj, plan.wm_widx, plan.wm_every, plan.wm_out, spk_now)
+                             plan.wm_proj, plan.wm_widx, plan.wm_every, plan.wm_out, spk_now,
+                             held_k, held_v, up)
                 m = int(spk_n[0])
                 total_spikes += int(pop[: reached - n].sum())
                 self._collect(L, plan, spk_step[:m], spk_idx[:m], pop[: reached - n])
@@ -571,7 +579,7 @@ def _concat_views(syns, attr: str, dtype) -> np.ndarray:
         return np.zeros(1, dtype=dtype)
     if len(syns) == 1 and getattr(syns[0], attr).dtype == dtype:
         return getattr(syns[0], attr)
-    flat = np.concatenate([getattr(s, attr).astype(dtype) for s in syns])
+    flat = np.concatenate([getattr(s, attr) for s in syns], dtype=dtype, casting="same_kind")
     off = 0
     for s in syns:
         n = s.n_synapses
