@@ -27,16 +27,35 @@ def best_time(fn: Callable[[], object], *, repeat: int = 5, number: int = 1, war
     return best
 
 
+def copy_baseline(n_bytes: int = 1 << 28) -> tuple[Callable[[], object], int]:
+    """The copy the bandwidth bound is measured with: ``np.copyto`` of ``n_bytes`` of
+    float64 into a reused destination, and the bytes it moves per call (read + write)."""
+    src = np.ones(n_bytes // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    return (lambda: np.copyto(dst, src)), 2 * src.nbytes
+
+
 def memory_bandwidth_gbs(n_bytes: int = 1 << 28, repeat: int = 5) -> float:
     """Copy bandwidth in GB/s (bytes read + bytes written) of ``np.copyto``.
 
     This is the bound a streaming kernel is held to: a kernel that reads R and
     writes W bytes per element cannot beat ``(R + W) / bandwidth`` per element.
     """
-    src = np.ones(n_bytes // 8, dtype=np.float64)
-    dst = np.empty_like(src)
-    t = best_time(lambda: np.copyto(dst, src), repeat=repeat)
-    return 2 * src.nbytes / t / 1e9
+    copy, nbytes = copy_baseline(n_bytes)
+    return nbytes / best_time(copy, repeat=repeat) / 1e9
+
+
+def best_of_rounds(jobs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Best wall time in seconds of each job, timed once per round in turn, after one
+    untimed call each (compilation, first touch of every page). A machine shared with
+    other work then loads the baseline and the kernels alike."""
+    for fn in jobs.values():
+        fn()
+    best = {k: float("inf") for k in jobs}
+    for _ in range(rounds):
+        for k, fn in jobs.items():
+            best[k] = min(best[k], best_time(fn, repeat=1, warmup=0))
+    return best
 
 
 def machine_line() -> str:

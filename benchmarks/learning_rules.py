@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import best_time, machine_line, report  # noqa: E402
+from _common import best_of_rounds, machine_line, report  # noqa: E402
 
 from neurolns._jit import pjit, prange  # noqa: E402
 from neurolns.formats import LNS8  # noqa: E402
@@ -55,10 +55,6 @@ def _serial_lns(codes, g, v, fmt):
     beta = 0.999
     _kernels.lns_madam_serial(codes, g, v, f32(beta), f32(1.0 - beta), f32(1.0 / (1.0 - beta**5)), f32(10.0),
                               f32, f32(1.0), f32(fmt.max_code))
-
-
-def _best(fn) -> float:
-    return best_time(fn, repeat=1, warmup=0)
 
 
 def main(argv=None) -> int:
@@ -97,12 +93,7 @@ def main(argv=None) -> int:
         "madam": madam_step,
         "pack": lambda: pack_signs(g),
     }
-    for fn in jobs.values():  # compile and touch every page once
-        fn()
-    best = {k: float("inf") for k in jobs}
-    for _ in range(args.rounds):
-        for k, fn in jobs.items():
-            best[k] = min(best[k], _best(fn))
+    best = best_of_rounds(jobs, args.rounds)
 
     bw_np = 2 * src.nbytes / best["copy np"] / 1e9
     bw_par = 2 * src.nbytes / best["copy prange"] / 1e9

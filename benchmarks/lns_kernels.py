@@ -4,7 +4,8 @@ Prints: the memory bandwidth of a numpy copy; encode/decode throughput of 10**7
 float32 values and their fraction of the bandwidth bound (goal >= 50%);
 elementwise mul/add throughput (goal >= 50% of the bound for mul), each with a
 fresh output array per call and with ``out=`` reusing one buffer as the copy
-baseline reuses its destination (a fresh array pays its page faults); fast-mode
+baseline reuses its destination (a fresh array pays its page faults); the copy
+and these kernels are timed in interleaved rounds (best of each kept); fast-mode
 matmul 512x512 @ 512x512 against numpy float32 matmul, decode included
 (goal <= 1.5x); exact-mode (hardware partial sums) matmul in GMAC/s (goal
 >= 0.5 on 2 cores); elementwise add against the ``xlns`` package's
@@ -25,7 +26,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import best_time, machine_line, memory_bandwidth_gbs, report  # noqa: E402
+from _common import best_of_rounds, best_time, copy_baseline, machine_line, report  # noqa: E402
 
 
 def _cpu_time(fn, repeat: int) -> float:
@@ -55,44 +56,47 @@ def main(argv=None) -> int:
 
     print(machine_line())
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machines run slower)")
-    bw = memory_bandwidth_gbs(n_bytes=1 << (26 if args.quick else 28), repeat=rep)
-    report("memory bandwidth (numpy copy, read + write)", bw, "GB/s")
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=n).astype(np.float32)
     scale = float(choose_scale(x, LNS8))
     codes_out = np.empty(n, dtype=LNS8.code_dtype)
     values_out = np.empty(n, dtype=np.float32)
-    encode_codes(x[:1000], LNS8, scale)  # compile outside the timings
     codes = encode_codes(x, LNS8, scale)
-    decode_codes(codes[:1000], LNS8, scale, dtype=np.float32)
+    a = encode(x, LNS8)
+    b = encode(rng.normal(size=n).astype(np.float32), LNS8)
+    # the bound and the streaming kernels, each with a fresh output per call (as numpy
+    # allocates) and with out= reusing one buffer (as the copy baseline does), timed
+    # in interleaved rounds; the best time of each is kept
+    copy, copy_bytes = copy_baseline(1 << (26 if args.quick else 28))
+    jobs = {
+        "copy": copy,
+        "encode fresh": lambda: encode_codes(x, LNS8, scale),
+        "encode out": lambda: encode_codes(x, LNS8, scale, out=codes_out),
+        "decode fresh": lambda: decode_codes(codes, LNS8, scale, dtype=np.float32),
+        "decode out": lambda: decode_codes(codes, LNS8, scale, out=values_out),
+        "mul fresh": lambda: mul(a, b),
+        "mul out": lambda: mul(a, b, out=codes_out),
+    }
+    best = best_of_rounds(jobs, rounds=5 if args.quick else 15)
+    bw = copy_bytes / best["copy"] / 1e9
+    report("memory bandwidth (numpy copy, read + write)", bw, "GB/s")
 
     def frac(t, nbytes):
         return nbytes * n / t / 1e9 / bw
 
-    def streaming(name, nbytes, fresh, reuse):
-        """Fraction of the bound with a fresh output per call (as numpy allocates)
-        and with ``out=`` reusing one buffer (as the copy baseline does)."""
-        t_fresh = best_time(fresh, repeat=rep)
-        t_out = best_time(reuse, repeat=rep)
-        report(name, n / t_out / 1e9, "Gvalue/s")
-        for label, t in (("fresh output per call", t_fresh), ("out= (one buffer reused)", t_out)):
+    def streaming(name, key, nbytes):
+        report(name, n / best[f"{key} out"] / 1e9, "Gvalue/s")
+        for label, t in (("fresh output per call", best[f"{key} fresh"]), ("out= (one buffer reused)", best[f"{key} out"])):
             report(f"  fraction of bound, {label}", frac(t, nbytes), "", goal=">= 0.5", ok=frac(t, nbytes) >= 0.5)
-        report("  same with out=, from CPU time (as if alone)", frac(_cpu_time(reuse, rep), nbytes), "")
+        report("  same with out=, from CPU time (as if alone)", frac(_cpu_time(jobs[f"{key} out"], rep), nbytes), "")
 
-    streaming(f"encode {n:.0e} float32 -> LNS8 codes (4 B in + 1 B out)", 5,
-              lambda: encode_codes(x, LNS8, scale), lambda: encode_codes(x, LNS8, scale, out=codes_out))
+    streaming(f"encode {n:.0e} float32 -> LNS8 codes (4 B in + 1 B out)", "encode", 5)
     t_enc_auto = best_time(lambda: encode(x, LNS8), repeat=rep)
     report("  encode() with the automatic scale (extra max pass)", frac(t_enc_auto, 5), "of bound")
-    streaming(f"decode {n:.0e} LNS8 codes -> float32 (1 B in + 4 B out)", 5,
-              lambda: decode_codes(codes, LNS8, scale, dtype=np.float32),
-              lambda: decode_codes(codes, LNS8, scale, out=values_out))
-
-    a = encode(x, LNS8)
-    b = encode(rng.normal(size=n).astype(np.float32), LNS8)
-    mul(a[:10], b[:10])
+    streaming(f"decode {n:.0e} LNS8 codes -> float32 (1 B in + 4 B out)", "decode", 5)
+    streaming("elementwise mul, LNS8 (2 B in + 1 B out)", "mul", 3)
     add(a[:10], b[:10])
-    streaming("elementwise mul, LNS8 (2 B in + 1 B out)", 3, lambda: mul(a, b), lambda: mul(a, b, out=codes_out))
     t_add = best_time(lambda: add(a, b), repeat=rep)
     report("elementwise add (exact), LNS8", frac(t_add, 3), "of bound")
     report("  same, from CPU time (as if alone)", frac(_cpu_time(lambda: add(a, b), rep), 3), "")
