@@ -163,8 +163,8 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
     Refractory neurons keep their potential. Rather than a select on ``ref_until``
     in the update (a masked store, and 8 more bytes a neuron to read), every
     neuron is updated and those refractory put back from ``held_k``/``held_v``
-    (``n_held[0]`` entries, scratch of the caller: the network's refractory neurons and their held
-    potential), which lists the few refractory neurons. ``up`` gets a flag per
+    (``n_held[0]`` entries: the group's refractory neurons and their held
+    potential, kept by the caller across steps). ``up`` gets a flag per
     block of :data:`BLOCK` neurons: whether one may have crossed threshold;
     only those blocks are scanned.
     """
@@ -191,15 +191,13 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
     h = 0
     while h < m:
         k = held_k[h]
-        if lo <= k < hi:
-            if n < ref_until[k]:
-                v[k] = held_v[h]
-            else:
-                m -= 1
-                held_k[h] = held_k[m]
-                held_v[h] = held_v[m]
-                continue
-        h += 1
+        if n < ref_until[k]:
+            v[k] = held_v[h]
+            h += 1
+        else:
+            m -= 1
+            held_k[h] = held_k[m]
+            held_v[h] = held_v[m]
     # threshold and reset, in index order, in the flagged blocks
     nb = 0
     for b0 in range(lo, hi, BLOCK):
@@ -358,9 +356,10 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                   held_k, held_v, up):
         """Advance steps ``n0 .. n1-1``; return the first step not done (``n1`` when complete).
 
-        ``cursor`` holds the next generator event, a sink for the touching loads and
-        the count of ``held_k``/``held_v`` (scratch of ``N`` entries); ``up`` has
-        ``N // BLOCK + 1`` entries.
+        ``cursor`` (``2 + n_groups`` entries) holds the next generator event, a sink
+        for the touching loads and, per group, the length of its refractory list in
+        ``held_k``/``held_v`` (scratch of ``N`` entries, group ``g`` in its own
+        neuron range); ``up`` has ``N // BLOCK + 1`` entries.
 
         The loop stops early, before a step, when the spike buffer could overflow
         in that step; the caller empties it and calls again.
@@ -371,15 +370,17 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
         sink = 0.0
         if exact:
             # the refractory neurons of the exact CUBA groups and their potential (see _lif_cuba_exact)
-            n_held = cursor[2:3]
-            n_held[0] = 0
+            # (one list per group, in the group's own range of the scratch)
             for g in range(n_groups):
                 if gint[g, 2] == CUBA_EXACT:
-                    for k in range(gint[g, 0], gint[g, 1]):
+                    lo = gint[g, 0]
+                    m = lo
+                    for k in range(lo, gint[g, 1]):
                         if n0 < ref_until[k]:
-                            held_k[n_held[0]] = k
-                            held_v[n_held[0]] = v[k]
-                            n_held[0] += 1
+                            held_k[m] = k
+                            held_v[m] = v[k]
+                            m += 1
+                    cursor[2 + g] = m - lo
         for n in range(n0, n1):
             if spk_n[0] + n_rec > cap:
                 return n
@@ -404,7 +405,8 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                     if exact:
                         f = gflt[g]
                         ns = _lif_cuba_exact(n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
-                                             v, ge, gi, ref_until, spk_now, ns, held_k, held_v, n_held, up)
+                                             v, ge, gi, ref_until, spk_now, ns, held_k[lo:hi], held_v[lo:hi],
+                                             cursor[2 + g: 3 + g], up)
                 elif kind != GENERATOR:
                     if generic:
                         f = gflt[g]

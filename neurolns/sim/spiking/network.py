@@ -386,8 +386,8 @@ class Network:
         step0 = self.step
         counts = np.zeros(L.N, dtype=np.int64)
         spk_n = np.zeros(1, dtype=np.int64)
-        # [next generator event, sink of the kernel's touching loads, refractory neurons held]
-        cursor = np.zeros(3, dtype=np.int64)
+        # [next generator event, sink of the kernel's touching loads, refractory neurons held per group]
+        cursor = np.zeros(2 + len(self.groups), dtype=np.int64)
         chunk = int(chunk_steps) if chunk_steps else max(2000, -(-n_steps // 50))
         spk_step = np.empty(plan.cap, dtype=np.int64)
         spk_idx = np.empty(plan.cap, dtype=np.int32)
