@@ -174,14 +174,35 @@ def _mul_u8_blocked(ca, cb, max_code, t0, gamma, floor, out, block):
     return k
 
 
+@jit
+def _chunk(n, nchunk, ch):
+    """Bounds ``(lo, hi)`` of the ``ch``-th of ``nchunk`` contiguous chunks of ``n`` elements."""
+    step = (n + nchunk - 1) // nchunk
+    lo = min(n, ch * step)
+    return lo, min(n, lo + step)
+
+
+@pjit
+def _top_sum_u8_parallel(ca, cb, div, max_code, tops):
+    """:func:`_top_sum_u8` of ``tops.size`` contiguous chunks in parallel (one result each)."""
+    for ch in prange(tops.size):
+        lo, hi = _chunk(ca.size, tops.size, ch)
+        tops[ch] = _top_sum_u8(ca[lo:hi], cb[lo:hi], div, max_code)
+
+
+@pjit
+def _write_products_u8_parallel(ca, cb, div, max_code, t_sub, t_add, floor, div0_value, out, chunks):
+    """:func:`_write_products_u8` over ``chunks`` contiguous slices in parallel."""
+    for ch in prange(chunks):
+        lo, hi = _chunk(ca.size, chunks, ch)
+        _write_products_u8(ca[lo:hi], cb[lo:hi], div, max_code, t_sub, t_add, floor, div0_value, out[lo:hi])
+
+
 @pjit
 def _top_field_parallel(ca, cb, it, sign_b, c0, none, tops):
     """:func:`_top_field` of ``tops.size`` contiguous chunks in parallel (one result each)."""
-    n = ca.size
-    step = (n + tops.size - 1) // tops.size
     for ch in prange(tops.size):
-        lo = min(n, ch * step)
-        hi = min(n, lo + step)
+        lo, hi = _chunk(ca.size, tops.size, ch)
         tops[ch] = _top_field(ca[lo:hi], cb[lo:hi], it, sign_b, c0, none)
 
 
@@ -189,11 +210,8 @@ def _top_field_parallel(ca, cb, it, sign_b, c0, none, tops):
 def _write_products_parallel(ca, cb, it, sign_b, c0, max_code, floor, div0_value, out, chunks):
     """:func:`_write_products` over ``chunks`` contiguous slices in parallel (each loop
     stays vectorised; a ``prange`` over elements would not)."""
-    n = ca.size
-    step = (n + chunks - 1) // chunks
     for ch in prange(chunks):
-        lo = min(n, ch * step)
-        hi = min(n, lo + step)
+        lo, hi = _chunk(ca.size, chunks, ch)
         _write_products(ca[lo:hi], cb[lo:hi], it, sign_b, c0, max_code, floor, div0_value, out[lo:hi])
 
 
@@ -209,6 +227,36 @@ def _field_type(fmt):
     return np.int32 if fmt.bits <= 16 else np.int64
 
 
+def _mul_codes_u8(ca, cb, fmt, div, floor, div0_value, out, parallel, chunks):
+    """8-bit codes on byte lanes (see :func:`_write_products_u8`); returns the shift ``k``.
+
+    On several threads: the largest sum of each chunk in parallel, then the
+    products; the second read of the inputs mostly hits the last-level cache.
+    On one thread, products take the one-pass block order (:func:`_mul_u8_blocked`);
+    quotients keep two passes: a zero divisor's ``max_code`` could not be told
+    from a product's when written codes are shifted down.
+    """
+    u8 = np.uint8
+    t0 = fmt.max_code - fmt.bias if div else fmt.bias  # field = s - t0
+    if not parallel and not div:
+        return int(_mul_u8_blocked(ca, cb, u8(fmt.max_code), fmt.bias, fmt.gamma, u8(floor), out, _BLOCK))
+    if parallel:
+        tops = np.zeros(chunks, dtype=np.uint8)
+        _top_sum_u8_parallel(ca, cb, div, u8(fmt.max_code), tops)
+        s_top = int(tops.max())
+    else:
+        s_top = int(_top_sum_u8(ca, cb, div, u8(fmt.max_code))) if ca.size else 0
+    k = int(_shift_of(s_top, t0, fmt.max_code, fmt.gamma))
+    t = t0 + k * fmt.gamma
+    # t > 254 (a γ wider than the code range) flushes every field, as t = 255 does
+    args = (ca, cb, div, u8(fmt.max_code), u8(min(max(t, 0), 255)), u8(max(-t, 0)), u8(floor), u8(div0_value), out)
+    if parallel:
+        _write_products_u8_parallel(*args, chunks)
+    else:
+        _write_products_u8(*args)
+    return k
+
+
 def _mul_codes(ca, cb, fmt, sign_b, out):
     """Products (``sign_b=1``) or quotients (``-1``) of flat code arrays; returns (k, zero divisions).
 
@@ -219,25 +267,13 @@ def _mul_codes(ca, cb, fmt, sign_b, out):
     floor = 1 if fmt.underflow == Underflow.SATURATE else 0
     div0_value = 0 if sign_b > 0 else fmt.max_code
     n_div0 = int(np.count_nonzero((cb == 0) & (ca != 0))) if sign_b < 0 else 0  # before out may overwrite ca/cb
-    if fmt.bits <= 8 and sign_b > 0:  # byte lanes, one pass of cache-sized blocks, one thread
-        return int(_mul_u8_blocked(ca, cb, np.uint8(fmt.max_code), fmt.bias, fmt.gamma, np.uint8(floor), out,
-                                   _BLOCK)), 0
-    if fmt.bits <= 8:  # quotients: a zero divisor's max_code cannot be told from a product's, so two passes
-        u8 = np.uint8
-        div = sign_b < 0
-        t0 = fmt.max_code - fmt.bias if div else fmt.bias  # field = s - t0
-        s_top = int(_top_sum_u8(ca, cb, div, u8(fmt.max_code))) if ca.size else 0
-        k = -((fmt.max_code - (s_top - t0)) // fmt.gamma) if s_top else 0
-        t = t0 + k * fmt.gamma
-        # t > 254 (a γ wider than the code range) flushes every field, as t = 255 does
-        _write_products_u8(ca, cb, div, u8(fmt.max_code), u8(min(max(t, 0), 255)), u8(max(-t, 0)), u8(floor),
-                           u8(div0_value), out)
-        return k, n_div0
+    parallel = ca.size >= _PARALLEL_MIN and use_parallel(ca.size)
+    chunks = 16
+    if fmt.bits <= 8:
+        return _mul_codes_u8(ca, cb, fmt, sign_b < 0, floor, div0_value, out, parallel, chunks), n_div0
     it = _field_type(fmt)
     none = it(np.iinfo(it).min)
     base = -fmt.bias if sign_b > 0 else fmt.bias
-    parallel = ca.size >= _PARALLEL_MIN and use_parallel(ca.size)
-    chunks = 16
     if not ca.size:
         top = int(none)
     elif parallel:
