@@ -423,9 +423,30 @@ def encode(
 
 
 def decode(a, dtype=None, *, out: np.ndarray | None = None) -> np.ndarray:
-    """Values of an :class:`~neurolns.lns.LNSArray` as a numpy array (float64 by default).
+    """Values of an :class:`~neurolns.lns.LNSArray`: ``x = sign(c) · σ · 2**((|c| - β)/γ)``.
 
-    ``dtype`` and ``out`` as in :func:`decode_codes`.
+    Parameters
+    ----------
+    a : LNSArray
+    dtype : float dtype, optional
+        Of the result: float64 by default, ``out.dtype`` when ``out`` is given.
+    out : numpy.ndarray, optional
+        Where to write the values (a float array of ``a.shape``), as in
+        :func:`decode_codes`.
+
+    Returns
+    -------
+    numpy.ndarray of ``dtype`` with the shape of ``a``, in the units of its scale
+    (``out`` when given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neurolns import LNS8
+    >>> from neurolns.lns import decode, encode
+    >>> buf = np.empty(2, np.float32)
+    >>> decode(encode(np.array([1.0, -2.0]), LNS8), out=buf)
+    array([ 1., -2.], dtype=float32)
     """
     from neurolns.lns.array import LNSArray
 

@@ -359,8 +359,28 @@ def mul(a, b, *, out=None):
 def div(a, b, *, out=None):
     """Exact elementwise quotient ``a / b`` (a subtraction of exponent codes).
 
-    Codes ``sign(a)·sign(b)·(|a| − |b| + β − kγ)`` at scale ``σ_a/σ_b·2**k``;
-    a zero divisor gives ``±max_code`` with a RuntimeWarning (``0/0`` gives 0).
-    ``out`` as in :func:`mul`.
+    Codes ``sign(a)·sign(b)·(|a| − |b| + β − kγ)`` at scale ``σ_a/σ_b·2**k``,
+    ``k`` as in :func:`mul` (values: ``x_a/x_b`` exactly, up to range); a zero
+    divisor gives ``±max_code`` with a RuntimeWarning (``0/0`` gives 0).
+
+    Parameters
+    ----------
+    a, b : LNSArray
+        Same format; their shapes broadcast.
+    out : numpy.ndarray, optional
+        Where to write the result's codes, as in :func:`mul`.
+
+    Returns
+    -------
+    LNSArray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neurolns import LNS8
+    >>> from neurolns.lns import div, encode
+    >>> a, b = encode(np.array([3.0, -1.0]), LNS8), encode(np.array([2.0, 4.0]), LNS8)
+    >>> div(a, b).decode().round(4)      # 3.0844 / 2 and -1 / 4, exactly
+    array([ 1.5422, -0.25  ])
     """
     return _binary(a, b, -1, out)
