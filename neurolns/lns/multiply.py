@@ -373,14 +373,14 @@ def div(a, b, *, out=None):
     Returns
     -------
     LNSArray
+        The quotients, the same as ``a / b``.
 
     Examples
     --------
-    >>> import numpy as np
     >>> from neurolns import LNS8
     >>> from neurolns.lns import div, encode
-    >>> a, b = encode(np.array([3.0, -1.0]), LNS8), encode(np.array([2.0, 4.0]), LNS8)
-    >>> div(a, b).decode().round(4)      # 3.0844 / 2 and -1 / 4, exactly
+    >>> q = div(encode([3.0, -1.0], LNS8), encode([2.0, 4.0], LNS8))
+    >>> q.decode().round(4)               # 3.0844 / 2 and -1 / 4, exactly
     array([ 1.5422, -0.25  ])
     """
     return _binary(a, b, -1, out)
