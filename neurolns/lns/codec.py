@@ -283,9 +283,10 @@ def decode_table(fmt: LNSFormat) -> np.ndarray:
     return t
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _pattern_values(fmt: LNSFormat, scale: float, code_dtype: np.dtype, dtype: np.dtype) -> np.ndarray:
-    """Values of every bit pattern of ``code_dtype`` at one scale (see :func:`_k.pattern_values`)."""
+    """Values of every bit pattern of ``code_dtype`` at one scale (see :func:`_k.pattern_values`);
+    16 tables of 16-bit codes in float64 hold 8 MiB at most."""
     return _k.pattern_values(decode_table(fmt), scale, code_dtype, dtype)
 
 
