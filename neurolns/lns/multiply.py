@@ -14,6 +14,7 @@ Division by an LNS zero saturates to the largest magnitude with a
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -257,12 +258,14 @@ def _mul_codes_u8(ca, cb, fmt, div, floor, div0_value, out, parallel, chunks):
     return k
 
 
-def _mul_codes(ca, cb, fmt, sign_b, out):
+def _mul_codes(ca, cb, fmt, sign_b, out, k_min=None):
     """Products (``sign_b=1``) or quotients (``-1``) of flat code arrays; returns (k, zero divisions).
 
     Result field ``|a| + |b| - β`` (product) or ``|a| - |b| + β`` (quotient),
     shifted down by ``k·γ`` so that the largest lands at or just below
-    ``max_code``.
+    ``max_code`` — or, for formats wider than 8 bits, by ``k_min·γ`` when that
+    is larger: the shift that keeps the result's scale a normal float64 (the
+    smallest products then flush, as values below the format's range do).
     """
     floor = 1 if fmt.underflow == Underflow.SATURATE else 0
     div0_value = 0 if sign_b > 0 else fmt.max_code
@@ -283,12 +286,36 @@ def _mul_codes(ca, cb, fmt, sign_b, out):
     else:
         top = int(_top_field(ca, cb, it, it(sign_b), it(base), none))
     k = -((fmt.max_code - top) // fmt.gamma) if top > int(none) else 0
+    if k_min is not None:
+        k = max(k, int(k_min))
     args = (ca, cb, it, it(sign_b), it(base - k * fmt.gamma), it(fmt.max_code), it(floor), it(div0_value), out)
     if parallel:
         _write_products_parallel(*args, chunks)
     else:
         _write_products(*args)
     return k, n_div0
+
+
+def _scale_log2_min(a_scale, b_scale, sign_b: int) -> float:
+    """``min log2(σ_a·σ_b^sign_b)`` without forming the product (which may leave float64)."""
+    return float(np.min(np.log2(a_scale) + sign_b * np.log2(b_scale)))
+
+
+def _shifted_scale(a_scale, b_scale, sign_b: int, k: int):
+    """``σ_a·σ_b^sign_b·2**k`` through mantissas and exponents (the plain product of two
+    scales near 2**-1022 would underflow before the shift brings it back), with an error
+    that says why when the result itself leaves float64's range."""
+    ma, ea = np.frexp(np.asarray(a_scale, dtype=np.float64))
+    mb, eb = np.frexp(np.asarray(b_scale, dtype=np.float64))
+    m = ma * mb if sign_b > 0 else ma / mb
+    with np.errstate(over="ignore", under="ignore"):
+        shifted = np.ldexp(m, (ea + sign_b * eb + k).astype(np.int64))
+    if not (np.all(np.isfinite(shifted)) and np.all(shifted > 0)):
+        raise OverflowError(f"the result's scale, 2**{np.log2(m).max() + np.max(ea + sign_b * eb + k):.0f}, is "
+                            "outside float64's range (formats spanning more than about 1000 octaves, e.g. 16 "
+                            "bits at gamma 8, can leave it); use operands with scales nearer 1, or a format "
+                            "with fewer octaves (fewer bits or a larger gamma)")
+    return shifted if np.ndim(shifted) else float(shifted)
 
 
 def _binary(a, b, sign_b: int, out):
@@ -308,15 +335,17 @@ def _binary(a, b, sign_b: int, out):
     ca = np.ascontiguousarray(np.broadcast_to(a.codes, shape)).reshape(-1)
     cb = np.ascontiguousarray(np.broadcast_to(b.codes, shape)).reshape(-1)
     buf, direct = out_buffer(out, ca.size, fmt.code_dtype, (ca, cb), elementwise=True)
-    k, n_div0 = _mul_codes(ca, cb, fmt, sign_b, buf)
+    # the largest product lands at the top code (k < 0 moves codes up) unless the scale would
+    # then fall below float64's normal range (formats spanning > 1000 octaves): shift to k_min
+    k_min = math.ceil(-1022.0 - _scale_log2_min(a.scale, b.scale, sign_b))
+    k, n_div0 = _mul_codes(ca, cb, fmt, sign_b, buf, k_min=k_min)
     if out is not None:
         if not direct:
             np.copyto(out, buf.reshape(shape))
         buf = out
     if n_div0:
         warnings.warn(f"{n_div0} division(s) by zero saturated to the largest magnitude", RuntimeWarning, stacklevel=3)
-    scale = a.scale * b.scale if sign_b > 0 else a.scale / b.scale
-    scale = scale * 2.0 ** int(k)
+    scale = _shifted_scale(a.scale, b.scale, sign_b, int(k))
     return LNSArray(buf if out is not None else buf.reshape(shape), fmt, scale, _trusted=True)
 
 

@@ -168,10 +168,12 @@ def choose_scale(t: torch.Tensor, fmt: LNSFormat, *, channel_axis: int | None = 
 
 
 def _pow2_scale(amax: torch.Tensor, fmt: LNSFormat) -> torch.Tensor:
-    """``2^ceil(log2 amax − e_max/γ)`` in float64 (1 where ``amax`` is 0)."""
+    """``2^ceil(log2 amax − e_max/γ)`` in float64 (1 where ``amax`` is 0), ``k`` clipped to
+    [−1022, 1023] as the core's ``choose_scale``: the scale stays a normal float64 even for
+    formats spanning more octaves than float64 (e.g. 16 bits at γ = 8)."""
     amax = amax.to(torch.float64)
     k = torch.ceil(torch.log2(amax) - fmt.e_max / fmt.gamma)
-    k = torch.where(amax > 0, k, torch.zeros_like(k))
+    k = torch.where(amax > 0, k, torch.zeros_like(k)).clamp(-1022.0, 1023.0)
     return torch.exp2(k)
 
 

@@ -147,3 +147,30 @@ def test_parallel_product_path_equals_float64(monkeypatch):
     _assert_exact_or_flushed(mul(a, b).decode(), a.decode() * b.decode(), LNS8)
     nz = b.codes != 0
     _assert_exact_or_flushed(div(a[nz], b[nz]).decode(), a.decode()[nz] / b.decode()[nz], LNS8)
+
+
+def test_wide_format_products_keep_a_float64_scale():
+    """LNS16 at γ = 8 spans 2048 octaves, more than float64: the automatic scale of small data is
+    2**-1022 and the plain product of two such scales underflows to 0 (the product used to come
+    back as all zeros). mul keeps the scale a normal float64 and the products exact (float64
+    oracle in the log domain: log2|x| = (|c| − β)/γ + log2 σ), and raises OverflowError when
+    the true product is itself below float64's range."""
+    fmt = LNSFormat(bits=16, gamma=8)
+    a = encode(np.array([3.0, -0.5, 2.0 ** -20]), fmt)
+    assert a.scale == 2.0 ** -1022
+
+    def log2_abs(x):
+        return (np.abs(x.codes.astype(np.int64)) - fmt.bias) / fmt.gamma + np.log2(x.scale)
+
+    p = mul(a, a)
+    assert 2.0 ** -1022 <= p.scale < np.inf
+    np.testing.assert_array_equal(log2_abs(p), 2 * log2_abs(a))
+    np.testing.assert_array_equal(np.sign(p.codes), [1, 1, 1])
+    q = div(a, a)
+    np.testing.assert_array_equal(q.decode(), np.ones(3))
+    tiny = encode(np.array([2.0 ** -1010]), fmt, scale=2.0 ** -1010)
+    t2 = mul(tiny, tiny)  # 2**-2020: below float64, but a code below β at scale 2**-1022 holds it
+    assert t2.scale == 2.0 ** -1022 and log2_abs(t2)[0] == -2020.0
+    huge = LNSArray(np.array([fmt.max_code], fmt.code_dtype), fmt, 2.0 ** 1023)  # 2**(1023 + 2048)
+    with pytest.raises(OverflowError, match=r"2\*\*4094"):
+        mul(huge, huge)  # the product needs a scale of 2**4094

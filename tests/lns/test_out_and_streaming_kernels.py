@@ -25,16 +25,22 @@ def _ref_codes(x, fmt, scale):
     return encode_reference(x, fmt, np.log2(np.asarray(scale, dtype=np.float64)), Rounding.NEAREST)
 
 
-def _ref_products(ca, cb, fmt, sign_b):
+def _ref_products(ca, cb, fmt, sign_b, k_min=None):
     """int64 transcription of the exact product/quotient rule: field ``|a| ± |b| ∓ β``
-    shifted by ``kγ`` so the largest field of non-zero pairs is <= max_code, saturated
-    at max_code, below 1 flushed (or saturated to 1), zero operands as documented."""
+    shifted by ``kγ`` so the largest field of non-zero pairs is <= max_code — but never
+    by less than ``k_min`` (formats wider than 8 bits at operand scales 1: −1022, the
+    shift that keeps the result's scale 2**k a normal float64) — saturated at max_code,
+    below 1 flushed (or saturated to 1), zero operands as documented."""
     a = ca.astype(np.int64)
     b = cb.astype(np.int64)
     base = -fmt.bias if sign_b > 0 else fmt.bias
     f = np.abs(a) + sign_b * np.abs(b) + base
     both = (a != 0) & (b != 0)
     k = -((fmt.max_code - int(f[both].max())) // fmt.gamma) if both.any() else 0
+    if k_min is None and fmt.bits > 8:
+        k_min = -1022
+    if k_min is not None:
+        k = max(k, k_min)
     f = np.minimum(f - k * fmt.gamma, fmt.max_code)
     f = np.where(f > 0, f, 1 if fmt.underflow.value == "saturate" else 0)
     f = np.where(b != 0, f, 0 if sign_b > 0 else fmt.max_code)
@@ -187,7 +193,7 @@ def test_products_equal_the_integer_rule(fmt, parallel, monkeypatch):
         monkeypatch.setattr(multiply, "_PARALLEL_MIN", 1 << 12)
     n = 50_000
     rng = np.random.default_rng(fmt.bits)
-    r = min(fmt.bias - 1, fmt.max_code - fmt.bias, 40 * fmt.gamma)  # keeps 2**k a finite float64
+    r = min(fmt.bias - 1, fmt.max_code - fmt.bias, 40 * fmt.gamma)
 
     def codes():
         return (rng.choice([-1, 1], n) * (fmt.bias + rng.integers(-r, r + 1, n))).astype(fmt.code_dtype)

@@ -232,3 +232,15 @@ def test_one_pass_cpu_scale_equals_choose_scale(dtype):
     # a non-finite entry sends it to the masked path
     assert _cpu_max_abs_if_finite(torch.tensor([1.0, float("inf")])) is None
     assert _cpu_max_abs_if_finite(torch.tensor([1.0, float("nan")])) is None
+
+
+@pytest.mark.parametrize("fmt", [LNSFormat(bits=16, gamma=8), LNSFormat(bits=12, gamma=2)])
+def test_wide_range_formats_get_the_cores_clipped_scale(fmt):
+    """For formats spanning more octaves than float64 (e_max/γ > 1022) the automatic scale is the
+    core's, 2**k with k clipped to [-1022, 1023] (a normal float64, never 0), and the codes agree."""
+    x = np.array([3.0, -0.5, 1e-3], np.float32)
+    want = np_choose_scale(x, fmt)
+    got = choose_scale(torch.from_numpy(x), fmt)
+    assert float(got) == float(want) > 0
+    codes_t, _ = encode_codes_t(torch.from_numpy(x), fmt)
+    np.testing.assert_array_equal(codes_t.numpy(), encode_codes(x, fmt, want))
