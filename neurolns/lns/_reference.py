@@ -41,11 +41,27 @@ def encode_reference(x, fmt: LNSFormat, log2_scale, rounding: Rounding, u=None) 
 
 
 def decode_reference(codes, fmt: LNSFormat, scale=1.0) -> np.ndarray:
-    """Values ``sign(c) · σ · 2**((|c| - β)/γ)`` in float64 (0 for ``c = 0``)."""
+    """Values ``sign(c) · σ · 2**((|c| - β)/γ)`` in float64 (0 for ``c = 0``).
+
+    Formats spanning more octaves than float64 (:func:`wider_than_float64`) are
+    evaluated as ``ldexp(σ · 2**(r/γ), q)`` with ``|c| − β = qγ + r``, so that
+    ``2**((|c| − β)/γ)`` alone never overflows when the value itself is in range."""
     c = np.asarray(codes).astype(np.int64)
     m = np.abs(c)
+    s = np.asarray(scale, dtype=np.float64)
+    if wider_than_float64(fmt):
+        q, r = np.divmod(m - fmt.bias, fmt.gamma)
+        with np.errstate(over="ignore", under="ignore"):
+            v = np.ldexp(np.exp2(r / fmt.gamma) * s, q)
+        return np.sign(c) * np.where(m == 0, 0.0, v)
     v = np.where(m == 0, 0.0, np.exp2((m - fmt.bias) / fmt.gamma))
-    return np.sign(c) * v * np.asarray(scale, dtype=np.float64)
+    return np.sign(c) * v * s
+
+
+def wider_than_float64(fmt: LNSFormat) -> bool:
+    """True when the format's exponents reach beyond ±1000 octaves, where ``2**(e/γ)`` alone
+    can leave float64 although ``σ·2**(e/γ)`` is in range (e.g. 16 bits at γ = 8)."""
+    return max(fmt.e_max, -fmt.e_min) > 1000 * fmt.gamma
 
 
 def regrid_reference(codes, src: LNSFormat, dst: LNSFormat, rounding: Rounding, u=None) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 
 from neurolns.formats import LNSFormat, Rounding
 from neurolns.lns import _codec_kernels as _k
-from neurolns.lns._reference import decode_reference, encode_reference
+from neurolns.lns._reference import decode_reference, encode_reference, wider_than_float64
 
 __all__ = ["encode", "decode", "encode_codes", "decode_codes", "choose_scale", "quantize", "as_rng"]
 
@@ -348,7 +348,9 @@ def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=None, reference: boo
     flat = np.ascontiguousarray(c).reshape(-1)
     buf, direct = out_buffer(out, flat.size, dtype, (flat,))
     fs = _flat_scale(s, c.shape)
-    if fmt.bits > _TABLE_MAX_BITS:
+    if wider_than_float64(fmt):  # rare formats: split 2**(e/γ) so it cannot overflow alone
+        np.copyto(buf, decode_reference(flat, fmt, np.broadcast_to(s, c.shape).reshape(-1)), casting="unsafe")
+    elif fmt.bits > _TABLE_MAX_BITS:
         _k.pick(_k.decode_exp2_kernel, _k.decode_exp2_serial, flat.size)(flat, float(fmt.gamma), fmt.bias, fs, buf)
     elif fs.size == 1 and flat.dtype.kind == "i" and flat.dtype.itemsize <= 2 and flat.size > 4 << (8 * flat.dtype.itemsize):
         # one scale, 8/16-bit codes: look the bit patterns up (a table of 2**bits values)

@@ -165,6 +165,9 @@ def test_wide_format_products_keep_a_float64_scale():
     p = mul(a, a)
     assert 2.0 ** -1022 <= p.scale < np.inf
     np.testing.assert_array_equal(log2_abs(p), 2 * log2_abs(a))
+    # decode splits 2**((|c| − β)/γ), which alone would overflow here (codes ~1025 octaves up)
+    np.testing.assert_array_equal(p.decode(), a.decode() ** 2)
+    assert np.isfinite(p.decode()).all() and p.decode()[0] == pytest.approx(3.0 ** 2, rel=0.1)  # 2**(13/8) squared
     np.testing.assert_array_equal(np.sign(p.codes), [1, 1, 1])
     q = div(a, a)
     np.testing.assert_array_equal(q.decode(), np.ones(3))
