@@ -40,6 +40,7 @@ import torch
 
 from neurolns.formats import LNSFormat, Rounding, Underflow, _StrEnum
 from neurolns.lns import decode_codes, encode_codes
+from neurolns.lns._reference import wider_than_float64
 from neurolns.lns.codec import decode_table
 
 __all__ = [
@@ -396,6 +397,15 @@ def decode_codes_t(codes: torch.Tensor, fmt: LNSFormat, scale=1.0, *, dtype=torc
         return out if work == dtype else out.to(dtype)
     c = codes.to(torch.int64)
     mag = c.abs()
+    if wider_than_float64(fmt):  # as the core: ldexp(σ·2**(r/γ), q), so 2**(e/γ) cannot overflow alone
+        q = torch.div(mag - fmt.bias, fmt.gamma, rounding_mode="floor")
+        r = (mag - fmt.bias - q * fmt.gamma).to(torch.float64)
+        ms, es = torch.frexp(s.expand_as(r) if s.ndim else s.expand(r.shape))
+        e = q + es.to(torch.int64)  # value = ms·2**(r/γ)·2**e; two half steps keep each factor finite
+        half = torch.div(e, 2, rounding_mode="floor")
+        v = ms * torch.exp2(r / fmt.gamma) * torch.exp2(half.to(torch.float64)) * torch.exp2((e - half).to(torch.float64))
+        v = torch.where(mag == 0, torch.zeros((), dtype=torch.float64, device=c.device), v)
+        return torch.where(c < 0, -v, v).to(dtype)
     if fmt.bits <= 20:
         v = _on(decode_table(fmt), codes.device)[mag]
     else:

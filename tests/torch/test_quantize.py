@@ -244,3 +244,15 @@ def test_wide_range_formats_get_the_cores_clipped_scale(fmt):
     assert float(got) == float(want) > 0
     codes_t, _ = encode_codes_t(torch.from_numpy(x), fmt)
     np.testing.assert_array_equal(codes_t.numpy(), encode_codes(x, fmt, want))
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_wide_format_decode_matches_the_core(backend):
+    """LNS16 at γ = 8: codes ~1025 octaves above β at scale 2**-1022 decode to finite values, the
+    same as neurolns.lns.decode_codes (float64), on both torch paths."""
+    fmt = LNSFormat(bits=16, gamma=8)
+    codes = np.array([24586, -24500, 16392, 0, 1], dtype=np.int16)  # 2**3.25, -2**2.5, 2**-1021, 0, tiny
+    want = decode_codes(codes, fmt, 2.0 ** -1022, dtype=np.float64)
+    assert np.isfinite(want).all() and want[0] > 9
+    got = decode_codes_t(torch.from_numpy(codes), fmt, 2.0 ** -1022, dtype=torch.float64, backend=backend)
+    np.testing.assert_array_equal(got.numpy(), want)
