@@ -89,6 +89,13 @@ class Underflow(_StrEnum):
     SATURATE = "saturate"
 
 
+def _check_int_at_least(name: str, value, lo: int) -> int:
+    """An int (numpy ints too, bool not) ``>= lo``, returned as int; ``ValueError`` naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name}={value!r} is out of range; allowed: an int >= {lo}")
+    return int(value)
+
+
 def _check_int(name: str, value, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 
-from neurolns.formats import _StrEnum
+from neurolns.formats import _check_int_at_least, _StrEnum
+from neurolns.learning._checks import check_real
 
 __all__ = ["Schedule", "schedule_factor", "scheduled_lr"]
 
@@ -33,13 +34,6 @@ class Schedule(_StrEnum):
 
     CONSTANT = "constant"
     COSINE = "cosine"
-
-
-def _check_steps(step, total_steps):
-    for name, v, lo in (("step", step, 0), ("total_steps", total_steps, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) and not hasattr(v, "__index__") or int(v) < lo:
-            raise ValueError(f"{name}={v!r} is out of range; allowed: an int >= {lo}")
-    return int(step), int(total_steps)
 
 
 def schedule_factor(schedule: Schedule | str, step: int, total_steps: int) -> float:
@@ -68,7 +62,8 @@ def schedule_factor(schedule: Schedule | str, step: int, total_steps: int) -> fl
     1.0
     """
     schedule = Schedule(schedule)
-    step, total_steps = _check_steps(step, total_steps)
+    step = _check_int_at_least("step", step, 0)
+    total_steps = _check_int_at_least("total_steps", total_steps, 1)
     if schedule is Schedule.CONSTANT:
         return 1.0
     s = min(step, total_steps - 1)
@@ -97,11 +92,9 @@ def scheduled_lr(lr: float, schedule: Schedule | str, step: int, total_steps: in
     >>> scheduled_lr(0.1, "cosine", 2, 4)
     0.05
     """
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr={lr!r} is out of range; allowed: a finite float > 0")
+    lr = check_real("lr", lr, 0.0, math.inf, lo_open=True, hi_open=True)
     f = schedule_factor(schedule, step, total_steps)
     if grid_gamma is None:
-        return float(lr) * f
-    if isinstance(grid_gamma, bool) or not isinstance(grid_gamma, int) or grid_gamma < 1:
-        raise ValueError(f"grid_gamma={grid_gamma!r} is out of range; allowed: an int >= 1")
+        return lr * f
+    grid_gamma = _check_int_at_least("grid_gamma", grid_gamma, 1)
     return max(1, round(lr * grid_gamma * f)) / grid_gamma

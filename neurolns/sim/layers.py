@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from neurolns.formats import _StrEnum
+from neurolns.formats import _check_int_at_least, _StrEnum
 from neurolns.sim import _kernels as _k
 from neurolns.sim import _reference as _ref
 from neurolns.sim.params import Param
@@ -42,12 +42,6 @@ class Products(_StrEnum):
 
     FAST = "fast"
     EXACT = "exact"
-
-
-def _check_pos_int(name, v, lo=1):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name}={v!r} is out of range; allowed: an int >= {lo}")
-    return int(v)
 
 
 def _as_f32(x) -> np.ndarray:
@@ -137,8 +131,8 @@ class Dense(_Weighted):
 
     def __init__(self, in_features, out_features, *, bias=True, master_format=None, forward_format=None,
                  headroom=3, products="fast", seed=None):
-        self.in_features = _check_pos_int("in_features", in_features)
-        self.out_features = _check_pos_int("out_features", out_features)
+        self.in_features = _check_int_at_least("in_features", in_features, 1)
+        self.out_features = _check_int_at_least("out_features", out_features, 1)
         rng = np.random.default_rng(seed)
         w0 = _uniform_init(rng, (self.out_features, self.in_features), self.in_features)
         b0 = _uniform_init(rng, (self.out_features,), self.in_features)
@@ -193,11 +187,11 @@ class Conv1d(_Weighted):
 
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0, bias=True,
                  master_format=None, forward_format=None, headroom=3, products="fast", seed=None):
-        self.in_channels = _check_pos_int("in_channels", in_channels)
-        self.out_channels = _check_pos_int("out_channels", out_channels)
-        self.kernel_size = _check_pos_int("kernel_size", kernel_size)
-        self.stride = _check_pos_int("stride", stride)
-        self.padding = _check_pos_int("padding", padding, lo=0)
+        self.in_channels = _check_int_at_least("in_channels", in_channels, 1)
+        self.out_channels = _check_int_at_least("out_channels", out_channels, 1)
+        self.kernel_size = _check_int_at_least("kernel_size", kernel_size, 1)
+        self.stride = _check_int_at_least("stride", stride, 1)
+        self.padding = _check_int_at_least("padding", padding, 0)
         rng = np.random.default_rng(seed)
         fan_in = self.in_channels * self.kernel_size
         w0 = _uniform_init(rng, (self.out_channels, self.in_channels, self.kernel_size), fan_in)
@@ -328,7 +322,7 @@ class Reshape(Layer):
     """``(N, ...) → (N, *shape)`` (``nn.Unflatten(1, shape)`` on flat input)."""
 
     def __init__(self, *shape: int):
-        self.shape = tuple(_check_pos_int("shape", s) for s in shape)
+        self.shape = tuple(_check_int_at_least("shape", s, 1) for s in shape)
 
     def forward(self, x, train=False):
         self._in = x.shape
@@ -345,7 +339,7 @@ class MaxPool1d(Layer):
     """Non-overlapping max pooling of width ``k`` (``nn.MaxPool1d(k)``); ties go to the first."""
 
     def __init__(self, kernel_size: int):
-        self.kernel_size = _check_pos_int("kernel_size", kernel_size)
+        self.kernel_size = _check_int_at_least("kernel_size", kernel_size, 1)
 
     def forward(self, x, train=False, *, reference=False):
         x = _as_f32(x)

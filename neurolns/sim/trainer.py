@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurolns.formats import _check_int_at_least
 from neurolns.sim.checkpoint import from_savable, read_checkpoint, save_checkpoint, to_savable
 from neurolns.sim.network import Sequential
 
@@ -125,12 +126,8 @@ class Trainer:
             raise TypeError(f"net must be a neurolns.sim.Sequential, got {type(net).__name__}")
         self.net = net
         self.rule = Rule(rule)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} is out of range; allowed: an int >= 1")
-        self.batch_size = int(batch_size)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed={seed!r} is out of range; allowed: an int >= 0")
-        self.seed = int(seed)
+        self.batch_size = _check_int_at_least("batch_size", batch_size, 1)
+        self.seed = _check_int_at_least("seed", seed, 0)
         self.progress = bool(progress)
         self.blas_threads = blas_threads
         self.params = net.params()
@@ -159,10 +156,8 @@ class Trainer:
             raise ValueError(f"workers={self.workers} is out of range; allowed: 1 <= workers <= batch_size "
                              f"({self.batch_size}), each worker needs at least one example")
         self.lr_schedule = Schedule(lr_schedule)
-        if schedule_epochs is not None and (isinstance(schedule_epochs, bool)
-                                            or not isinstance(schedule_epochs, (int, np.integer)) or schedule_epochs < 1):
-            raise ValueError(f"schedule_epochs={schedule_epochs!r} is out of range; allowed: None or an int >= 1")
-        self.schedule_epochs = None if schedule_epochs is None else int(schedule_epochs)
+        self.schedule_epochs = None if schedule_epochs is None else _check_int_at_least("schedule_epochs",
+                                                                                        schedule_epochs, 1)
         self._horizon = self.schedule_epochs
         self.base_lr = float(self.optimizer.defaults["lr"])
         fmt = self.optimizer.defaults.get("fmt") if self.rule.on_codes else None
@@ -253,8 +248,7 @@ class Trainer:
         """
         from tqdm.auto import tqdm
 
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"epochs={epochs!r} is out of range; allowed: an int >= 0")
+        epochs = _check_int_at_least("epochs", epochs, 0)
         x_tr, y_tr = _check_xy(data.x_train, data.y_train, "training data")
         x_te = getattr(data, "x_test", None)
         y_te = getattr(data, "y_test", None)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurolns.formats import LNS8, _StrEnum
+from neurolns.formats import LNS8, _check_int_at_least, _StrEnum
 
 __all__ = ["Method", "run_method", "build_model", "make_torch_optimizer"]
 
@@ -133,12 +133,6 @@ def _lr_setter(method, opt, vote, lr_schedule):
     return set_groups
 
 
-def _check_int(name, v, lo):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name}={v!r} is out of range; allowed: an int >= {lo}")
-    return int(v)
-
-
 def _accuracy(model, x, y, batch=2048) -> float:
     model.eval()
     correct = 0
@@ -200,9 +194,9 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
     (2, True)
     """
     method = Method(method)
-    epochs = _check_int("epochs", epochs, 1)
+    epochs = _check_int_at_least("epochs", epochs, 1)
     if threads is not None:
-        threads = _check_int("threads", threads, 1)
+        threads = _check_int_at_least("threads", threads, 1)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     before = torch.get_num_threads()
@@ -218,8 +212,8 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
 def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_schedule, model_kwargs, overrides):
     from neurolns.learning import TRAINER_DEFAULTS, Rule
 
-    batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
+    batch_size = _check_int_at_least("batch_size", batch_size, 1)
+    seed = _check_int_at_least("seed", seed, 0)
     dev = torch.device(device)
     n_features = int(np.asarray(data.x_train).shape[1])
     net = build_model(model, n_features, int(data.n_classes), seed=seed, **(model_kwargs or {})).to(dev)
