@@ -89,7 +89,7 @@ class CUBANetwork:
 
 def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | None = None,
                rounding: str = "stochastic", seed: int = 0, record=True,
-               memory_budget_mb: float = 1024.0) -> CUBANetwork:
+               memory_budget_mb: float = 1024.0, threads: int = 1) -> CUBANetwork:
     """The CUBA network in neurolns.
 
     Parameters
@@ -105,6 +105,9 @@ def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | N
         Seed of v0, connectivity, rounding and the run.
     record : bool or indices
         What the spike monitors record (``False``: counts only).
+    threads : int
+        Threads of the time loop (:class:`~neurolns.sim.spiking.Network`);
+        the spikes do not depend on it.
 
     Examples
     --------
@@ -130,7 +133,8 @@ def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | N
                              rounding=rounding, seed=int(seeds[4 + k]), name=f"{src.name}_{dst.name}"))
     mon_e = SpikeMonitor(exc, record=record)
     mon_i = SpikeMonitor(inh, record=record)
-    net = Network(*syns, mon_e, mon_i, dt_ms=cfg.dt_ms, seed=seed, memory_budget_mb=memory_budget_mb)
+    net = Network(*syns, mon_e, mon_i, dt_ms=cfg.dt_ms, seed=seed, memory_budget_mb=memory_budget_mb,
+                  threads=threads)
     return CUBANetwork(net, exc, inh, syns, mon_e, mon_i, cfg)
 
 

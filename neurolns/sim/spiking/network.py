@@ -16,6 +16,7 @@ import numpy as np
 
 from neurolns.formats import Underflow, _StrEnum
 from neurolns.sim.spiking import _kernels as K
+from neurolns.sim.spiking import _threaded
 from neurolns.sim.spiking.monitors import (
     MemoryBudgetError,
     RateMonitor,
@@ -39,6 +40,7 @@ __all__ = ["Backend", "Network", "RunReport"]
 
 _SPIKE_BYTES = 12  # float64 time + int32 index per recorded spike
 _MAX_BUFFER = 1 << 22
+_MAX_THREADS = 256
 
 
 class Backend(_StrEnum):
@@ -56,6 +58,7 @@ class RunReport:
     wall_s: float
     spikes: int
     backend: str
+    threads: int = 1
 
 
 class _Layout:
@@ -112,6 +115,14 @@ class Network:
         Upper bound on what monitors hold (MB); a run that would pass it raises
         :class:`MemoryBudgetError` before allocating.
     backend : {"numba", "reference"}
+    threads : int
+        Threads of the Numba loop (default 1). With more, each thread owns a
+        range of neurons: their update and every synapse onto them. Spikes and
+        state are bit-identical to one thread's. Networks with Poisson sources,
+        spike generators, plasticity, or state and weight monitors, and synapse
+        rows not sorted by target, run on one thread (``RunReport.threads``
+        says what ran). Worth it from a few thousand neurons, on cores that
+        are free: threads wait for each other twice a step.
 
     Examples
     --------
@@ -128,7 +139,7 @@ class Network:
     """
 
     def __init__(self, *objects, dt_ms: float = 0.1, seed=None, memory_budget_mb: float = 1024.0,
-                 backend="numba"):
+                 backend="numba", threads: int = 1):
         dt = float(dt_ms)
         if not (math.isfinite(dt) and 0 < dt <= 10):
             raise ValueError(f"dt_ms={dt} is out of range; allowed: 0 < dt_ms <= 10")
@@ -138,6 +149,7 @@ class Network:
         self.dt_ms = dt
         self.memory_budget_mb = mb
         self.backend = Backend(backend)
+        self.threads = threads
         self.groups: list[_Group] = []
         self.synapses: list[Synapses] = []
         self.monitors: list = []
@@ -146,6 +158,19 @@ class Network:
         self._seed = int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is not None else None
         self._layout = None
         self.add(*objects)
+
+    @property
+    def threads(self) -> int:
+        """Threads of the Numba loop (see the class docstring); settable between runs."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads) -> None:
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+            raise TypeError(f"threads must be an int, got {type(threads).__name__}")
+        if not 1 <= threads <= _MAX_THREADS:
+            raise ValueError(f"threads={threads} is out of range; allowed: 1 <= threads <= {_MAX_THREADS}")
+        self._threads = int(threads)
 
     # -- construction -------------------------------------------------------
     def add(self, *objects) -> None:
@@ -347,6 +372,7 @@ class Network:
         L.x_pre, L.x_pre_t = np.zeros(trpre), np.zeros(trpre, dtype=np.int64)
         L.x_post, L.x_post_t = np.zeros(trpost), np.zeros(trpost, dtype=np.int64)
         L.inbuf = np.zeros((max_delay + 1, 2, L.N if max_delay else 0))
+        L.thread_split = {}  # thread count -> (bounds, rows cut at them), or None when rows are unsorted
 
     # -- running ------------------------------------------------------------
     def run(self, duration_s: float, *, modulator=None, progress: bool | None = None,
@@ -386,8 +412,8 @@ class Network:
         step0 = self.step
         counts = np.zeros(L.N, dtype=np.int64)
         spk_n = np.zeros(1, dtype=np.int64)
-        # [next generator event, sink of the kernel's touching loads, refractory neurons held per group]
-        cursor = np.zeros(2 + len(self.groups), dtype=np.int64)
+        # [next generator event, refractory neurons held per group]
+        cursor = np.zeros(1 + len(self.groups), dtype=np.int64)
         chunk = int(chunk_steps) if chunk_steps else max(2000, -(-n_steps // 50))
         spk_step = np.empty(plan.cap, dtype=np.int64)
         spk_idx = np.empty(plan.cap, dtype=np.int32)
@@ -400,9 +426,11 @@ class Network:
         else:
             run_seed = int(np.random.SeedSequence().generate_state(1)[0])
         self._runs += 1
+        threaded = None
         if self.backend is Backend.NUMBA:
             feats = _features(L, plan)
             fn = K.run_chunk_for(**feats)
+            threaded = self._threaded_chunk(L, feats, plan, pop.shape[0])
             if feats["poisson"] or feats["plastic"]:  # the only users of Numba's generator
                 K.seed_numba(run_seed)
             for g in self.groups:
@@ -425,15 +453,19 @@ class Network:
             while n < end:
                 c_end = min(end, n + pop.shape[0])
                 pop[:] = 0
-                reached = fn(n, c_end, step0, L.gint, L.gflt, L.v, L.ge, L.gi, L.ref_until, L.p_spike, L.p_next,
-                             L.gen_step, L.gen_idx, L.gen_grp, cursor,
-                             L.seg_ptr, L.seg_proj, L.seg_lo, L.seg_hi, L.syn_post, L.pint, L.pf,
-                             L.w_f, L.codes, L.dec_tab, L.in_ptr, L.in_proj, L.in_lo, L.in_hi, L.in_syn,
-                             L.in_pre, L.x_pre, L.x_pre_t, L.x_post, L.x_post_t, L.inbuf, mod, counts,
-                             plan.rec, plan.n_rec, spk_step, spk_idx, spk_n, pop,
-                             plan.st_idx, plan.st_var, plan.st_every, plan.st_out,
-                             plan.wm_proj, plan.wm_widx, plan.wm_every, plan.wm_out, spk_now,
-                             held_k, held_v, up)
+                if threaded is not None:
+                    reached = threaded(n, c_end, L, counts, plan.rec, plan.n_rec, spk_step, spk_idx, spk_n, pop,
+                                       spk_now, held_k, held_v)
+                else:
+                    reached = fn(n, c_end, step0, L.gint, L.gflt, L.v, L.ge, L.gi, L.ref_until, L.p_spike, L.p_next,
+                                 L.gen_step, L.gen_idx, L.gen_grp, cursor,
+                                 L.seg_ptr, L.seg_proj, L.seg_lo, L.seg_hi, L.syn_post, L.pint, L.pf,
+                                 L.w_f, L.codes, L.dec_tab, L.in_ptr, L.in_proj, L.in_lo, L.in_hi, L.in_syn,
+                                 L.in_pre, L.x_pre, L.x_pre_t, L.x_post, L.x_post_t, L.inbuf, mod, counts,
+                                 plan.rec, plan.n_rec, spk_step, spk_idx, spk_n, pop,
+                                 plan.st_idx, plan.st_var, plan.st_every, plan.st_out,
+                                 plan.wm_proj, plan.wm_widx, plan.wm_every, plan.wm_out, spk_now,
+                                 held_k, held_v, up)
                 m = int(spk_n[0])
                 total_spikes += int(pop[: reached - n].sum())
                 self._collect(L, plan, spk_step[:m], spk_idx[:m], pop[: reached - n])
@@ -447,7 +479,24 @@ class Network:
                 bar.close()
             self._finish(L, plan, counts, step0)
         return RunReport(steps=n_steps, wall_s=time.perf_counter() - t0, spikes=total_spikes,
-                         backend=self.backend.value)
+                         backend=self.backend.value, threads=threaded.n_threads if threaded is not None else 1)
+
+    def _threaded_chunk(self, L: _Layout, feats: dict, plan, chunk: int):
+        """The threaded loop for this run, or None when it runs on one thread (see ``threads``)."""
+        T = min(self.threads, L.N // _threaded.ALIGN)
+        if T < 2 or not _threaded.threadable(feats):
+            return None
+        if L.thread_split.get(T, False) is False:
+            bounds = _threaded.thread_bounds(L.N, T)
+            split = _threaded.split_rows(L.syn_post, L.seg_lo, L.seg_hi, bounds)
+            L.thread_split[T] = None if split is None else (bounds, split)
+        if L.thread_split[T] is None:
+            return None
+        bounds, split = L.thread_split[T]
+        worker = _threaded.worker_for(exact=feats["exact"], generic=feats["generic"], delays=feats["delays"],
+                                      float_w=feats["float_w"], lns_w=feats["lns_w"], touch=feats["touch"],
+                                      record=plan.n_rec > 0)
+        return _threaded.ThreadedChunk(worker, T, bounds, split, L.N, len(self.groups), chunk)
 
     def _plan_monitors(self, L: _Layout, n_steps: int):
         plan = _Layout()
