@@ -10,6 +10,8 @@ into the calling kernel (no call), and kernels using them still cache on disk:
   needs (everything written before the store is visible after the load).
 * :func:`pause`: the x86 ``pause`` spin-wait hint (nothing on other CPUs).
 * :func:`sched_yield`: give the core to another runnable thread.
+* :func:`cycles`: the CPU's cycle counter (``llvm.readcyclecounter``, the
+  TSC on x86; 0 where a CPU has none), for measuring work inside a kernel.
 * :func:`prefetch`: ask for the cache line of ``arr[idx]`` without waiting
   for it (``llvm.prefetch``, read, keep in all cache levels). A load would
   hold a slot of the out-of-order window until its line arrives; a prefetch
@@ -24,7 +26,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["store_release", "load_acquire", "pause", "sched_yield", "prefetch"]
+__all__ = ["store_release", "load_acquire", "pause", "sched_yield", "prefetch", "cycles"]
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
@@ -110,5 +112,17 @@ def prefetch(typingctx, arr, idx):
         # read (0), keep in every cache level (locality 3), data cache (1)
         builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def cycles(typingctx):
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                            "llvm.readcyclecounter")
+        return builder.call(fn, [])
 
     return sig, codegen

@@ -115,6 +115,62 @@ def test_threads_stop_together_when_the_spike_buffer_fills(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_moving_bounds_between_chunks_changes_nothing(monkeypatch):
+    """Bounds that follow the measured work (moved after every chunk here) leave spikes and state bit-identical."""
+    moves = []
+    real = TH.ThreadedChunk.rebalance
+
+    def rebalance(self):
+        self.busy[:: _sync.LINE] = np.array([1 + len(moves) % 3, 2]) * 10**6  # pretend an imbalance
+        moved = real(self)
+        moves.append(moved)
+        return moved
+
+    monkeypatch.setattr(TH.ThreadedChunk, "rebalance", rebalance)
+    monkeypatch.setattr(TH, "REBALANCE_STEPS", 50)
+    net1, g1, m1 = _recurrent(1)
+    net2, g2, m2 = _recurrent(2)
+    for net in (net1, net2):
+        net.run(0.1, progress=False, chunk_steps=100)
+    assert sum(moves) >= 3
+    (s1, st1), (s2, st2) = _outcome(net1, g1, m1), _outcome(net2, g2, m2)
+    for a, b in zip(s1 + st1, s2 + st2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_rebalance_gives_the_faster_thread_more_neurons():
+    """Thread 0 took 3x the cycles of thread 1 for equal ranges: it gets about a quarter of the neurons."""
+    net, _, _ = _recurrent(2)
+    net.run(0.001, progress=False)
+    L = net._layout
+    bounds = TH.thread_bounds(L.N, 2)
+    chunk = TH.ThreadedChunk(TH.worker_for(), 2, {2: (bounds, TH.split_rows(L.syn_post, L.seg_lo, L.seg_hi, bounds))},
+                             L.syn_post, L.seg_lo, L.seg_hi, L.N, len(net.groups), 10)
+    chunk.busy[:: _sync.LINE] = [3_000_000, 1_000_000]
+    assert chunk.rebalance()
+    assert abs(chunk.bounds[1] - L.N / 4) <= TH.ALIGN
+    chunk.busy[:: _sync.LINE] = [1_000_000, 1_050_000]  # within REBALANCE_GAP: stays
+    assert not chunk.rebalance()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_split_rows_matches_a_search_per_row(data):
+    """Rows sorted by target are cut where a binary search puts each bound (numpy oracle)."""
+    n_rows = data.draw(st.integers(1, 20))
+    n = data.draw(st.integers(8, 400))
+    rows = [np.sort(data.draw(st.lists(st.integers(0, n - 1), max_size=30))) for _ in range(n_rows)]
+    threads = data.draw(st.integers(2, 5))
+    bounds = TH.thread_bounds(n, threads)
+    syn_post = np.concatenate(rows + [np.zeros(0)]).astype(np.uint32)
+    hi = np.cumsum([r.size for r in rows])
+    lo = hi - [r.size for r in rows]
+    split = TH.split_rows(syn_post, lo, hi, bounds)
+    expected = np.array([[a + np.searchsorted(r, b) for b in bounds[:-1]] + [a + r.size] for a, r in zip(lo, rows)])
+    expected[:, 0] = lo
+    np.testing.assert_array_equal(split, expected)
+
+
 def test_networks_the_threaded_loop_cannot_run_run_serially():
     """Poisson sources, plasticity and state monitors fall back to one thread, with the same result."""
     outs = []
@@ -221,7 +277,8 @@ def test_a_failing_thread_releases_the_others():
 
     bounds = TH.thread_bounds(L.N, 2)
     split = TH.split_rows(L.syn_post, L.seg_lo, L.seg_hi, bounds)
-    chunk = TH.ThreadedChunk(worker, 2, bounds, split, L.N, len(net.groups), 50)
+    chunk = TH.ThreadedChunk(worker, 2, {2: (bounds, split)}, L.syn_post, L.seg_lo, L.seg_hi, L.N, len(net.groups),
+                             50)
     cap = 10_000
     args = (np.zeros(L.N, np.int64), np.ones(L.N, np.bool_), L.N, np.empty(cap, np.int64), np.empty(cap, np.int32),
             np.zeros(1, np.int64), np.zeros((50, len(net.groups)), np.int32), np.empty(L.N, np.int32),

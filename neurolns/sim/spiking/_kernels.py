@@ -222,17 +222,40 @@ BLOCK = 256
 
 
 @jit
+def _init_held(n0, lo, hi, v, ref_until, held_k, held_v, n_held):
+    """Put the neurons of ``lo..hi-1`` refractory at step ``n0`` into the ring ``held_k``/``held_v``.
+
+    The ring (``hi - lo`` entries, ``n_held`` = [head, count]) holds them in
+    order of release, with their potential at ``n0`` (see :func:`_lif_cuba_exact`).
+    """
+    m = 0
+    for k in range(lo, hi):
+        if n0 < ref_until[k]:
+            held_k[m] = k
+            m += 1
+    if m > 1:
+        order = np.argsort(ref_until[held_k[:m]], kind="mergesort")
+        held_k[:m] = held_k[:m][order]
+    for h in range(m):
+        held_v[h] = v[held_k[h]]
+    n_held[0] = 0
+    n_held[1] = m
+
+
+@jit
 def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge, gi, ref_until, spk_now, ns,
                     held_k, held_v, n_held, up):
     """Current-based LIF, exact propagator: v' = El + (v−El)Pvv + ge Pve + gi Pvi, ge' = ge Pee.
 
     Refractory neurons keep their potential. Rather than a select on ``ref_until``
     in the update (a masked store, and 8 more bytes a neuron to read), every
-    neuron is updated and those refractory put back from ``held_k``/``held_v``
-    (``n_held[0]`` entries: the group's refractory neurons and their held
-    potential, kept by the caller across steps). ``up`` gets a flag per
-    block of :data:`BLOCK` neurons: whether one may have crossed threshold;
-    only those blocks are scanned.
+    neuron is updated and those refractory put back from a ring of the group's
+    refractory neurons and their held potential (``held_k``/``held_v``, ``hi -
+    lo`` entries; ``n_held`` = [head, count], kept by the caller across steps).
+    Every neuron of a group is refractory for the same number of steps, so the
+    ring is in order of release: only its front is checked. ``up`` gets a flag
+    per block of :data:`BLOCK` neurons: whether one may have crossed
+    threshold; only those blocks are scanned.
     """
     # the update over slices indexed from 0 (so that Numba drops the negative-index
     # wraparound) has no branch and no gather: LLVM vectorises it
@@ -253,20 +276,19 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
             is_[q] *= pii
         up[nb] = crossed > 0
         nb += 1
-    # refractory neurons of this group get their potential back; those free from
-    # this step on leave the list (their update above stands)
-    m = n_held[0]
-    h = 0
-    while h < m:
-        k = held_k[h]
-        if n < ref_until[k]:
-            v[k] = held_v[h]
-            h += 1
-        else:
-            m -= 1
-            held_k[h] = held_k[m]
-            held_v[h] = held_v[m]
-    # threshold and reset, in index order, in the flagged blocks
+    # neurons free from this step on leave the front of the ring (their update above
+    # stands); the others get their potential back
+    size = held_k.shape[0]
+    head = n_held[0]
+    count = n_held[1]
+    while count > 0 and n >= ref_until[held_k[head]]:
+        head = head + 1 if head + 1 < size else 0
+        count -= 1
+    h = head
+    for _ in range(count):
+        v[held_k[h]] = held_v[h]
+        h = h + 1 if h + 1 < size else 0
+    # threshold and reset, in index order, in the flagged blocks; h is the ring's tail
     nb = 0
     for b0 in range(lo, hi, BLOCK):
         if up[nb]:
@@ -279,11 +301,13 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
                     rs[q] = n + refs
                     spk_now[ns] = b0 + q
                     ns += 1
-                    held_k[m] = b0 + q
-                    held_v[m] = vr
-                    m += 1
+                    held_k[h] = b0 + q
+                    held_v[h] = vr
+                    h = h + 1 if h + 1 < size else 0
+                    count += 1
         nb += 1
-    n_held[0] = m
+    n_held[0] = head
+    n_held[1] = count
     return ns
 
 
@@ -424,8 +448,8 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                   held_k, held_v, up):
         """Advance steps ``n0 .. n1-1``; return the first step not done (``n1`` when complete).
 
-        ``cursor`` (``1 + n_groups`` entries) holds the next generator event and,
-        per group, the length of its refractory list in
+        ``cursor`` (``1 + 2 n_groups`` entries) holds the next generator event and,
+        per group, the head and length of its ring of refractory neurons in
         ``held_k``/``held_v`` (scratch of ``N`` entries, group ``g`` in its own
         neuron range); ``up`` has ``N // BLOCK + 1`` entries.
 
@@ -437,17 +461,12 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
         cap = spk_step.shape[0]
         if exact:
             # the refractory neurons of the exact CUBA groups and their potential (see _lif_cuba_exact)
-            # (one list per group, in the group's own range of the scratch)
+            # (one ring per group, in the group's own range of the scratch)
             for g in range(n_groups):
                 if gint[g, 2] == CUBA_EXACT:
                     lo = gint[g, 0]
-                    m = lo
-                    for k in range(lo, gint[g, 1]):
-                        if n0 < ref_until[k]:
-                            held_k[m] = k
-                            held_v[m] = v[k]
-                            m += 1
-                    cursor[1 + g] = m - lo
+                    hi = gint[g, 1]
+                    _init_held(n0, lo, hi, v, ref_until, held_k[lo:hi], held_v[lo:hi], cursor[1 + 2 * g: 3 + 2 * g])
         for n in range(n0, n1):
             if spk_n[0] + n_rec > cap:
                 return n
@@ -473,7 +492,7 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                         f = gflt[g]
                         ns = _lif_cuba_exact(n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
                                              v, ge, gi, ref_until, spk_now, ns, held_k[lo:hi], held_v[lo:hi],
-                                             cursor[1 + g: 2 + g], up)
+                                             cursor[1 + 2 * g: 3 + 2 * g], up)
                 elif kind != GENERATOR:
                     if generic:
                         f = gflt[g]

@@ -37,6 +37,7 @@ import threading
 
 import numpy as np
 
+from neurolns._cpu import cycles
 from neurolns._jit import jit
 from neurolns.sim.spiking import _sync
 from neurolns.sim.spiking._kernels import (
@@ -45,6 +46,7 @@ from neurolns.sim.spiking._kernels import (
     P_STORE,
     P_SYNBASE,
     _add_row,
+    _init_held,
     _lif_cuba_exact,
     _lif_generic,
     _prefetch_row,
@@ -56,6 +58,10 @@ from neurolns.sim.spiking._kernels import (
 FEATURES = ("exact", "generic", "delays", "float_w", "lns_w", "touch", "record")
 #: serial-loop features a network must not use to run threaded
 SERIAL_ONLY = ("poisson", "generators", "plastic", "state_mon", "weight_mon")
+#: steps a chunk must have run for its measured work to move the thread bounds
+REBALANCE_STEPS = 200
+#: the bounds move only when one thread worked this much longer than another
+REBALANCE_GAP = 1.1
 #: thread bounds are multiples of this many neurons (8 float64 = one cache line), so that
 #: no cache line of v, ge or gi is written by two threads
 ALIGN = 8
@@ -81,24 +87,33 @@ def split_rows(syn_post: np.ndarray, seg_lo: np.ndarray, seg_hi: np.ndarray, bou
     seg_split[sg, t+1]-1``. Rows from :class:`Connectivity` are sorted by
     target, so each row's synapses of one thread are contiguous.
     """
-    n_threads = bounds.size - 1
-    n_seg = seg_lo.size
-    split = np.empty((n_seg, n_threads + 1), dtype=np.int64)
-    split[:, 0] = seg_lo
-    split[:, -1] = seg_hi
-    if n_seg == 0:
-        return split
-    owner = np.searchsorted(bounds[1:-1], syn_post, side="right").astype(np.int16)
-    # within a row the owner may only grow; a decrease is allowed only where a row starts
-    starts = np.zeros(syn_post.size + 1, dtype=np.bool_)
-    starts[seg_lo] = True
-    if np.any((np.diff(owner) < 0) & ~starts[1:-1]):
-        return None
-    for u in range(1, n_threads):
-        before = np.zeros(syn_post.size + 1, dtype=np.int64)
-        np.cumsum(owner < u, out=before[1:])
-        split[:, u] = seg_lo + before[seg_hi] - before[seg_lo]
-    return split
+    split = np.empty((seg_lo.size, bounds.size), dtype=np.int64)
+    ok = _split_rows(syn_post, np.asarray(seg_lo, dtype=np.int64), np.asarray(seg_hi, dtype=np.int64),
+                     np.asarray(bounds, dtype=np.int64), split)
+    return split if ok else None
+
+
+@jit
+def _split_rows(syn_post, seg_lo, seg_hi, bounds, split):
+    # one pass over each row: the owner of its targets may only grow along it
+    n_threads = bounds.shape[0] - 1
+    for sg in range(seg_lo.shape[0]):
+        a = seg_lo[sg]
+        b = seg_hi[sg]
+        split[sg, 0] = a
+        u = 0
+        for s in range(a, b):
+            j = syn_post[s]
+            if j < bounds[u]:
+                return False
+            while u < n_threads - 1 and j >= bounds[u + 1]:
+                u += 1
+                split[sg, u] = s
+        while u < n_threads - 1:
+            u += 1
+            split[sg, u] = b
+        split[sg, n_threads] = b
+    return True
 
 
 def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
@@ -107,13 +122,14 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
     def worker(t, n_threads, n0, n1, bounds, gint, gflt, v, ge, gi, ref_until,
                seg_ptr, seg_proj, seg_a, seg_b, syn_post, pint, w_f, codes, dec_tab, inbuf,
                counts, rec, n_rec, spk_step, spk_idx, spk_n, pop, spk_now, n_spk,
-               held_k, held_v, n_held, up, flags):
+               held_k, held_v, n_held, up, busy, flags):
         """Thread ``t``'s part of steps ``n0 .. n1-1``; returns the first step not done, -1 if aborted.
 
         The synapses of row ``sg`` onto this thread's neurons are ``seg_a[sg] .. seg_b[sg]-1``.
         ``n_spk[u * LINE]`` is one past thread ``u``'s last spike of the step in
-        ``spk_now``; ``n_held[g * n_threads + t]`` counts the refractory neurons of
-        group ``g`` held by thread ``t``; ``up`` is this thread's block flags.
+        ``spk_now``; ``n_held[2 (g n_threads + t) :][:2]`` is the ring of group
+        ``g``'s refractory neurons held by thread ``t``; ``up`` is this thread's block flags;
+        ``busy[t * LINE]`` gets the cycles this thread worked (waits excluded).
         Every thread returns the same step.
         """
         lo_t = bounds[t]
@@ -126,18 +142,15 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
             for g in range(n_groups):
                 if gint[g, 2] == CUBA_EXACT:
                     lo = max(gint[g, 0], lo_t)
-                    m = lo
-                    for k in range(lo, min(gint[g, 1], hi_t)):
-                        if n0 < ref_until[k]:
-                            held_k[m] = k
-                            held_v[m] = v[k]
-                            m += 1
-                    n_held[g * n_threads + t] = m - lo
+                    hi = max(min(gint[g, 1], hi_t), lo)
+                    c = 2 * (g * n_threads + t)
+                    _init_held(n0, lo, hi, v, ref_until, held_k[lo:hi], held_v[lo:hi], n_held[c: c + 2])
         for n in range(n0, n1):
             # spk_n changes only between the barriers, so every thread stops at the same step
             if spk_n[0] + n_rec > cap:
                 return n
             row = n - n0
+            c0 = cycles()
             # ---- update, threshold and reset of the own neurons
             ns = np.int64(lo_t)
             for g in range(n_groups):
@@ -150,10 +163,10 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
                 if kind == CUBA_EXACT:
                     if exact:
                         f = gflt[g]
-                        c = g * n_threads + t
+                        c = 2 * (g * n_threads + t)
                         ns = _lif_cuba_exact(n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
                                              v, ge, gi, ref_until, spk_now, ns, held_k[lo:hi], held_v[lo:hi],
-                                             n_held[c: c + 1], up)
+                                             n_held[c: c + 2], up)
                 elif generic:
                     f = gflt[g]
                     ns = _lif_generic(kind, n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[8],
@@ -162,9 +175,11 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
             for q in range(lo_t, ns):
                 counts[spk_now[q]] += 1
             n_spk[t * _sync.LINE] = ns
+            c1 = cycles()
             phase += 1
             if not _sync.barrier(flags, t, n_threads, phase):
                 return -1
+            c2 = cycles()
             # ---- delayed input due now, into the own neurons
             if delays:
                 if n_delay > 1:
@@ -210,6 +225,8 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
                                 continue
                             target = _target(n, p, ge, gi, inbuf, pint, delays)
                             _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_w, lns_w)
+            # this thread's work of the step, without the waits (to balance the ranges)
+            busy[t * _sync.LINE] += (c1 - c0) + (cycles() - c2)
             phase += 1
             if not _sync.barrier(flags, t, n_threads, phase):
                 return -1
@@ -241,26 +258,60 @@ class ThreadedChunk:
     serial loop.
     """
 
-    def __init__(self, worker, n_threads: int, bounds: np.ndarray, seg_split: np.ndarray, n_neurons: int,
+    def __init__(self, worker, n_threads: int, cuts: dict, syn_post, seg_lo, seg_hi, n_neurons: int,
                  n_groups: int, chunk: int):
         from neurolns.sim.spiking._kernels import BLOCK
 
         self.worker = worker
         self.n_threads = n_threads
-        self.bounds = bounds
-        # thread t's cut of every row: its own two columns, contiguous
-        self.seg_a = [np.ascontiguousarray(seg_split[:, t]) for t in range(n_threads)]
-        self.seg_b = [np.ascontiguousarray(seg_split[:, t + 1]) for t in range(n_threads)]
+        self.n_neurons = n_neurons
+        self._rows = (syn_post, seg_lo, seg_hi)
+        self._cuts = cuts
+        self._set_cut(*cuts[n_threads])
         self.flags = np.zeros(_sync.flags_size(n_threads), dtype=np.int64)
         self.n_spk = np.zeros(n_threads * _sync.LINE, dtype=np.int64)
-        self.n_held = np.zeros(n_groups * n_threads, dtype=np.int64)
+        self.busy = np.zeros(n_threads * _sync.LINE, dtype=np.int64)
+        self.n_held = np.zeros(2 * n_groups * n_threads, dtype=np.int64)
         # each thread's block flags on cache lines of their own (written every step)
         self.up = np.zeros((n_threads, -(-(n_neurons // BLOCK + 2) // 64) * 64), dtype=np.bool_)
         self.pop = np.zeros((n_threads, chunk, n_groups), dtype=np.int32)
 
+    def _set_cut(self, bounds: np.ndarray, seg_split: np.ndarray) -> None:
+        self.bounds = bounds
+        # thread t's cut of every row: its own two columns, contiguous
+        self.seg_a = [np.ascontiguousarray(seg_split[:, t]) for t in range(self.n_threads)]
+        self.seg_b = [np.ascontiguousarray(seg_split[:, t + 1]) for t in range(self.n_threads)]
+
+    def rebalance(self) -> bool:
+        """Move the bounds so that each thread's share of neurons matches its measured speed.
+
+        A thread's speed is its neurons per cycle worked in the last chunk;
+        work per neuron differs between ranges (a range may hold more
+        inhibitory rows, or share its core). The new bounds apply from the
+        next chunk (and the next run); spikes do not depend on them.
+        Returns whether the bounds moved.
+        """
+        busy = self.busy[:: _sync.LINE].astype(np.float64)
+        sizes = np.diff(self.bounds).astype(np.float64)
+        if busy.min() <= 0 or sizes.min() <= 0 or busy.max() < REBALANCE_GAP * busy.min():
+            return False
+        speed = sizes / busy
+        share = np.concatenate([[0.0], np.cumsum(speed / speed.sum())])
+        new = np.minimum((np.rint(share * self.n_neurons / ALIGN) * ALIGN).astype(np.int64), self.n_neurons)
+        new[-1] = self.n_neurons
+        if np.any(np.diff(new) <= 0) or np.abs(new - self.bounds).max() < ALIGN:
+            return False
+        split = split_rows(*self._rows, new)
+        if split is None:  # rows sorted for the old bounds only: keep them
+            return False
+        self._cuts[self.n_threads] = (new, split)
+        self._set_cut(new, split)
+        return True
+
     def __call__(self, n0, n1, L, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop, spk_now, held_k, held_v):
         T = self.n_threads
         self.flags[:] = 0
+        self.busy[:] = 0
         self.pop[:] = 0
         results = [None] * T
         errors = []
@@ -271,7 +322,7 @@ class ThreadedChunk:
                                          L.seg_ptr, L.seg_proj, self.seg_a[t], self.seg_b[t], L.syn_post, L.pint, L.w_f,
                                          L.codes, L.dec_tab, L.inbuf, counts, rec, n_rec, spk_step, spk_idx,
                                          spk_n, self.pop, spk_now, self.n_spk, held_k, held_v, self.n_held,
-                                         self.up[t], self.flags)
+                                         self.up[t], self.busy, self.flags)
             except BaseException as exc:  # release the others from their barrier wait
                 errors.append(exc)
                 _abort(self.flags, T)
@@ -289,6 +340,8 @@ class ThreadedChunk:
         reached = int(results[0])
         rows = max(reached - n0, 0)
         pop[:rows] += self.pop[:, :rows].sum(axis=0, dtype=np.int32)
+        if rows >= REBALANCE_STEPS:
+            self.rebalance()
         return reached
 
 

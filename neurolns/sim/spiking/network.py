@@ -372,7 +372,9 @@ class Network:
         L.x_pre, L.x_pre_t = np.zeros(trpre), np.zeros(trpre, dtype=np.int64)
         L.x_post, L.x_post_t = np.zeros(trpost), np.zeros(trpost, dtype=np.int64)
         L.inbuf = np.zeros((max_delay + 1, 2, L.N if max_delay else 0))
-        L.thread_split = {}  # thread count -> (bounds, rows cut at them), or None when rows are unsorted
+        # thread count -> (bounds, rows cut at them), or None when rows are unsorted; the bounds
+        # follow the threads' measured work (ThreadedChunk.rebalance)
+        L.thread_split = {}
 
     # -- running ------------------------------------------------------------
     def run(self, duration_s: float, *, modulator=None, progress: bool | None = None,
@@ -412,8 +414,8 @@ class Network:
         step0 = self.step
         counts = np.zeros(L.N, dtype=np.int64)
         spk_n = np.zeros(1, dtype=np.int64)
-        # [next generator event, refractory neurons held per group]
-        cursor = np.zeros(1 + len(self.groups), dtype=np.int64)
+        # [next generator event, (head, count) of each group's ring of refractory neurons]
+        cursor = np.zeros(1 + 2 * len(self.groups), dtype=np.int64)
         chunk = int(chunk_steps) if chunk_steps else max(2000, -(-n_steps // 50))
         spk_step = np.empty(plan.cap, dtype=np.int64)
         spk_idx = np.empty(plan.cap, dtype=np.int32)
@@ -492,11 +494,11 @@ class Network:
             L.thread_split[T] = None if split is None else (bounds, split)
         if L.thread_split[T] is None:
             return None
-        bounds, split = L.thread_split[T]
         worker = _threaded.worker_for(exact=feats["exact"], generic=feats["generic"], delays=feats["delays"],
                                       float_w=feats["float_w"], lns_w=feats["lns_w"], touch=feats["touch"],
                                       record=plan.n_rec > 0)
-        return _threaded.ThreadedChunk(worker, T, bounds, split, L.N, len(self.groups), chunk)
+        return _threaded.ThreadedChunk(worker, T, L.thread_split, L.syn_post, L.seg_lo, L.seg_hi, L.N,
+                                       len(self.groups), chunk)
 
     def _plan_monitors(self, L: _Layout, n_steps: int):
         plan = _Layout()
