@@ -4,9 +4,11 @@ Figures (Brette et al. 2007 CUBA, ``neurolns.models.cuba``; 40k keeps the
 in-degree at 100):
 
 * warm wall time of ``Network.run`` for CUBA 4000 × 1 s, 4000 × 10 s and
-  40,000 × 1 s, as the speed-up over Brian2's cython runtime ``run()``
+  40,000 × 1 s, on one thread and on ``--threads`` threads (default 2; the
+  spikes are the same), as the speed-up over Brian2's cython runtime ``run()``
   (goal ≥ 10×) and as the ratio to Brian2's cpp_standalone simulation loop
-  (goal ≤ 1.5×);
+  (goal ≤ 1.5×); the two thread counts are timed in alternating rounds, so a
+  neighbour's load hits both alike;
 * first-run time in a fresh process with an empty Numba cache (JIT compile
   included; goal ≤ 5 s; best of three processes) and with the on-disk cache warm, against Brian2's
   first cython run (compilation included when its cache is cold);
@@ -15,8 +17,8 @@ in-degree at 100):
   does only that, timed here, bounds the speed-up any kernel can reach over
   Brian2 (spike propagation, thresholds and monitors come on top).
 
-Usage: ``python benchmarks/spiking.py [--quick] [--no-standalone]``
-(``--quick``: 4000 × 1 s only).
+Usage: ``python benchmarks/spiking.py [--quick] [--no-standalone] [--threads T]``
+(``--quick``: 4000 × 1 s only; ``--threads 1``: one thread only).
 """
 from __future__ import annotations
 
@@ -46,16 +48,19 @@ print(time.perf_counter() - t0)
 """
 
 
-def neurolns_warm(n: int, seconds: float, repeat: int) -> float:
-    # compile (or load from the disk cache) outside the timing: the same size, so the
-    # same kernel variant (large networks add the pass that touches synapse rows)
-    build_cuba(CUBAConfig(n=n), seed=99).run(0.01, progress=False)
-    best = float("inf")
+def neurolns_warm(n: int, seconds: float, repeat: int, thread_counts=(1,)) -> dict:
+    """Best warm ``run()`` time per thread count, the counts timed in alternating rounds."""
+    for T in thread_counts:
+        # compile (or load from the disk cache) outside the timing: the same size, so the
+        # same kernel variant (large networks add the pass that prefetches synapse rows)
+        build_cuba(CUBAConfig(n=n), seed=99, threads=T).run(0.01, progress=False)
+    best = {T: float("inf") for T in thread_counts}
     for r in range(repeat):
-        net = build_cuba(CUBAConfig(n=n), seed=r, record=True)
-        t0 = time.perf_counter()
-        net.run(seconds, progress=False)
-        best = min(best, time.perf_counter() - t0)
+        for T in thread_counts:
+            net = build_cuba(CUBAConfig(n=n), seed=r, record=True, threads=T)
+            t0 = time.perf_counter()
+            net.run(seconds, progress=False)
+            best[T] = min(best[T], time.perf_counter() - t0)
     return best
 
 
@@ -133,30 +138,40 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-standalone", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="thread count timed besides 1 (1: one thread only)")
     args = ap.parse_args(argv)
+    if args.threads < 1:
+        ap.error(f"--threads={args.threads} is out of range; allowed: >= 1")
     print(machine_line())
     cases = [(4000, 1.0)] if args.quick else [(4000, 1.0), (4000, 10.0), (40000, 1.0)]
+    counts = (1,) if args.threads == 1 else (1, args.threads)
     results = {}
     work = tempfile.mkdtemp(prefix="spiking_bench_")
     try:
         for n, sec in cases:
             rep = 2 if sec > 1 or n > 4000 else args.repeat
-            ours = neurolns_warm(n, sec, rep)
+            ours = neurolns_warm(n, sec, rep + 1 if n > 4000 else rep, counts)
             b2_first, b2_warm = brian2_cython(n, sec, rep)
             name = f"CUBA {n // 1000}k x {sec:g} s"
-            report(f"{name}: neurolns warm run", ours, "s")
             report(f"{name}: Brian2 cython run() warm", b2_warm, "s")
-            report(f"{name}: speed-up over Brian2 cython", b2_warm / ours, "x", goal=">= 10", ok=b2_warm / ours >= 10)
+            row = {"brian2_cython_s": b2_warm, "brian2_cython_first_s": b2_first}
+            for T, t in ours.items():
+                tag = f"neurolns {T} thread{'s' if T > 1 else ''}"
+                report(f"{name}: {tag} warm run", t, "s")
+                report(f"{name}: {tag} speed-up over Brian2 cython", b2_warm / t, "x", goal=">= 10",
+                       ok=b2_warm / t >= 10)
+                row[f"neurolns_{T}t_s"] = t
             floor = state_traffic_floor(n, sec)
-            report(f"{name}: neuron-state traffic alone (48 B/neuron/step)", floor, "s")
-            report(f"{name}: neurolns / that floor", ours / floor, "x")
+            report(f"{name}: neuron-state traffic alone, one thread (48 B/neuron/step)", floor, "s")
+            report(f"{name}: neurolns 1 thread / that floor", ours[1] / floor, "x")
             report(f"{name}: speed-up cap over Brian2 cython from that floor", b2_warm / floor, "x")
-            row = {"neurolns_s": ours, "brian2_cython_s": b2_warm, "brian2_cython_first_s": b2_first,
-                   "state_traffic_floor_s": floor}
+            row["state_traffic_floor_s"] = floor
             if not args.no_standalone and shutil.which("g++"):
                 loop = brian2_standalone_loop(n, sec, os.path.join(work, f"sa_{n}_{sec:g}"))
                 report(f"{name}: Brian2 cpp_standalone loop", loop, "s")
-                report(f"{name}: neurolns / standalone loop", ours / loop, "x", goal="<= 1.5", ok=ours / loop <= 1.5)
+                for T, t in ours.items():
+                    report(f"{name}: neurolns {T} thread{'s' if T > 1 else ''} / standalone loop", t / loop, "x",
+                           goal="<= 1.5", ok=t / loop <= 1.5)
                 row["brian2_standalone_loop_s"] = loop
             results[name] = row
         cold = first_run(cold=True)

@@ -29,13 +29,18 @@ PARALLEL_THRESHOLD = 1 << 16
 _OPTIONS = dict(nopython=True, cache=True, error_model="numpy", nogil=True)
 
 
-def jit(fn=None, *, fastmath: bool = False):
-    """Serial kernel: ``numba.njit(cache=True, error_model='numpy', nogil=True)``."""
+def jit(fn=None, *, fastmath: bool = False, inline: str = "never"):
+    """Serial kernel: ``numba.njit(cache=True, error_model='numpy', nogil=True)``.
+
+    ``inline="always"`` makes Numba inline the function's IR into each caller
+    instead of compiling it as a function of its own: a small helper shared by
+    two kernels then costs no compile of its own at a cold start.
+    """
 
     def wrap(f):
         if _DISABLED:
             return f
-        return numba.jit(**_OPTIONS, fastmath=fastmath)(f)
+        return numba.jit(**_OPTIONS, fastmath=fastmath, inline=inline)(f)
 
     return wrap(fn) if fn is not None else wrap
 

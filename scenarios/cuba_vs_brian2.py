@@ -41,11 +41,14 @@ def _stats(t, i, cfg: CUBAConfig, seconds: float) -> dict:
             "cv_isi": mean_cv_isi(t, i, cfg.n), "spikes": int(i.size)}
 
 
-def run_neurolns(cfg: CUBAConfig, seconds: float, seeds: list[int], fmt=None) -> tuple[dict, tuple]:
-    """Mean statistics over seeds, first and warm wall times, and the first seed's spikes."""
+def run_neurolns(cfg: CUBAConfig, seconds: float, seeds: list[int], fmt=None, threads: int = 1) -> tuple[dict, tuple]:
+    """Mean statistics over seeds, first and warm wall times, and the first seed's spikes.
+
+    ``threads`` does not change the spikes, only the wall times.
+    """
     stats, walls, first_spikes, n_syn = [], [], None, 0
     for k, seed in enumerate(seeds if len(seeds) > 1 else seeds * 2):
-        net = build_cuba(cfg, weight_format=fmt, seed=seed)
+        net = build_cuba(cfg, weight_format=fmt, seed=seed, threads=threads)
         t0 = time.perf_counter()
         net.run(seconds, progress=False)
         walls.append(time.perf_counter() - t0)
@@ -148,6 +151,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...) the statistics average over")
     ap.add_argument("--lns-format", default="lns8")
+    ap.add_argument("--threads", type=int, default=1, help="threads of the neurolns loop (spikes do not change)")
     ap.add_argument("--no-brian2", action="store_true")
     ap.add_argument("--no-standalone", action="store_true", help="skip Brian2's cpp_standalone device")
     ap.add_argument("--out", default="results/cuba_vs_brian2")
@@ -159,16 +163,18 @@ def main(argv=None) -> int:
         return 0
     if args.seeds < 1:
         ap.error(f"--seeds={args.seeds} is out of range; allowed: >= 1")
+    if args.threads < 1:
+        ap.error(f"--threads={args.threads} is out of range; allowed: >= 1")
     seeds = list(range(args.seeds))
     cfg = CUBAConfig(n=args.n)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, spikes = [], {}
-    row, sp = run_neurolns(cfg, args.seconds, seeds)
+    row, sp = run_neurolns(cfg, args.seconds, seeds, threads=args.threads)
     rows.append({"simulator": "neurolns float64", **row})
     spikes["neurolns float64"] = sp
     fmt = parse_format(args.lns_format)
-    row, sp = run_neurolns(cfg, args.seconds, seeds, fmt)
+    row, sp = run_neurolns(cfg, args.seconds, seeds, fmt, threads=args.threads)
     rows.append({"simulator": f"neurolns {fmt.name}", **row})
     spikes[f"neurolns {fmt.name}"] = sp
     if not args.no_brian2:
@@ -185,7 +191,7 @@ def main(argv=None) -> int:
                 rows.append({"simulator": "brian2 cpp_standalone", **run_brian2_standalone(cfg, args.seconds, seeds)})
             except subprocess.CalledProcessError as exc:
                 print(f"cpp_standalone failed: {exc.stderr[-2000:]}")
-    print(f"\nCUBA, {cfg.n} neurons, {args.seconds:g} s, seeds {seeds}")
+    print(f"\nCUBA, {cfg.n} neurons, {args.seconds:g} s, seeds {seeds}, neurolns on {args.threads} thread(s)")
     print(" | ".join(f"{c:>22s}" if c == "simulator" else f"{c:>12s}" for c in COLS))
     for r in rows:
         cells = []
@@ -193,7 +199,7 @@ def main(argv=None) -> int:
             v = r[c]
             cells.append(f"{v:>22s}" if isinstance(v, str) else (f"{v:>12d}" if isinstance(v, int) else f"{v:>12.3f}"))
         print(" | ".join(cells))
-    summary = {"n": cfg.n, "seconds": args.seconds, "seeds": seeds, "rows": rows}
+    summary = {"n": cfg.n, "seconds": args.seconds, "seeds": seeds, "threads": args.threads, "rows": rows}
     base = rows[0]
     summary["lns_rate_rel_diff"] = abs(rows[1]["rate_exc_hz"] * 0.8 + rows[1]["rate_inh_hz"] * 0.2
                                        - (base["rate_exc_hz"] * 0.8 + base["rate_inh_hz"] * 0.2)) / max(

@@ -148,12 +148,12 @@ def _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pi
 
 #: synapse count from which the network turns on the ``touch`` feature: the synapse
 #: rows (12-16 bytes a synapse) then no longer fit in cache, and a first pass that
-#: prefetches every cache line of a step's rows puts their misses in flight together
-#: before the delivery pass needs them
+#: prefetches every cache line of a step's rows (:func:`_prefetch_rows`) puts their
+#: misses in flight together before the delivery pass needs them
 TOUCH_SYNAPSES = 1 << 20
 
 
-@jit
+@jit(inline="always")
 def _target(n, p, ge, gi, inbuf, pint, delays):
     """Where projection ``p``'s input of step ``n`` goes: ge or gi now, or a delay slot of the ring buffer."""
     chan = pint[p, P_CHAN]
@@ -165,7 +165,7 @@ def _target(n, p, ge, gi, inbuf, pint, delays):
     return target
 
 
-@jit
+@jit(inline="always")
 def _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_w, lns_w):
     """The hot loop: synapses ``a..b-1`` of projection ``p`` add their weights into ``target``.
 
@@ -186,11 +186,13 @@ def _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_
 
 
 @jit
-def _prefetch_segments(spk_now, q0, q1, seg_ptr, seg_a, seg_b, seg_proj):
-    """Prefetch where the rows of spikes ``spk_now[q0:q1]`` are: their segment pointers, then their segments.
+def _prefetch_rows(spk_now, q0, q1, seg_ptr, seg_a, seg_b, seg_proj, syn_post, codes, w_f, pint):
+    """Prefetch the synapse rows of spikes ``spk_now[q0:q1]``: segment pointers, segments, then rows.
 
-    Each is a miss at 40k neurons and each needs the one before; issued for all
-    of a step's spikes at once, the misses of one level overlap.
+    Each level is a cache miss in a large network and each needs the one
+    before; issued for all of a step's spikes at once, the misses of a level
+    overlap. A row is synapses ``seg_a[sg] .. seg_b[sg]-1``: its targets, and
+    its codes or float weights.
     """
     for q in range(q0, q1):
         prefetch(seg_ptr, spk_now[q])
@@ -200,42 +202,58 @@ def _prefetch_segments(spk_now, q0, q1, seg_ptr, seg_a, seg_b, seg_proj):
             prefetch(seg_a, sg)
             prefetch(seg_b, sg)
             prefetch(seg_proj, sg)
+    for q in range(q0, q1):
+        k = spk_now[q]
+        for sg in range(seg_ptr[k], seg_ptr[k + 1]):
+            a = seg_a[sg]
+            b = seg_b[sg]
+            if b <= a:
+                continue
+            p = seg_proj[sg]
+            widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
+            for s in range(a, b, 16):  # 16 uint32 targets a 64-byte line
+                prefetch(syn_post, s)
+            prefetch(syn_post, b - 1)
+            if pint[p, P_LNS] != 0:
+                for s in range(widx0 + a, widx0 + b, 64):
+                    prefetch(codes, s)
+                prefetch(codes, widx0 + b - 1)
+            else:
+                for s in range(widx0 + a, widx0 + b, 8):
+                    prefetch(w_f, s)
+                prefetch(w_f, widx0 + b - 1)
 
-
-@jit
-def _prefetch_row(syn_post, codes, w_f, a, b, widx0, lns):
-    """Prefetch the cache lines of synapses ``a..b-1``: targets, and codes or float weights."""
-    for s in range(a, b, 16):  # 16 uint32 targets a 64-byte line
-        prefetch(syn_post, s)
-    prefetch(syn_post, b - 1)
-    if lns:
-        for s in range(widx0 + a, widx0 + b, 64):
-            prefetch(codes, s)
-        prefetch(codes, widx0 + b - 1)
-    else:
-        for s in range(widx0 + a, widx0 + b, 8):
-            prefetch(w_f, s)
-        prefetch(w_f, widx0 + b - 1)
 
 #: neurons per block of the CUBA update (the flags of blocks with a threshold crossing)
 BLOCK = 256
 
 
-@jit
+@jit(inline="always")
 def _init_held(n0, lo, hi, v, ref_until, held_k, held_v, n_held):
     """Put the neurons of ``lo..hi-1`` refractory at step ``n0`` into the ring ``held_k``/``held_v``.
 
     The ring (``hi - lo`` entries, ``n_held`` = [head, count]) holds them in
     order of release, with their potential at ``n0`` (see :func:`_lif_cuba_exact`).
+    A Shell sort on the release step: plain loops, which compile in a fraction
+    of the time ``np.argsort`` takes (this runs once a chunk, on the few
+    neurons refractory at its start).
     """
     m = 0
     for k in range(lo, hi):
         if n0 < ref_until[k]:
             held_k[m] = k
             m += 1
-    if m > 1:
-        order = np.argsort(ref_until[held_k[:m]], kind="mergesort")
-        held_k[:m] = held_k[:m][order]
+    gap = m // 2
+    while gap > 0:
+        for a in range(gap, m):
+            k = held_k[a]
+            key = ref_until[k]
+            b = a
+            while b >= gap and ref_until[held_k[b - gap]] > key:
+                held_k[b] = held_k[b - gap]
+                b -= gap
+            held_k[b] = k
+        gap = 1 if gap == 2 else (gap * 5) // 11
     for h in range(m):
         held_v[h] = v[held_k[h]]
     n_held[0] = 0
@@ -518,28 +536,23 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
             # ---- presynaptic pathway
             if plastic:
                 mod = modulator[rel] if modulator.shape[0] > 0 else 1
-            # pass 0 (large networks only) prefetches the rows of every spike of the step,
-            # pass 1 delivers
+            # large networks first prefetch the rows of every spike of the step
             if touch:
-                _prefetch_segments(spk_now, 0, ns, seg_ptr, seg_lo, seg_hi, seg_proj)
-            for pass_ in range(0 if touch else 1, 2):
-                for q in range(ns):
-                    k = spk_now[q]
-                    for sg in range(seg_ptr[k], seg_ptr[k + 1]):
-                        p = seg_proj[sg]
-                        a = seg_lo[sg]
-                        b = seg_hi[sg]
-                        widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
-                        if pass_ == 0:
-                            _prefetch_row(syn_post, codes, w_f, a, b, widx0, pint[p, P_LNS] != 0)
+                _prefetch_rows(spk_now, 0, ns, seg_ptr, seg_lo, seg_hi, seg_proj, syn_post, codes, w_f, pint)
+            for q in range(ns):
+                k = spk_now[q]
+                for sg in range(seg_ptr[k], seg_ptr[k + 1]):
+                    p = seg_proj[sg]
+                    a = seg_lo[sg]
+                    b = seg_hi[sg]
+                    widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
+                    target = _target(n, p, ge, gi, inbuf, pint, delays)
+                    if plastic:
+                        if pint[p, P_RULE] >= 0:
+                            _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pint, pf,
+                                         x_pre, x_pre_t, x_post, x_post_t, mod)
                             continue
-                        target = _target(n, p, ge, gi, inbuf, pint, delays)
-                        if plastic:
-                            if pint[p, P_RULE] >= 0:
-                                _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pint, pf,
-                                             x_pre, x_pre_t, x_post, x_post_t, mod)
-                                continue
-                        _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_w, lns_w)
+                    _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_w, lns_w)
             # ---- postsynaptic pathway
             if plastic:
                 for q in range(ns):

@@ -42,15 +42,13 @@ from neurolns._jit import jit
 from neurolns.sim.spiking import _sync
 from neurolns.sim.spiking._kernels import (
     CUBA_EXACT,
-    P_LNS,
     P_STORE,
     P_SYNBASE,
     _add_row,
     _init_held,
     _lif_cuba_exact,
     _lif_generic,
-    _prefetch_row,
-    _prefetch_segments,
+    _prefetch_rows,
     _target,
 )
 
@@ -208,23 +206,20 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
             # ---- every spike, through the synapses onto the own neurons
             if touch:
                 for u in range(n_threads):
-                    _prefetch_segments(spk_now, bounds[u], n_spk[u * _sync.LINE], seg_ptr, seg_a, seg_b, seg_proj)
-            for pass_ in range(0 if touch else 1, 2):
-                for u in range(n_threads):
-                    for q in range(bounds[u], n_spk[u * _sync.LINE]):
-                        k = spk_now[q]
-                        for sg in range(seg_ptr[k], seg_ptr[k + 1]):
-                            a = seg_a[sg]
-                            b = seg_b[sg]
-                            if b <= a:
-                                continue
-                            p = seg_proj[sg]
-                            widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
-                            if pass_ == 0:
-                                _prefetch_row(syn_post, codes, w_f, a, b, widx0, pint[p, P_LNS] != 0)
-                                continue
-                            target = _target(n, p, ge, gi, inbuf, pint, delays)
-                            _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_w, lns_w)
+                    _prefetch_rows(spk_now, bounds[u], n_spk[u * _sync.LINE], seg_ptr, seg_a, seg_b, seg_proj,
+                                   syn_post, codes, w_f, pint)
+            for u in range(n_threads):
+                for q in range(bounds[u], n_spk[u * _sync.LINE]):
+                    k = spk_now[q]
+                    for sg in range(seg_ptr[k], seg_ptr[k + 1]):
+                        a = seg_a[sg]
+                        b = seg_b[sg]
+                        if b <= a:
+                            continue
+                        p = seg_proj[sg]
+                        widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
+                        target = _target(n, p, ge, gi, inbuf, pint, delays)
+                        _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_w, lns_w)
             # this thread's work of the step, without the waits (to balance the ranges)
             busy[t * _sync.LINE] += (c1 - c0) + (cycles() - c2)
             phase += 1
