@@ -226,6 +226,8 @@ def _prefetch_rows(spk_now, q0, q1, seg_ptr, seg_a, seg_b, seg_proj, syn_post, c
 
 #: neurons per block of the CUBA update (the flags of blocks with a threshold crossing)
 BLOCK = 256
+#: neurons per sub-block searched for crossings inside a flagged block
+SUB = 32
 
 
 @jit(inline="always")
@@ -306,23 +308,32 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
     for _ in range(count):
         v[held_k[h]] = held_v[h]
         h = h + 1 if h + 1 < size else 0
-    # threshold and reset, in index order, in the flagged blocks; h is the ring's tail
+    # threshold and reset, in index order, in the flagged blocks; h is the ring's tail.
+    # A flagged block is searched by sub-blocks of SUB: a vectorised count of the
+    # potentials above threshold first, the scalar test only where it is not 0
     nb = 0
     for b0 in range(lo, hi, BLOCK):
         if up[nb]:
             b1 = b0 + BLOCK if b0 + BLOCK < hi else hi
             vs = v[b0:b1]
             rs = ref_until[b0:b1]
-            for q in range(b1 - b0):
-                if vs[q] > vth and n >= rs[q]:
-                    vs[q] = vr
-                    rs[q] = n + refs
-                    spk_now[ns] = b0 + q
-                    ns += 1
-                    held_k[h] = b0 + q
-                    held_v[h] = vr
-                    h = h + 1 if h + 1 < size else 0
-                    count += 1
+            for c0 in range(0, b1 - b0, SUB):
+                c1 = c0 + SUB if c0 + SUB < b1 - b0 else b1 - b0
+                above = 0
+                for q in range(c0, c1):
+                    above += vs[q] > vth
+                if above == 0:
+                    continue
+                for q in range(c0, c1):
+                    if vs[q] > vth and n >= rs[q]:
+                        vs[q] = vr
+                        rs[q] = n + refs
+                        spk_now[ns] = b0 + q
+                        ns += 1
+                        held_k[h] = b0 + q
+                        held_v[h] = vr
+                        h = h + 1 if h + 1 < size else 0
+                        count += 1
         nb += 1
     n_held[0] = head
     n_held[1] = count
