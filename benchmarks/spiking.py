@@ -17,8 +17,10 @@ in-degree at 100):
   does only that, timed here, bounds the speed-up any kernel can reach over
   Brian2 (spike propagation, thresholds and monitors come on top).
 
-Usage: ``python benchmarks/spiking.py [--quick] [--no-standalone] [--threads T]``
-(``--quick``: 4000 × 1 s only; ``--threads 1``: one thread only).
+Usage: ``python benchmarks/spiking.py [--quick] [--no-standalone] [--threads T] [--float32]``
+(``--quick``: 4000 × 1 s only; ``--threads 1``: one thread only; ``--float32``:
+the 40k case also with float32 neuron state, against Brian2 cython run with
+``prefs.core.default_float_dtype = float32``).
 """
 from __future__ import annotations
 
@@ -48,19 +50,19 @@ print(time.perf_counter() - t0)
 """
 
 
-def neurolns_warm(n: int, seconds: float, repeat: int, thread_counts=(1,)) -> dict:
-    """Best warm ``run()`` time per thread count, the counts timed in alternating rounds."""
-    for T in thread_counts:
+def neurolns_warm(n: int, seconds: float, repeat: int, configs=((1, "float64"),)) -> dict:
+    """Best warm ``run()`` time per (threads, dtype), the configurations timed in alternating rounds."""
+    for T, dtype in configs:
         # compile (or load from the disk cache) outside the timing: the same size, so the
         # same kernel variant (large networks add the pass that prefetches synapse rows)
-        build_cuba(CUBAConfig(n=n), seed=99, threads=T).run(0.01, progress=False)
-    best = {T: float("inf") for T in thread_counts}
+        build_cuba(CUBAConfig(n=n), seed=99, threads=T, dtype=dtype).run(0.01, progress=False)
+    best = {c: float("inf") for c in configs}
     for r in range(repeat):
-        for T in thread_counts:
-            net = build_cuba(CUBAConfig(n=n), seed=r, record=True, threads=T)
+        for T, dtype in configs:
+            net = build_cuba(CUBAConfig(n=n), seed=r, record=True, threads=T, dtype=dtype)
             t0 = time.perf_counter()
             net.run(seconds, progress=False)
-            best[T] = min(best[T], time.perf_counter() - t0)
+            best[(T, dtype)] = min(best[(T, dtype)], time.perf_counter() - t0)
     return best
 
 
@@ -89,17 +91,21 @@ def state_traffic_floor(n: int, seconds: float, repeat: int = 3) -> float:
     return best
 
 
-def brian2_cython(n: int, seconds: float, repeat: int) -> tuple[float, float]:
+def brian2_cython(n: int, seconds: float, repeat: int, dtype: str = "float64") -> tuple[float, float]:
     """(first run() in this process, best warm run()) with the cython target."""
     import brian2 as b2
 
     b2.prefs.codegen.target = "cython"
-    times = []
-    for r in range(repeat + 1):
-        net, _ = build_cuba_brian2(CUBAConfig(n=n), seed=r)
-        t0 = time.perf_counter()
-        net.run(seconds * b2.second)
-        times.append(time.perf_counter() - t0)
+    b2.prefs.core.default_float_dtype = b2.float32 if dtype == "float32" else b2.float64
+    try:
+        times = []
+        for r in range(repeat + 1):
+            net, _ = build_cuba_brian2(CUBAConfig(n=n), seed=r)
+            t0 = time.perf_counter()
+            net.run(seconds * b2.second)
+            times.append(time.perf_counter() - t0)
+    finally:
+        b2.prefs.core.default_float_dtype = b2.float64
     return times[0], min(times[1:])
 
 
@@ -139,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-standalone", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="thread count timed besides 1 (1: one thread only)")
+    ap.add_argument("--float32", action="store_true",
+                    help="also time float32 neuron state, against Brian2 cython with float32 (40k case)")
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error(f"--threads={args.threads} is out of range; allowed: >= 1")
@@ -150,17 +158,26 @@ def main(argv=None) -> int:
     try:
         for n, sec in cases:
             rep = 2 if sec > 1 or n > 4000 else args.repeat
-            ours = neurolns_warm(n, sec, rep + 1 if n > 4000 else rep, counts)
+            configs = [(T, "float64") for T in counts]
+            if args.float32 and n > 4000:
+                configs += [(T, "float32") for T in counts]
+            ours = neurolns_warm(n, sec, rep + 1 if n > 4000 else rep, configs)
             b2_first, b2_warm = brian2_cython(n, sec, rep)
             name = f"CUBA {n // 1000}k x {sec:g} s"
             report(f"{name}: Brian2 cython run() warm", b2_warm, "s")
             row = {"brian2_cython_s": b2_warm, "brian2_cython_first_s": b2_first}
-            for T, t in ours.items():
-                tag = f"neurolns {T} thread{'s' if T > 1 else ''}"
+            if any(d == "float32" for _, d in configs):
+                _, b2_warm32 = brian2_cython(n, sec, rep, "float32")
+                report(f"{name}: Brian2 cython run() warm, float32", b2_warm32, "s")
+                row["brian2_cython_float32_s"] = b2_warm32
+            for (T, dtype), t in ours.items():
+                base = b2_warm if dtype == "float64" else b2_warm32
+                tag = f"neurolns {T} thread{'s' if T > 1 else ''}" + (", float32" if dtype == "float32" else "")
                 report(f"{name}: {tag} warm run", t, "s")
-                report(f"{name}: {tag} speed-up over Brian2 cython", b2_warm / t, "x", goal=">= 10",
-                       ok=b2_warm / t >= 10)
-                row[f"neurolns_{T}t_s"] = t
+                report(f"{name}: {tag} speed-up over Brian2 cython" + (" float32" if dtype == "float32" else ""),
+                       base / t, "x", goal=">= 10", ok=base / t >= 10)
+                row[f"neurolns_{T}t_{dtype}_s"] = t
+            ours = {T: t for (T, dtype), t in ours.items() if dtype == "float64"}
             floor = state_traffic_floor(n, sec)
             report(f"{name}: neuron-state traffic alone, one thread (48 B/neuron/step)", floor, "s")
             report(f"{name}: neurolns 1 thread / that floor", ours[1] / floor, "x")

@@ -89,7 +89,7 @@ class CUBANetwork:
 
 def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | None = None,
                rounding: str = "stochastic", seed: int = 0, record=True,
-               memory_budget_mb: float = 1024.0, threads: int = 1) -> CUBANetwork:
+               memory_budget_mb: float = 1024.0, threads: int = 1, dtype="float64") -> CUBANetwork:
     """The CUBA network in neurolns.
 
     Parameters
@@ -108,6 +108,9 @@ def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | N
     threads : int
         Threads of the time loop (:class:`~neurolns.sim.spiking.Network`);
         the spikes do not depend on it.
+    dtype : {"float64", "float32"}
+        Floating-point type of the neuron state and weights (see
+        :class:`~neurolns.sim.spiking.Network`).
 
     Examples
     --------
@@ -134,7 +137,7 @@ def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | N
     mon_e = SpikeMonitor(exc, record=record)
     mon_i = SpikeMonitor(inh, record=record)
     net = Network(*syns, mon_e, mon_i, dt_ms=cfg.dt_ms, seed=seed, memory_budget_mb=memory_budget_mb,
-                  threads=threads)
+                  threads=threads, dtype=dtype)
     return CUBANetwork(net, exc, inh, syns, mon_e, mon_i, cfg)
 
 

@@ -41,14 +41,16 @@ def _stats(t, i, cfg: CUBAConfig, seconds: float) -> dict:
             "cv_isi": mean_cv_isi(t, i, cfg.n), "spikes": int(i.size)}
 
 
-def run_neurolns(cfg: CUBAConfig, seconds: float, seeds: list[int], fmt=None, threads: int = 1) -> tuple[dict, tuple]:
+def run_neurolns(cfg: CUBAConfig, seconds: float, seeds: list[int], fmt=None, threads: int = 1,
+                 dtype: str = "float64") -> tuple[dict, tuple]:
     """Mean statistics over seeds, first and warm wall times, and the first seed's spikes.
 
-    ``threads`` does not change the spikes, only the wall times.
+    ``threads`` does not change the spikes, only the wall times; ``dtype`` is
+    the neuron state's float type.
     """
     stats, walls, first_spikes, n_syn = [], [], None, 0
     for k, seed in enumerate(seeds if len(seeds) > 1 else seeds * 2):
-        net = build_cuba(cfg, weight_format=fmt, seed=seed, threads=threads)
+        net = build_cuba(cfg, weight_format=fmt, seed=seed, threads=threads, dtype=dtype)
         t0 = time.perf_counter()
         net.run(seconds, progress=False)
         walls.append(time.perf_counter() - t0)
@@ -152,6 +154,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...) the statistics average over")
     ap.add_argument("--lns-format", default="lns8")
     ap.add_argument("--threads", type=int, default=1, help="threads of the neurolns loop (spikes do not change)")
+    ap.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                    help="float type of the neurolns neuron state and weights")
     ap.add_argument("--no-brian2", action="store_true")
     ap.add_argument("--no-standalone", action="store_true", help="skip Brian2's cpp_standalone device")
     ap.add_argument("--out", default="results/cuba_vs_brian2")
@@ -170,11 +174,11 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, spikes = [], {}
-    row, sp = run_neurolns(cfg, args.seconds, seeds, threads=args.threads)
-    rows.append({"simulator": "neurolns float64", **row})
-    spikes["neurolns float64"] = sp
+    row, sp = run_neurolns(cfg, args.seconds, seeds, threads=args.threads, dtype=args.dtype)
+    rows.append({"simulator": f"neurolns {args.dtype}", **row})
+    spikes[f"neurolns {args.dtype}"] = sp
     fmt = parse_format(args.lns_format)
-    row, sp = run_neurolns(cfg, args.seconds, seeds, fmt, threads=args.threads)
+    row, sp = run_neurolns(cfg, args.seconds, seeds, fmt, threads=args.threads, dtype=args.dtype)
     rows.append({"simulator": f"neurolns {fmt.name}", **row})
     spikes[f"neurolns {fmt.name}"] = sp
     if not args.no_brian2:
@@ -199,7 +203,8 @@ def main(argv=None) -> int:
             v = r[c]
             cells.append(f"{v:>22s}" if isinstance(v, str) else (f"{v:>12d}" if isinstance(v, int) else f"{v:>12.3f}"))
         print(" | ".join(cells))
-    summary = {"n": cfg.n, "seconds": args.seconds, "seeds": seeds, "threads": args.threads, "rows": rows}
+    summary = {"n": cfg.n, "seconds": args.seconds, "seeds": seeds, "threads": args.threads, "dtype": args.dtype,
+               "rows": rows}
     base = rows[0]
     summary["lns_rate_rel_diff"] = abs(rows[1]["rate_exc_hz"] * 0.8 + rows[1]["rate_inh_hz"] * 0.2
                                        - (base["rate_exc_hz"] * 0.8 + base["rate_inh_hz"] * 0.2)) / max(

@@ -123,6 +123,14 @@ class Network:
         rows not sorted by target, run on one thread (``RunReport.threads``
         says what ran). Worth it from a few thousand neurons, on cores that
         are free: threads wait for each other twice a step.
+    dtype : {"float64", "float32"}
+        Floating-point type of the neuron state (v, ge, gi, in mV), of the
+        neuron constants, of float weights and of decoded LNS weights.
+        float64 (default) is what the numpy reference and Brian2 use by
+        default; float32 halves the state's memory traffic, as Brian2's
+        ``prefs.core.default_float_dtype = float32`` does. Groups and
+        projections then hold float32 views of the network's arrays.
+        Plasticity traces and rules still compute in float64.
 
     Examples
     --------
@@ -139,7 +147,7 @@ class Network:
     """
 
     def __init__(self, *objects, dt_ms: float = 0.1, seed=None, memory_budget_mb: float = 1024.0,
-                 backend="numba", threads: int = 1):
+                 backend="numba", threads: int = 1, dtype="float64"):
         dt = float(dt_ms)
         if not (math.isfinite(dt) and 0 < dt <= 10):
             raise ValueError(f"dt_ms={dt} is out of range; allowed: 0 < dt_ms <= 10")
@@ -149,6 +157,9 @@ class Network:
         self.dt_ms = dt
         self.memory_budget_mb = mb
         self.backend = Backend(backend)
+        self.dtype = _state_dtype(dtype)
+        if self.dtype != np.float64 and self.backend is Backend.REFERENCE:
+            raise ValueError(f"dtype={self.dtype.name} needs backend='numba'; the reference backend runs float64 only")
         self.threads = threads
         self.groups: list[_Group] = []
         self.synapses: list[Synapses] = []
@@ -237,10 +248,11 @@ class Network:
         L.N = N
         L.lo = {id(g): int(offs[k]) for k, g in enumerate(self.groups)}
         L.gint = np.zeros((n_groups, 4), dtype=np.int64)
-        L.gflt = np.zeros((n_groups, 10))
-        L.v = np.zeros(N)
-        L.ge = np.zeros(N)
-        L.gi = np.zeros(N)
+        fdt = self.dtype
+        L.gflt = np.zeros((n_groups, 10), dtype=fdt)
+        L.v = np.zeros(N, dtype=fdt)
+        L.ge = np.zeros(N, dtype=fdt)
+        L.gi = np.zeros(N, dtype=fdt)
         L.ref_until = np.full(N, np.iinfo(np.int64).min // 2, dtype=np.int64)
         L.p_spike = np.zeros(N)
         L.p_next = np.zeros(N, dtype=np.int64)
@@ -290,7 +302,7 @@ class Network:
         code_dtype = max((f.code_dtype for f in lns_fmts), key=lambda d: d.itemsize, default=np.dtype(np.int8))
         float_syns = [s for s in syns if s.weight_format is None]
         lns_syns = [s for s in syns if s.weight_format is not None]
-        L.w_f = _concat_views(float_syns, "w", np.float64)
+        L.w_f = _concat_views(float_syns, "w", self.dtype)
         L.codes = _concat_views(lns_syns, "codes", code_dtype)
         tables, tab_len = [], 0
         seg_rows, in_rows = [], []
@@ -353,7 +365,7 @@ class Network:
             syn_base += s.n_synapses
         L.storage = [(s.w, s.codes) for s in syns]
         L.group_state = [(g, g.v) for g in self.groups if isinstance(g, NeuronGroup)]
-        L.dec_tab = np.concatenate(tables) if tables else np.zeros(1)
+        L.dec_tab = np.concatenate(tables).astype(self.dtype) if tables else np.zeros(1, dtype=self.dtype)
         # unsigned, so the kernel's scatter needs no negative-index check (a view, no copy)
         if len(posts) == 1 and posts[0][1] == 0:
             L.syn_post = posts[0][0].view(np.uint32)
@@ -371,7 +383,7 @@ class Network:
         L.in_pre = np.concatenate(in_pre) if in_pre else np.zeros(0, np.int64)
         L.x_pre, L.x_pre_t = np.zeros(trpre), np.zeros(trpre, dtype=np.int64)
         L.x_post, L.x_post_t = np.zeros(trpost), np.zeros(trpost, dtype=np.int64)
-        L.inbuf = np.zeros((max_delay + 1, 2, L.N if max_delay else 0))
+        L.inbuf = np.zeros((max_delay + 1, 2, L.N if max_delay else 0), dtype=self.dtype)
         # thread count -> (bounds, rows cut at them), or None when rows are unsorted; the bounds
         # follow the threads' measured work (ThreadedChunk.rebalance)
         L.thread_split = {}
@@ -420,7 +432,7 @@ class Network:
         spk_step = np.empty(plan.cap, dtype=np.int64)
         spk_idx = np.empty(plan.cap, dtype=np.int32)
         spk_now = np.empty(L.N, dtype=np.int32)
-        held_k, held_v = np.empty(L.N, dtype=np.int64), np.empty(L.N)
+        held_k, held_v = np.empty(L.N, dtype=np.int64), np.empty(L.N, dtype=self.dtype)
         up = np.empty(L.N // K.BLOCK + 1, dtype=np.bool_)
         pop = np.zeros((min(chunk, max(n_steps, 1)), len(self.groups)), dtype=np.int32)
         if self._seed is not None:
@@ -605,6 +617,16 @@ class Network:
     def __repr__(self) -> str:
         return (f"Network({len(self.groups)} groups, {self.n_neurons} neurons, {len(self.synapses)} projections, "
                 f"{self.n_synapses} synapses, dt={self.dt_ms} ms, t={self.t:.4f} s)")
+
+
+def _state_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype={dtype!r} is not a numpy dtype; allowed: float64, float32") from exc
+    if dt not in (np.float64, np.float32):
+        raise ValueError(f"dtype={dt.name} is not supported; allowed: float64, float32")
+    return dt
 
 
 def _features(L: _Layout, plan) -> dict:
