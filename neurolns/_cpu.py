@@ -16,6 +16,9 @@ into the calling kernel (no call), and kernels using them still cache on disk:
   for it (``llvm.prefetch``, read, keep in all cache levels). A load would
   hold a slot of the out-of-order window until its line arrives; a prefetch
   retires at once, so a loop of them puts many cache misses in flight.
+
+With ``NEUROLNS_DISABLE_JIT=1`` each is a plain Python function with the same
+effect on one thread (a prefetch does nothing, ``cycles`` returns 0).
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from neurolns._jit import _DISABLED
 
 __all__ = ["store_release", "load_acquire", "pause", "sched_yield", "prefetch", "cycles"]
 
@@ -126,3 +131,25 @@ def cycles(typingctx):
         return builder.call(fn, [])
 
     return sig, codegen
+
+
+if _DISABLED:  # NEUROLNS_DISABLE_JIT=1: kernels run as Python, so these must too
+    import os as _os
+
+    def store_release(arr, idx, val):  # noqa: F811 - the plain-Python twin
+        arr[idx] = val
+
+    def load_acquire(arr, idx):  # noqa: F811
+        return arr[idx]
+
+    def pause():  # noqa: F811
+        pass
+
+    def sched_yield():  # noqa: F811
+        _os.sched_yield()
+
+    def prefetch(arr, idx):  # noqa: F811
+        pass
+
+    def cycles():  # noqa: F811
+        return 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neurolns._jit import _DISABLED as _JIT_DISABLED
 from neurolns.formats import Underflow, _StrEnum
 from neurolns.sim.spiking import _kernels as K
 from neurolns.sim.spiking import _threaded
@@ -121,8 +122,9 @@ class Network:
         state are bit-identical to one thread's. Networks with Poisson sources,
         spike generators, plasticity, or state and weight monitors, and synapse
         rows not sorted by target, run on one thread (``RunReport.threads``
-        says what ran). Worth it from a few thousand neurons, on cores that
-        are free: threads wait for each other twice a step.
+        says what ran), as does everything with ``NEUROLNS_DISABLE_JIT=1``.
+        Worth it from a few thousand neurons, on cores that are free: threads
+        wait for each other twice a step.
     dtype : {"float64", "float32"}
         Floating-point type of the neuron state (v, ge, gi, in mV), of the
         neuron constants, of float weights and of decoded LNS weights.
@@ -498,8 +500,8 @@ class Network:
     def _threaded_chunk(self, L: _Layout, feats: dict, plan, chunk: int):
         """The threaded loop for this run, or None when it runs on one thread (see ``threads``)."""
         T = min(self.threads, L.N // _threaded.ALIGN)
-        if T < 2 or not _threaded.threadable(feats):
-            return None
+        if T < 2 or not _threaded.threadable(feats) or _JIT_DISABLED:
+            return None  # (as Python, threads would spin holding the GIL)
         if L.thread_split.get(T, False) is False:
             bounds = _threaded.thread_bounds(L.N, T)
             split = _threaded.split_rows(L.syn_post, L.seg_lo, L.seg_hi, bounds)
