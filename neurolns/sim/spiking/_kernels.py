@@ -166,23 +166,25 @@ def _target(n, p, ge, gi, inbuf, pint, delays):
 
 
 @jit(inline="always")
-def _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_w, lns_w):
-    """The hot loop: synapses ``a..b-1`` of projection ``p`` add their weights into ``target``.
+def _add_float(target, syn_post, w_f, a, b, widx0):
+    """The hot loop of float weights: synapses ``a..b-1`` add their weights into ``target``.
 
     One scattered add per synapse, over slices indexed from 0 and unsigned
     targets, so that Numba emits no negative-index checks.
     """
     post = syn_post[a:b]
-    if pint[p, P_LNS] != 0:
-        if lns_w:
-            cs = codes[widx0 + a: widx0 + b]
-            toff = pint[p, P_TAB]
-            for s in range(b - a):
-                target[post[s]] += dec_tab[toff + cs[s]]
-    elif float_w:
-        ws = w_f[widx0 + a: widx0 + b]
-        for s in range(b - a):
-            target[post[s]] += ws[s]
+    ws = w_f[widx0 + a: widx0 + b]
+    for s in range(b - a):
+        target[post[s]] += ws[s]
+
+
+@jit(inline="always")
+def _add_lns(target, syn_post, codes, dec_tab, a, b, widx0, toff):
+    """The hot loop of LNS weights: each synapse adds its code's decoded value (table at ``toff``)."""
+    post = syn_post[a:b]
+    cs = codes[widx0 + a: widx0 + b]
+    for s in range(b - a):
+        target[post[s]] += dec_tab[toff + cs[s]]
 
 
 @jit
@@ -230,34 +232,19 @@ BLOCK = 256
 SUB = 32
 
 
-@jit(inline="always")
-def _init_held(n0, lo, hi, v, ref_until, held_k, held_v, n_held):
-    """Put the neurons of ``lo..hi-1`` refractory at step ``n0`` into the ring ``held_k``/``held_v``.
+def init_held(n0, lo, hi, v, ref_until, held_k, held_v, n_held):
+    """Put the neurons of ``lo..hi-1`` refractory at step ``n0`` into their ring (numpy, before a run).
 
-    The ring (``hi - lo`` entries, ``n_held`` = [head, count]) holds them in
-    order of release, with their potential at ``n0`` (see :func:`_lif_cuba_exact`).
-    A Shell sort on the release step: plain loops, which compile in a fraction
-    of the time ``np.argsort`` takes (this runs once a chunk, on the few
-    neurons refractory at its start).
+    The ring is ``held_k[lo:hi]``/``held_v[lo:hi]`` with ``n_held`` = [head,
+    count] (see :func:`_lif_cuba_exact`): the neurons in order of release, with
+    their potential at ``n0``. The kernels keep it from step to step and from
+    chunk to chunk; set up here, in numpy, it costs the time loop no compile.
     """
-    m = 0
-    for k in range(lo, hi):
-        if n0 < ref_until[k]:
-            held_k[m] = k
-            m += 1
-    gap = m // 2
-    while gap > 0:
-        for a in range(gap, m):
-            k = held_k[a]
-            key = ref_until[k]
-            b = a
-            while b >= gap and ref_until[held_k[b - gap]] > key:
-                held_k[b] = held_k[b - gap]
-                b -= gap
-            held_k[b] = k
-        gap = 1 if gap == 2 else (gap * 5) // 11
-    for h in range(m):
-        held_v[h] = v[held_k[h]]
+    ks = lo + np.flatnonzero(ref_until[lo:hi] > n0)
+    ks = ks[np.argsort(ref_until[ks], kind="stable")]
+    m = ks.size
+    held_k[lo: lo + m] = ks
+    held_v[lo: lo + m] = v[ks]
     n_held[0] = 0
     n_held[1] = m
 
@@ -507,7 +494,8 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
         """Advance steps ``n0 .. n1-1``; return the first step not done (``n1`` when complete).
 
         ``cursor`` (``1 + 2 n_groups`` entries) holds the next generator event and,
-        per group, the head and length of its ring of refractory neurons in
+        per group, the head and length of its ring of refractory neurons (set up
+        by :func:`init_held` before the run, kept across calls) in
         ``held_k``/``held_v`` (scratch of ``N`` entries, group ``g`` in its own
         neuron range); ``up`` has ``N // BLOCK + 1`` entries.
 
@@ -517,14 +505,6 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
         n_groups = gint.shape[0]
         n_delay = inbuf.shape[0]
         cap = spk_step.shape[0]
-        if exact:
-            # the refractory neurons of the exact CUBA groups and their potential (see _lif_cuba_exact)
-            # (one ring per group, in the group's own range of the scratch)
-            for g in range(n_groups):
-                if gint[g, 2] == CUBA_EXACT:
-                    lo = gint[g, 0]
-                    hi = gint[g, 1]
-                    _init_held(n0, lo, hi, v, ref_until, held_k[lo:hi], held_v[lo:hi], cursor[1 + 2 * g: 3 + 2 * g])
         for n in range(n0, n1):
             if spk_n[0] + n_rec > cap:
                 return n
@@ -586,13 +566,30 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                     a = seg_lo[sg]
                     b = seg_hi[sg]
                     widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
-                    target = _target(n, p, ge, gi, inbuf, pint, delays)
+                    chan = pint[p, P_CHAN]
+                    target = ge if chan == 0 else gi
+                    if delays:
+                        d = pint[p, P_DELAY]
+                        if d > 0:
+                            target = inbuf[(n + d) % n_delay, chan]
                     if plastic:
                         if pint[p, P_RULE] >= 0:
                             _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pint, pf,
                                          x_pre, x_pre_t, x_post, x_post_t, mod)
                             continue
-                    _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_w, lns_w)
+                    # the hot loops (as _add_float / _add_lns, which the threaded loop calls; written
+                    # out here, as a call costs this loop's cold start a compile or an IR inlining)
+                    post = syn_post[a:b]
+                    if pint[p, P_LNS] != 0:
+                        if lns_w:
+                            cs = codes[widx0 + a: widx0 + b]
+                            toff = pint[p, P_TAB]
+                            for s in range(b - a):
+                                target[post[s]] += dec_tab[toff + cs[s]]
+                    elif float_w:
+                        ws = w_f[widx0 + a: widx0 + b]
+                        for s in range(b - a):
+                            target[post[s]] += ws[s]
             # ---- postsynaptic pathway
             if plastic:
                 for q in range(ns):

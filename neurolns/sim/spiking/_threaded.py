@@ -42,10 +42,13 @@ from neurolns._jit import jit
 from neurolns.sim.spiking import _sync
 from neurolns.sim.spiking._kernels import (
     CUBA_EXACT,
+    P_LNS,
     P_STORE,
     P_SYNBASE,
-    _add_row,
-    _init_held,
+    P_TAB,
+    _add_float,
+    _add_lns,
+    init_held,
     _lif_cuba_exact,
     _lif_generic,
     _prefetch_rows,
@@ -136,13 +139,6 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
         n_delay = inbuf.shape[0]
         cap = spk_step.shape[0]
         phase = 0
-        if exact:
-            for g in range(n_groups):
-                if gint[g, 2] == CUBA_EXACT:
-                    lo = max(gint[g, 0], lo_t)
-                    hi = max(min(gint[g, 1], hi_t), lo)
-                    c = 2 * (g * n_threads + t)
-                    _init_held(n0, lo, hi, v, ref_until, held_k[lo:hi], held_v[lo:hi], n_held[c: c + 2])
         for n in range(n0, n1):
             # spk_n changes only between the barriers, so every thread stops at the same step
             if spk_n[0] + n_rec > cap:
@@ -219,7 +215,11 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
                         p = seg_proj[sg]
                         widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
                         target = _target(n, p, ge, gi, inbuf, pint, delays)
-                        _add_row(target, syn_post, codes, w_f, dec_tab, a, b, widx0, p, pint, float_w, lns_w)
+                        if pint[p, P_LNS] != 0:
+                            if lns_w:
+                                _add_lns(target, syn_post, codes, dec_tab, a, b, widx0, pint[p, P_TAB])
+                        elif float_w:
+                            _add_float(target, syn_post, w_f, a, b, widx0)
             # this thread's work of the step, without the waits (to balance the ranges)
             busy[t * _sync.LINE] += (c1 - c0) + (cycles() - c2)
             phase += 1
@@ -305,6 +305,14 @@ class ThreadedChunk:
 
     def __call__(self, n0, n1, L, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop, spk_now, held_k, held_v):
         T = self.n_threads
+        # the rings of refractory neurons, per group and thread range (the bounds may have moved)
+        for g in range(L.gint.shape[0]):
+            if L.gint[g, 2] == CUBA_EXACT:
+                for t in range(T):
+                    lo = max(int(L.gint[g, 0]), int(self.bounds[t]))
+                    hi = max(min(int(L.gint[g, 1]), int(self.bounds[t + 1])), lo)
+                    c = 2 * (g * T + t)
+                    init_held(n0, lo, hi, L.v, L.ref_until, held_k, held_v, self.n_held[c: c + 2])
         self.flags[:] = 0
         self.busy[:] = 0
         self.pop[:] = 0

@@ -453,6 +453,10 @@ class Network:
                 if isinstance(g, PoissonGroup):
                     lo = L.lo[id(g)]
                     K.init_poisson(L.p_spike, L.p_next, lo, lo + g.n, step0)
+            for k, g in enumerate(self.groups):
+                if L.gint[k, 2] == K.CUBA_EXACT:
+                    lo = L.lo[id(g)]
+                    K.init_held(step0, lo, lo + g.n, L.v, L.ref_until, held_k, held_v, cursor[1 + 2 * k: 3 + 2 * k])
         else:
             fn = functools.partial(_reference_chunk(), rng=np.random.default_rng(run_seed))
         show = progress if progress is not None else duration > 10.0
