@@ -10,8 +10,9 @@ into the calling kernel (no call), and kernels using them still cache on disk:
   needs (everything written before the store is visible after the load).
 * :func:`pause`: the x86 ``pause`` spin-wait hint (nothing on other CPUs).
 * :func:`sched_yield`: give the core to another runnable thread.
-* :func:`cycles`: the CPU's cycle counter (``llvm.readcyclecounter``, the
-  TSC on x86; 0 where a CPU has none), for measuring work inside a kernel.
+* :func:`cycles`: the CPU's cycle counter on x86 (``llvm.readcyclecounter``,
+  the TSC), for measuring work inside a kernel; 0 on other CPUs, where the
+  counter may be closed to user code.
 * :func:`prefetch`: ask for the cache line of ``arr[idx]`` without waiting
   for it (``llvm.prefetch``, read, keep in all cache levels). A load would
   hold a slot of the out-of-order window until its line arrives; a prefetch
@@ -126,6 +127,10 @@ def cycles(typingctx):
     sig = types.int64()
 
     def codegen(context, builder, signature, args):
+        if not _X86:
+            # elsewhere the counter may be closed to user code (AArch64's PMCCNTR_EL0, RISC-V's
+            # rdcycle since Linux 6.6): reading it would be an illegal instruction
+            return ir.Constant(ir.IntType(64), 0)
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
                                             "llvm.readcyclecounter")
         return builder.call(fn, [])

@@ -226,3 +226,27 @@ def test_same_seed_same_spikes_and_different_seed_differs():
     a, b, c = run(5), run(5), run(6)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not (a[0].size == c[0].size and np.array_equal(a[0], c[0]))
+
+
+@pytest.mark.parametrize("carry", ["reused_group", "ref_until_by_hand"])
+def test_refractory_state_from_before_the_run_matches_reference(carry):
+    """Neurons refractory for longer than the refractory period when a run starts (a group reused in a
+    new network, whose steps restart at 0, or ``ref_until`` written by hand) are released on time:
+    the compiled loop (one and two threads) gives the reference loop's spikes and potentials."""
+    out = []
+    for backend, threads in (("reference", 1), ("numba", 1), ("numba", 2)):
+        rng = np.random.default_rng(11)
+        g = NeuronGroup(64, LIFParams(v_rest_mV=-49.0), v0_mV=rng.uniform(-60, -50, 64))
+        rec = Synapses(g, g, fixed_probability(64, 64, 0.1, seed=3), weight=0.4)
+        if carry == "reused_group":
+            Network(rec, backend=backend).run(0.02, progress=False)
+        else:
+            g.ref_until[:5] = [10**6, 300, 120, 80, 60]
+        mon = SpikeMonitor(g)
+        Network(rec, mon, backend=backend, threads=threads).run(0.05, progress=False)
+        out.append((mon.t, mon.i, g.v.copy()))
+    assert out[0][0].size > 50
+    for t, i, v in out[1:]:
+        np.testing.assert_array_equal(t, out[0][0])
+        np.testing.assert_array_equal(i, out[0][1])
+        np.testing.assert_allclose(v, out[0][2], rtol=0, atol=1e-9)

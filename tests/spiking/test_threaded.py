@@ -289,3 +289,30 @@ def test_a_failing_thread_releases_the_others():
     th.join(timeout=60)
     assert not th.is_alive(), "the surviving thread kept waiting at the barrier"
     assert done and "thread 1 failed" in str(done[0].value)
+
+
+def test_a_thread_that_cannot_start_leaves_no_thread_waiting(monkeypatch):
+    """If starting a thread fails, the started ones leave their barrier wait and the error reaches the caller."""
+    net, _, _ = _recurrent(3)
+    net.run(0.001, progress=False)  # compiles
+    real_start = threading.Thread.start
+    calls = []
+
+    def start(self):
+        calls.append(self)
+        if len(calls) == 2:
+            raise RuntimeError("cannot start thread")
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="cannot start thread"):
+        net.run(0.01, progress=False)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    calls[0].join(timeout=30)
+    assert not calls[0].is_alive()
+
+
+def test_dtype_is_fixed_at_construction():
+    net = Network(dtype="float32")
+    with pytest.raises(AttributeError):
+        net.dtype = "float64"

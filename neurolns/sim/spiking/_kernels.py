@@ -213,15 +213,16 @@ def _prefetch_rows(spk_now, q0, q1, seg_ptr, seg_a, seg_b, seg_proj, syn_post, c
                 continue
             p = seg_proj[sg]
             widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
-            for s in range(a, b, 16):  # 16 uint32 targets a 64-byte line
+            # one prefetch per 64-byte line of each array
+            for s in range(a, b, 64 // syn_post.itemsize):
                 prefetch(syn_post, s)
             prefetch(syn_post, b - 1)
             if pint[p, P_LNS] != 0:
-                for s in range(widx0 + a, widx0 + b, 64):
+                for s in range(widx0 + a, widx0 + b, 64 // codes.itemsize):
                     prefetch(codes, s)
                 prefetch(codes, widx0 + b - 1)
             else:
-                for s in range(widx0 + a, widx0 + b, 8):
+                for s in range(widx0 + a, widx0 + b, 64 // w_f.itemsize):
                     prefetch(w_f, s)
                 prefetch(w_f, widx0 + b - 1)
 
@@ -259,8 +260,11 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
     neuron is updated and those refractory put back from a ring of the group's
     refractory neurons and their held potential (``held_k``/``held_v``, ``hi -
     lo`` entries; ``n_held`` = [head, count], kept by the caller across steps).
-    Every neuron of a group is refractory for the same number of steps, so the
-    ring is in order of release: only its front is checked. ``up`` gets a flag
+    Every neuron of a group is refractory for the same number of steps, so a
+    neuron that spikes joins the ring at its back, in order of release, and
+    only the front is checked; a neuron refractory from before the run for
+    longer than that (a group reused in a new network, ``ref_until`` set by
+    hand) is passed on insertion, so the order holds. ``up`` gets a flag
     per block of :data:`BLOCK` neurons: whether one may have crossed
     threshold; only those blocks are scanned.
     """
@@ -317,8 +321,20 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
                         rs[q] = n + refs
                         spk_now[ns] = b0 + q
                         ns += 1
-                        held_k[h] = b0 + q
-                        held_v[h] = vr
+                        # into the ring in release order: entries held past n + refs (only
+                        # neurons refractory from before the run can be) move back one slot
+                        pos = h
+                        behind = count
+                        while behind > 0:
+                            prev = pos - 1 if pos > 0 else size - 1
+                            if ref_until[held_k[prev]] <= n + refs:
+                                break
+                            held_k[pos] = held_k[prev]
+                            held_v[pos] = held_v[prev]
+                            pos = prev
+                            behind -= 1
+                        held_k[pos] = b0 + q
+                        held_v[pos] = vr
                         h = h + 1 if h + 1 < size else 0
                         count += 1
         nb += 1

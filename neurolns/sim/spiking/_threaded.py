@@ -42,6 +42,7 @@ from neurolns._jit import jit
 from neurolns.sim.spiking import _sync
 from neurolns.sim.spiking._kernels import (
     CUBA_EXACT,
+    GENERATOR,
     P_LNS,
     P_STORE,
     P_SYNBASE,
@@ -63,8 +64,9 @@ SERIAL_ONLY = ("poisson", "generators", "plastic", "state_mon", "weight_mon")
 REBALANCE_STEPS = 200
 #: the bounds move only when one thread worked this much longer than another
 REBALANCE_GAP = 1.1
-#: thread bounds are multiples of this many neurons (8 float64 = one cache line), so that
-#: no cache line of v, ge or gi is written by two threads
+#: thread bounds are multiples of this many neurons (8 float64, the size of a cache line),
+#: so that at most one cache line of v, ge or gi at each bound is written by two threads
+#: (numpy does not align arrays to cache lines)
 ALIGN = 8
 
 
@@ -128,7 +130,7 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
 
         The synapses of row ``sg`` onto this thread's neurons are ``seg_a[sg] .. seg_b[sg]-1``.
         ``n_spk[u * LINE]`` is one past thread ``u``'s last spike of the step in
-        ``spk_now``; ``n_held[2 (g n_threads + t) :][:2]`` is the ring of group
+        ``spk_now``; ``n_held[(g n_threads + t) LINE :][:2]`` is the ring of group
         ``g``'s refractory neurons held by thread ``t``; ``up`` is this thread's block flags;
         ``busy[t * LINE]`` gets the cycles this thread worked (waits excluded).
         Every thread returns the same step.
@@ -157,11 +159,11 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
                 if kind == CUBA_EXACT:
                     if exact:
                         f = gflt[g]
-                        c = 2 * (g * n_threads + t)
+                        c = (g * n_threads + t) * _sync.LINE
                         ns = _lif_cuba_exact(n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
                                              v, ge, gi, ref_until, spk_now, ns, held_k[lo:hi], held_v[lo:hi],
                                              n_held[c: c + 2], up)
-                elif generic:
+                elif kind != GENERATOR and generic:  # (a generator without events)
                     f = gflt[g]
                     ns = _lif_generic(kind, n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[8],
                                       f[9], v, ge, gi, ref_until, spk_now, ns)
@@ -266,7 +268,8 @@ class ThreadedChunk:
         self.flags = np.zeros(_sync.flags_size(n_threads), dtype=np.int64)
         self.n_spk = np.zeros(n_threads * _sync.LINE, dtype=np.int64)
         self.busy = np.zeros(n_threads * _sync.LINE, dtype=np.int64)
-        self.n_held = np.zeros(2 * n_groups * n_threads, dtype=np.int64)
+        # [head, count] of each (group, thread) ring, one cache line each (written every step)
+        self.n_held = np.zeros(n_groups * n_threads * _sync.LINE, dtype=np.int64)
         # each thread's block flags on cache lines of their own (written every step)
         self.up = np.zeros((n_threads, -(-(n_neurons // BLOCK + 2) // 64) * 64), dtype=np.bool_)
         self.pop = np.zeros((n_threads, chunk, n_groups), dtype=np.int32)
@@ -311,7 +314,7 @@ class ThreadedChunk:
                 for t in range(T):
                     lo = max(int(L.gint[g, 0]), int(self.bounds[t]))
                     hi = max(min(int(L.gint[g, 1]), int(self.bounds[t + 1])), lo)
-                    c = 2 * (g * T + t)
+                    c = (g * T + t) * _sync.LINE
                     init_held(n0, lo, hi, L.v, L.ref_until, held_k, held_v, self.n_held[c: c + 2])
         self.flags[:] = 0
         self.busy[:] = 0
@@ -333,10 +336,18 @@ class ThreadedChunk:
         # a thread that compiles (or loads from the disk cache) first holds Numba's compile
         # lock; the other waits for it there, before the first barrier
         others = [threading.Thread(target=body, args=(t,), daemon=True) for t in range(1, T)]
-        for th in others:
-            th.start()
+        started = []
+        try:
+            for th in others:
+                th.start()
+                started.append(th)
+        except BaseException:  # the started ones would wait at the first barrier for ever
+            _abort(self.flags, T)
+            for th in started:
+                th.join()
+            raise
         body(0)
-        for th in others:
+        for th in started:
             th.join()
         if errors:
             raise errors[0]

@@ -159,8 +159,8 @@ class Network:
         self.dt_ms = dt
         self.memory_budget_mb = mb
         self.backend = Backend(backend)
-        self.dtype = _state_dtype(dtype)
-        if self.dtype != np.float64 and self.backend is Backend.REFERENCE:
+        self._dtype = _state_dtype(dtype)
+        if self._dtype != np.float64 and self.backend is Backend.REFERENCE:
             raise ValueError(f"dtype={self.dtype.name} needs backend='numba'; the reference backend runs float64 only")
         self.threads = threads
         self.groups: list[_Group] = []
@@ -171,6 +171,11 @@ class Network:
         self._seed = int(np.random.SeedSequence(seed).generate_state(1)[0]) if seed is not None else None
         self._layout = None
         self.add(*objects)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Float type of the neuron state and weights (set at construction)."""
+        return self._dtype
 
     @property
     def threads(self) -> int:
@@ -434,7 +439,7 @@ class Network:
         spk_step = np.empty(plan.cap, dtype=np.int64)
         spk_idx = np.empty(plan.cap, dtype=np.int32)
         spk_now = np.empty(L.N, dtype=np.int32)
-        held_k, held_v = np.empty(L.N, dtype=np.int64), np.empty(L.N, dtype=self.dtype)
+        held_k, held_v = np.empty(L.N, dtype=np.int64), np.empty(L.N, dtype=L.v.dtype)
         up = np.empty(L.N // K.BLOCK + 1, dtype=np.bool_)
         pop = np.zeros((min(chunk, max(n_steps, 1)), len(self.groups)), dtype=np.int32)
         if self._seed is not None:
