@@ -76,15 +76,18 @@ def load_acquire(typingctx, arr, idx):
     return sig, codegen
 
 
+def _call(builder, name: str, ret):
+    """A call to the argument-less function or LLVM intrinsic ``name`` returning ``ret``."""
+    return builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, []), name), [])
+
+
 @intrinsic
 def pause(typingctx):
     sig = types.void()
 
     def codegen(context, builder, signature, args):
         if _X86:
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                                "llvm.x86.sse2.pause")
-            builder.call(fn, [])
+            _call(builder, "llvm.x86.sse2.pause", ir.VoidType())
         return context.get_dummy_value()
 
     return sig, codegen
@@ -96,8 +99,7 @@ def sched_yield(typingctx):
     sig = types.void()
 
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
-        builder.call(fn, [])
+        _call(builder, "sched_yield", ir.IntType(32))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -131,9 +133,7 @@ def cycles(typingctx):
             # elsewhere the counter may be closed to user code (AArch64's PMCCNTR_EL0, RISC-V's
             # rdcycle since Linux 6.6): reading it would be an illegal instruction
             return ir.Constant(ir.IntType(64), 0)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
-                                            "llvm.readcyclecounter")
-        return builder.call(fn, [])
+        return _call(builder, "llvm.readcyclecounter", ir.IntType(64))
 
     return sig, codegen
 

@@ -33,6 +33,7 @@ def _roundtrip(words, data):
 
 
 def test_compiled_primitives():
+    """Release stores read back by acquire loads; prefetch leaves data unchanged; the counter advances."""
     words = np.zeros(64, dtype=np.int64)
     data = np.arange(64.0)
     total, elapsed = _roundtrip(words, data)

@@ -214,6 +214,7 @@ def test_rows_not_sorted_by_target_run_serially():
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 5000), threads=st.integers(1, 9))
 def test_thread_bounds_cover_the_neurons_in_aligned_ranges(n, threads):
+    """Bounds start at 0, end at n, never decrease, fall on multiples of ALIGN and split near evenly."""
     b = TH.thread_bounds(n, threads)
     assert b[0] == 0 and b[-1] == n and b.size == threads + 1
     assert np.all(np.diff(b) >= 0)
@@ -225,6 +226,7 @@ def test_thread_bounds_cover_the_neurons_in_aligned_ranges(n, threads):
 
 @pytest.mark.parametrize("bad, err", [(0, ValueError), (10_000, ValueError), (1.5, TypeError), (True, TypeError)])
 def test_threads_out_of_range_raise(bad, err):
+    """A thread count that is not an int in [1, 256] is refused, at construction and when set later."""
     with pytest.raises(err, match="threads"):
         Network(threads=bad)
     net = Network()
@@ -313,6 +315,7 @@ def test_a_thread_that_cannot_start_leaves_no_thread_waiting(monkeypatch):
 
 
 def test_dtype_is_fixed_at_construction():
+    """The layout is built for one dtype, so reassigning it after construction is refused."""
     net = Network(dtype="float32")
     with pytest.raises(AttributeError):
         net.dtype = "float64"

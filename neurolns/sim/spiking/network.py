@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurolns._jit import _DISABLED as _JIT_DISABLED
-from neurolns.formats import Underflow, _StrEnum
+from neurolns.formats import Underflow, _check_int, _StrEnum
 from neurolns.sim.spiking import _kernels as K
 from neurolns.sim.spiking import _threaded
 from neurolns.sim.spiking.monitors import (
@@ -184,10 +184,7 @@ class Network:
 
     @threads.setter
     def threads(self, threads) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-            raise TypeError(f"threads must be an int, got {type(threads).__name__}")
-        if not 1 <= threads <= _MAX_THREADS:
-            raise ValueError(f"threads={threads} is out of range; allowed: 1 <= threads <= {_MAX_THREADS}")
+        _check_int("threads", threads, 1, _MAX_THREADS)
         self._threads = int(threads)
 
     # -- construction -------------------------------------------------------
