@@ -126,6 +126,9 @@ def _worker(args) -> int:
                   "step_time_s": float(np.median(step_times[5:] or step_times)), "history": history,
                   "test_acc": history[-1]["test_acc"], "seed": args.seed}
         (out / f"{tag}.json").write_text(json.dumps(result, indent=1))
+    # every rank done before any tears its connections down: a gloo pair closed under a peer still
+    # finishing can abort that peer's process at exit ("terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
     return 0
 

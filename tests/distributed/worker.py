@@ -74,6 +74,9 @@ def main() -> None:
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"mismatches": mismatches, "identical": identical, "bytes": bytes_per_step,
                    "n_params": n_params, "steps": state.step}, f)
+    # every rank done before any tears its connections down: a gloo pair closed under a peer still
+    # finishing can abort that peer's process at exit ("terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
 
 
