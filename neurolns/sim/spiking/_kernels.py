@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from neurolns._cpu import prefetch
-from neurolns._jit import jit
+from neurolns._jit import _DISABLED, jit
 
 # group kinds
 CUBA_EXACT, CUBA_EULER, COBA_EXPEULER, COBA_EULER, POISSON, GENERATOR = range(6)
@@ -227,6 +227,39 @@ def _prefetch_rows(spk_now, q0, q1, seg_ptr, seg_a, seg_b, seg_proj, syn_post, c
                 prefetch(w_f, widx0 + b - 1)
 
 
+def _count_zero(state):
+    """A zero counter as wide as the elements of ``state`` (int32 for float32, else int64)."""
+    return 0
+
+
+def _count_add(count, hit):
+    """``count + hit`` kept at the counter's width.
+
+    Numba widens int32 sums to int64; in a vectorised loop over float32 state
+    that splits every vector of 8 compares into two vectors of 4 counts, which
+    took the float32 update 1.7x the time of the same loop with an int32
+    counter (20,000 neurons, 10,000 steps).
+    """
+    return count + hit
+
+
+if not _DISABLED:
+    from numba import types
+    from numba.extending import overload
+
+    @overload(_count_zero, inline="always")
+    def _count_zero_ov(state):
+        if isinstance(state, types.Array) and state.dtype == types.float32:
+            return lambda state: np.int32(0)
+        return lambda state: np.int64(0)
+
+    @overload(_count_add, inline="always")
+    def _count_add_ov(count, hit):
+        if count == types.int32:
+            return lambda count, hit: np.int32(count + np.int32(hit))
+        return lambda count, hit: count + hit
+
+
 #: neurons per block of the CUBA update (the flags of blocks with a threshold crossing)
 BLOCK = 256
 #: neurons per sub-block searched for crossings inside a flagged block
@@ -277,12 +310,13 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
         es = ge[b0:b1]
         is_ = gi[b0:b1]
         # a count of crossings, not an OR of compares: LLVM vectorises the sum
-        # better (the OR cost a quarter more time in this loop)
-        crossed = 0
+        # better (the OR cost a quarter more time in this loop); the counter is as
+        # wide as the state, so each vector of compares adds into one of counts
+        crossed = _count_zero(vs)
         for q in range(b1 - b0):
             vn = el + (vs[q] - el) * pvv + es[q] * pve + is_[q] * pvi
             vs[q] = vn
-            crossed += vn > vth
+            crossed = _count_add(crossed, vn > vth)
             es[q] *= pee
             is_[q] *= pii
         up[nb] = crossed > 0
