@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neurolns.formats import LNS8
 from neurolns.sim.spiking import (
@@ -110,3 +112,14 @@ def test_synapses_validation():
         Synapses(pre, post, c, weight=1.0, plasticity=STDP(w_max=2.0), delay_ms=1.0)
     with pytest.raises(ValueError):
         Synapses(pre, post, c, weight=1.0, target="x")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 30), st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=60))
+def test_indptr_is_the_csr_row_pointer(n_pre, n_post, pairs):
+    """Row r of the CSR pointer starts at the first synapse with i >= r (oracle: searchsorted on sorted i)."""
+    pairs = [(a % n_pre, b % n_post) for a, b in pairs]
+    c = from_lists(n_pre, n_post, [a for a, _ in pairs], [b for _, b in pairs])
+    oracle = np.searchsorted(np.sort(np.array([a for a, _ in pairs], dtype=np.int64)), np.arange(n_pre + 1))
+    assert c.indptr.tolist() == oracle.tolist()
+    assert not c.indptr.flags.writeable

@@ -44,6 +44,12 @@ class Connectivity:
                 i, j = i[order], j[order]
         object.__setattr__(self, "i", i)
         object.__setattr__(self, "j", j)
+        # the CSR row pointer, built once with the arrays (as a CSR matrix holds it): a
+        # count per row and a running sum, one pass over i
+        ptr = np.zeros(self.n_pre + 1, dtype=np.int64)
+        np.cumsum(np.bincount(i, minlength=self.n_pre), out=ptr[1:])
+        ptr.flags.writeable = False
+        object.__setattr__(self, "_indptr", ptr)
 
     @property
     def n_synapses(self) -> int:
@@ -51,9 +57,8 @@ class Connectivity:
 
     @property
     def indptr(self) -> np.ndarray:
-        """CSR row pointer over presynaptic neurons (length ``n_pre + 1``)."""
-        # i is sorted: row r starts at the first synapse with i >= r
-        return np.searchsorted(self.i, np.arange(self.n_pre + 1, dtype=self.i.dtype)).astype(np.int64, copy=False)
+        """CSR row pointer over presynaptic neurons (length ``n_pre + 1``, read-only)."""
+        return self._indptr
 
     def __len__(self) -> int:
         return self.n_synapses
