@@ -283,8 +283,8 @@ def test_a_failing_thread_releases_the_others():
                              50)
     cap = 10_000
     args = (np.zeros(L.N, np.int64), np.ones(L.N, np.bool_), L.N, np.empty(cap, np.int64), np.empty(cap, np.int32),
-            np.zeros(1, np.int64), np.zeros((50, len(net.groups)), np.int32), np.empty(L.N, np.int32),
-            np.empty(L.N, np.int64), np.empty(L.N))
+            np.zeros(1, np.int64), np.zeros((50, len(net.groups)), np.int32), np.empty(L.N, np.int64),
+            np.empty(L.N))
     done = []
     th = threading.Thread(target=lambda: done.append(pytest.raises(RuntimeError, chunk, 10, 60, L, *args)))
     th.start()

@@ -5,14 +5,23 @@ gi, refractory clocks), their threshold crossings, and every synapse that
 targets them. One step is
 
 1. update, threshold and reset of the own neurons; their spikes go to the own
-   slice of ``spk_now`` (``spk_now[bounds[t]:]``);
+   slice of the step's spike buffer (``spk_now[n % 2, bounds[t]:]``);
 2. barrier: every thread's spikes of this step are known;
 3. delayed input due now, into the own neurons; thread 0 records the step's
    spikes for the monitors;
 4. delivery of *every* spike of the step, but only through the synapses whose
    target is an own neuron (each row of synapses, sorted by target, is cut at
-   the thread bounds beforehand: ``seg_split``);
-5. barrier: every input of this step has landed.
+   the thread bounds beforehand: ``seg_split``).
+
+One barrier a step is enough. A thread's delivery writes only its own
+neurons, which only it updates in the next step, so no thread waits for the
+others' input to land. What the barrier has to guard is the spike buffer,
+read by every thread: spike buffers alternate between two by step parity.
+A thread can only write the buffer of step n again at step n + 2, after the
+barrier of step n + 1, which every thread reaches only once done with step n.
+The stop test for a full spike record needs the record's length before the
+barrier, so every thread counts the recorded spikes itself (the same count in
+every thread), and only thread 0 writes the record.
 
 Nothing is written by two threads, and every neuron sees the same operations
 in the same order as in the serial loop (spikes in ascending index, each
@@ -129,8 +138,9 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
         """Thread ``t``'s part of steps ``n0 .. n1-1``; returns the first step not done, -1 if aborted.
 
         The synapses of row ``sg`` onto this thread's neurons are ``seg_a[sg] .. seg_b[sg]-1``.
-        ``n_spk[u * LINE]`` is one past thread ``u``'s last spike of the step in
-        ``spk_now``; ``n_held[(g n_threads + t) LINE :][:2]`` is the ring of group
+        ``spk_now`` (2 × N) holds the spikes of even and odd steps, and
+        ``n_spk[n % 2, u * LINE]`` is one past thread ``u``'s last spike of step ``n``
+        in ``spk_now[n % 2]``; ``n_held[(g n_threads + t) LINE :][:2]`` is the ring of group
         ``g``'s refractory neurons held by thread ``t``; ``up`` is this thread's block flags;
         ``busy[t * LINE]`` gets the cycles this thread worked (waits excluded).
         Every thread returns the same step.
@@ -141,11 +151,14 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
         n_delay = inbuf.shape[0]
         cap = spk_step.shape[0]
         phase = 0
+        # spikes recorded so far: the same count in every thread, so all stop at the same step
+        m = spk_n[0]
         for n in range(n0, n1):
-            # spk_n changes only between the barriers, so every thread stops at the same step
-            if spk_n[0] + n_rec > cap:
+            if m + n_rec > cap:
                 return n
             row = n - n0
+            par = n % 2
+            spk = spk_now[par]
             c0 = cycles()
             # ---- update, threshold and reset of the own neurons
             ns = np.int64(lo_t)
@@ -161,16 +174,16 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
                         f = gflt[g]
                         c = (g * n_threads + t) * _sync.LINE
                         ns = _lif_cuba_exact(n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
-                                             v, ge, gi, ref_until, spk_now, ns, held_k[lo:hi], held_v[lo:hi],
+                                             v, ge, gi, ref_until, spk, ns, held_k[lo:hi], held_v[lo:hi],
                                              n_held[c: c + 2], up)
                 elif kind != GENERATOR and generic:  # (a generator without events)
                     f = gflt[g]
                     ns = _lif_generic(kind, n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[8],
-                                      f[9], v, ge, gi, ref_until, spk_now, ns)
+                                      f[9], v, ge, gi, ref_until, spk, ns)
                 pop[t, row, g] += ns - ns0
             for q in range(lo_t, ns):
-                counts[spk_now[q]] += 1
-            n_spk[t * _sync.LINE] = ns
+                counts[spk[q]] += 1
+            n_spk[par, t * _sync.LINE] = ns
             c1 = cycles()
             phase += 1
             if not _sync.barrier(flags, t, n_threads, phase):
@@ -189,26 +202,26 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
                         gis[q] += di[q]
                         de[q] = 0.0
                         di[q] = 0.0
-            # ---- the monitors' record of this step's spikes, in index order
+            # ---- the monitors' record of this step's spikes, in index order (thread 0 writes it)
             if record:
-                if t == 0:
-                    m = spk_n[0]
-                    for u in range(n_threads):
-                        for q in range(bounds[u], n_spk[u * _sync.LINE]):
-                            k = spk_now[q]
-                            if rec[k]:
+                for u in range(n_threads):
+                    for q in range(bounds[u], n_spk[par, u * _sync.LINE]):
+                        k = spk[q]
+                        if rec[k]:
+                            if t == 0:
                                 spk_step[m] = n
                                 spk_idx[m] = k
-                                m += 1
+                            m += 1
+                if t == 0:
                     spk_n[0] = m
             # ---- every spike, through the synapses onto the own neurons
             if touch:
                 for u in range(n_threads):
-                    _prefetch_rows(spk_now, bounds[u], n_spk[u * _sync.LINE], seg_ptr, seg_a, seg_b, seg_proj,
+                    _prefetch_rows(spk, bounds[u], n_spk[par, u * _sync.LINE], seg_ptr, seg_a, seg_b, seg_proj,
                                    syn_post, codes, w_f, pint)
             for u in range(n_threads):
-                for q in range(bounds[u], n_spk[u * _sync.LINE]):
-                    k = spk_now[q]
+                for q in range(bounds[u], n_spk[par, u * _sync.LINE]):
+                    k = spk[q]
                     for sg in range(seg_ptr[k], seg_ptr[k + 1]):
                         a = seg_a[sg]
                         b = seg_b[sg]
@@ -222,11 +235,8 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
                                 _add_lns(target, syn_post, codes, dec_tab, a, b, widx0, pint[p, P_TAB])
                         elif float_w:
                             _add_float(target, syn_post, w_f, a, b, widx0)
-            # this thread's work of the step, without the waits (to balance the ranges)
+            # this thread's work of the step, without the wait (to balance the ranges)
             busy[t * _sync.LINE] += (c1 - c0) + (cycles() - c2)
-            phase += 1
-            if not _sync.barrier(flags, t, n_threads, phase):
-                return -1
         return n1
 
     return jit(worker)
@@ -266,7 +276,9 @@ class ThreadedChunk:
         self._cuts = cuts
         self._set_cut(*cuts[n_threads])
         self.flags = np.zeros(_sync.flags_size(n_threads), dtype=np.int64)
-        self.n_spk = np.zeros(n_threads * _sync.LINE, dtype=np.int64)
+        # the spike buffers of even and odd steps, and each thread's end of its slice in them
+        self.spk_now = np.empty((2, n_neurons), dtype=np.int32)
+        self.n_spk = np.zeros((2, n_threads * _sync.LINE), dtype=np.int64)
         self.busy = np.zeros(n_threads * _sync.LINE, dtype=np.int64)
         # [head, count] of each (group, thread) ring, one cache line each (written every step)
         self.n_held = np.zeros(n_groups * n_threads * _sync.LINE, dtype=np.int64)
@@ -306,7 +318,7 @@ class ThreadedChunk:
         self._set_cut(new, split)
         return True
 
-    def __call__(self, n0, n1, L, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop, spk_now, held_k, held_v):
+    def __call__(self, n0, n1, L, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop, held_k, held_v):
         T = self.n_threads
         # the rings of refractory neurons, per group and thread range (the bounds may have moved)
         for g in range(L.gint.shape[0]):
@@ -327,7 +339,7 @@ class ThreadedChunk:
                 results[t] = self.worker(t, T, n0, n1, self.bounds, L.gint, L.gflt, L.v, L.ge, L.gi, L.ref_until,
                                          L.seg_ptr, L.seg_proj, self.seg_a[t], self.seg_b[t], L.syn_post, L.pint, L.w_f,
                                          L.codes, L.dec_tab, L.inbuf, counts, rec, n_rec, spk_step, spk_idx,
-                                         spk_n, self.pop, spk_now, self.n_spk, held_k, held_v, self.n_held,
+                                         spk_n, self.pop, self.spk_now, self.n_spk, held_k, held_v, self.n_held,
                                          self.up[t], self.busy, self.flags)
             except BaseException as exc:  # release the others from their barrier wait
                 errors.append(exc)

@@ -124,7 +124,7 @@ class Network:
         rows not sorted by target, run on one thread (``RunReport.threads``
         says what ran), as does everything with ``NEUROLNS_DISABLE_JIT=1``.
         Worth it from a few thousand neurons, on cores that are free: threads
-        wait for each other twice a step.
+        wait for each other once a step.
     dtype : {"float64", "float32"}
         Floating-point type of the neuron state (v, ge, gi, in mV), of the
         neuron constants, of float weights and of decoded LNS weights.
@@ -477,7 +477,7 @@ class Network:
                 pop[:] = 0
                 if threaded is not None:
                     reached = threaded(n, c_end, L, counts, plan.rec, plan.n_rec, spk_step, spk_idx, spk_n, pop,
-                                       spk_now, held_k, held_v)
+                                       held_k, held_v)
                 else:
                     reached = fn(n, c_end, step0, L.gint, L.gflt, L.v, L.ge, L.gi, L.ref_until, L.p_spike, L.p_next,
                                  L.gen_step, L.gen_idx, L.gen_grp, cursor,
