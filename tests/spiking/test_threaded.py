@@ -195,6 +195,29 @@ def test_networks_the_threaded_loop_cannot_run_run_serially():
     assert Network(plastic, threads=2).run(0.01, progress=False).threads == 1
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_threads_without_neurons_of_a_group_keep_its_decay_factors(dtype):
+    """Each thread keeps its own copy of every exact group's decay factors and advances them
+    even for a group it owns no neuron of (CUBA on 3 threads: thread 0 owns no inhibitory
+    neuron, and its copy is the one folded back into ge/gi). 0.25 s holds two rebases of ge
+    and one of gi; spikes and final state equal one thread's bit for bit."""
+    from neurolns.models.cuba import CUBAConfig, build_cuba
+
+    runs = []
+    for threads in (1, 3):
+        c = build_cuba(CUBAConfig(n=2000), seed=6, threads=threads, dtype=dtype)
+        rep = c.run(0.25, progress=False)
+        assert rep.threads == threads
+        lo_inh = c.network._layout.lo[id(c.inh)]
+        if threads == 3:
+            assert c.network._layout.thread_split[3][0][1] <= lo_inh  # thread 0 owns no inhibitory neuron
+        runs.append([c.spikes_exc.i, c.spikes_exc.t, c.spikes_inh.i, c.exc.v, c.inh.v, c.exc.ge, c.exc.gi,
+                     c.inh.ge, c.inh.gi])
+    assert runs[0][2].size > 100
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_rows_not_sorted_by_target_run_serially():
     """``split_rows`` refuses rows whose targets are not grouped by thread; the network then runs on one thread."""
     syn_post = np.array([5, 1, 2, 7], dtype=np.uint32)  # one row: 5 (thread 1), 1, 2 (thread 0), 7

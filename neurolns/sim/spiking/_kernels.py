@@ -7,6 +7,18 @@ update, threshold and reset (a reset cannot change what synapses see, so it is
 done in the same pass), delivery of delayed input, presynaptic pathway
 (propagation, pre trace, depression), postsynaptic pathway (post trace,
 potentiation).
+
+Factored decay of exact current-based groups. Their synaptic variables decay
+by the same factor in every neuron each step, ``ge(n+1) = Pee ge(n)``, so the
+loop keeps the factor apart: the arrays hold ``ĝe`` with ``ge = De ĝe``, and
+the group's scalar ``De`` (``dec[g, D_E]``) is multiplied by ``Pee`` once a
+step instead of every ``ĝe``. The update then reads v, ĝe, ĝi and writes only
+v (32 bytes a neuron in float64, not 48); an input ``x`` lands as
+``ĝe += x / De``. When ``De`` or ``Di`` falls below :data:`REBASE_BELOW`, the
+group's ``ĝ`` are multiplied back (``ĝ ← D ĝ``, ``D ← 1``) before its update,
+and at the end of every run (so ``NeuronGroup.ge`` holds the true values
+between runs). Per group, ``dec[g]`` = [De, Di, 1/De, 1/Di, 1]; groups of
+other kinds keep 1 throughout.
 """
 from __future__ import annotations
 
@@ -21,11 +33,18 @@ from neurolns._jit import _DISABLED, jit
 CUBA_EXACT, CUBA_EULER, COBA_EXPEULER, COBA_EULER, POISSON, GENERATOR = range(6)
 # projection int columns
 (P_CHAN, P_LNS, P_DELAY, P_TAB, P_RULE, P_THIRD, P_PRE_LO, P_POST_LO, P_TRPRE, P_TRPOST,
- P_WCAP, P_BIAS, P_UFSAT, P_STOCH, P_GAMMA, P_SYNBASE, P_STORE) = range(17)
-N_PINT = 17
+ P_WCAP, P_BIAS, P_UFSAT, P_STOCH, P_GAMMA, P_SYNBASE, P_STORE, P_POST_G) = range(18)
+N_PINT = 18
 # projection float columns
 (F_WMAX, F_APLUS, F_AMINUS, F_MUPLUS, F_MUMINUS, F_DPRE, F_DPOST, F_SCALE, F_LPLUS, F_LMINUS) = range(10)
 N_PFLT = 10
+
+# columns of a group's factored decay (module docstring)
+D_E, D_I, INV_E, INV_I, D_ONE = range(5)
+N_DEC = 5
+#: a group's ĝ are multiplied back by their factor when it falls below this (2^-24:
+#: about 800 steps at τ/dt = 50, and 1/D stays far from overflow in float32)
+REBASE_BELOW = 2.0 ** -24
 
 _LN2 = math.log(2.0)
 
@@ -127,9 +146,10 @@ def _weight(p, widx, w_f, codes, dec_tab, pint):
 
 
 @jit
-def _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pint, pf,
+def _pre_plastic(n, k, p, a, b, widx0, target, sc, syn_post, w_f, codes, dec_tab, pint, pf,
                  x_pre, x_pre_t, x_post, x_post_t, mod):
-    """A presynaptic spike of neuron ``k`` through plastic projection ``p``: pre trace, input, depression."""
+    """A presynaptic spike of neuron ``k`` through plastic projection ``p``: pre trace, input
+    (times ``sc``, the target's 1/D), depression."""
     ip = k - pint[p, P_PRE_LO] + pint[p, P_TRPRE]
     x_pre[ip] = x_pre[ip] * math.exp(-(n - x_pre_t[ip]) * pf[p, F_DPRE]) + 1.0
     x_pre_t[ip] = n
@@ -137,7 +157,7 @@ def _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pi
     for s in range(a, b):
         j = syn_post[s]
         widx = widx0 + s
-        target[j] += _weight(p, widx, w_f, codes, dec_tab, pint)
+        target[j] += _weight(p, widx, w_f, codes, dec_tab, pint) * sc
         jp = j - pint[p, P_POST_LO] + pint[p, P_TRPOST]
         y = x_post[jp] * math.exp(-(n - x_post_t[jp]) * pf[p, F_DPOST])
         x_post[jp] = y
@@ -166,8 +186,18 @@ def _target(n, p, ge, gi, inbuf, pint, delays):
 
 
 @jit(inline="always")
-def _add_float(target, syn_post, w_f, a, b, widx0):
-    """The hot loop of float weights: synapses ``a..b-1`` add their weights into ``target``.
+def _scale(p, pint, dec, delays):
+    """What projection ``p``'s weights are multiplied by as they land: the target group's
+    ``1/D`` of the channel (factored decay), or 1 into a delay slot (scaled when due)."""
+    if delays:
+        if pint[p, P_DELAY] > 0:
+            return dec[0, D_ONE]
+    return dec[pint[p, P_POST_G], INV_E + pint[p, P_CHAN]]
+
+
+@jit(inline="always")
+def _add_float(target, syn_post, w_f, a, b, widx0, sc):
+    """The hot loop of float weights: synapses ``a..b-1`` add their weights times ``sc`` into ``target``.
 
     One scattered add per synapse, over slices indexed from 0 and unsigned
     targets, so that Numba emits no negative-index checks.
@@ -175,16 +205,16 @@ def _add_float(target, syn_post, w_f, a, b, widx0):
     post = syn_post[a:b]
     ws = w_f[widx0 + a: widx0 + b]
     for s in range(b - a):
-        target[post[s]] += ws[s]
+        target[post[s]] += ws[s] * sc
 
 
 @jit(inline="always")
-def _add_lns(target, syn_post, codes, dec_tab, a, b, widx0, toff):
-    """The hot loop of LNS weights: each synapse adds its code's decoded value (table at ``toff``)."""
+def _add_lns(target, syn_post, codes, dec_tab, a, b, widx0, toff, sc):
+    """The hot loop of LNS weights: each synapse adds its code's decoded value (table at ``toff``) times ``sc``."""
     post = syn_post[a:b]
     cs = codes[widx0 + a: widx0 + b]
     for s in range(b - a):
-        target[post[s]] += dec_tab[toff + cs[s]]
+        target[post[s]] += dec_tab[toff + cs[s]] * sc
 
 
 @jit
@@ -285,8 +315,14 @@ def init_held(n0, lo, hi, v, ref_until, held_k, held_v, n_held):
 
 @jit
 def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge, gi, ref_until, spk_now, ns,
-                    held_k, held_v, n_held, up):
+                    held_k, held_v, n_held, up, dec):
     """Current-based LIF, exact propagator: v' = El + (v−El)Pvv + ge Pve + gi Pvi, ge' = ge Pee.
+
+    With the decay factored out (module docstring): ``ge = De ĝe`` with the
+    group's factors in ``dec`` (its row of the decay table), the update is
+    ``v' = El + (v−El)Pvv + ĝe (Pve De) + ĝi (Pvi Di)``, then ``De ← De Pee``,
+    ``Di ← Di Pii``; ĝe and ĝi are only read. An empty range (``lo == hi``)
+    only advances the factors (a thread that owns none of the group's neurons).
 
     Refractory neurons keep their potential. Rather than a select on ``ref_until``
     in the update (a masked store, and 8 more bytes a neuron to read), every
@@ -301,6 +337,18 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
     per block of :data:`BLOCK` neurons: whether one may have crossed
     threshold; only those blocks are scanned.
     """
+    if dec[D_E] < REBASE_BELOW or dec[D_I] < REBASE_BELOW:
+        de = dec[D_E]
+        di = dec[D_I]
+        es = ge[lo:hi]
+        is_ = gi[lo:hi]
+        for q in range(hi - lo):
+            es[q] *= de
+            is_[q] *= di
+        dec[D_E] = dec[D_ONE]
+        dec[D_I] = dec[D_ONE]
+    fe = pve * dec[D_E]
+    fi = pvi * dec[D_I]
     # the update over slices indexed from 0 (so that Numba drops the negative-index
     # wraparound) has no branch and no gather: LLVM vectorises it
     nb = 0
@@ -314,13 +362,15 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
         # wide as the state, so each vector of compares adds into one of counts
         crossed = _count_zero(vs)
         for q in range(b1 - b0):
-            vn = el + (vs[q] - el) * pvv + es[q] * pve + is_[q] * pvi
+            vn = el + (vs[q] - el) * pvv + es[q] * fe + is_[q] * fi
             vs[q] = vn
             crossed = _count_add(crossed, vn > vth)
-            es[q] *= pee
-            is_[q] *= pii
         up[nb] = crossed > 0
         nb += 1
+    dec[D_E] = dec[D_E] * pee
+    dec[D_I] = dec[D_I] * pii
+    dec[INV_E] = dec[D_ONE] / dec[D_E]
+    dec[INV_I] = dec[D_ONE] / dec[D_I]
     # neurons free from this step on leave the front of the ring (their update above
     # stands); the others get their potential back
     size = held_k.shape[0]
@@ -443,13 +493,20 @@ def _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei, v, ge, 
 
 
 @jit
-def _state_monitors(rel, v, ge, gi, st_idx, st_var, st_every, st_out):
+def _state_monitors(rel, v, ge, gi, st_idx, st_var, st_every, st_out, gint, dec):
     for c in range(st_idx.shape[0]):
         ev = st_every[c]
         if rel % ev == 0:
             k = st_idx[c]
             var = st_var[c]
-            st_out[rel // ev, c] = v[k] if var == 0 else (ge[k] if var == 1 else gi[k])
+            if var == 0:
+                st_out[rel // ev, c] = v[k]
+            else:
+                g = 0  # the neuron's group, for its decay factor
+                while k >= gint[g, 1]:
+                    g += 1
+                x = ge[k] if var == 1 else gi[k]
+                st_out[rel // ev, c] = x * dec[g, D_E + var - 1]
 
 
 @jit
@@ -488,13 +545,19 @@ def _generator_spikes(n, row, gen_step, gen_idx, gen_grp, gen_pos, pop, spk_now,
 
 
 @jit
-def _due_input(slot, inbuf, ge, gi):
-    """Move the delayed input due in this step from its ring-buffer slot to ``ge``/``gi``."""
-    for k in range(ge.shape[0]):
-        ge[k] += inbuf[slot, 0, k]
-        gi[k] += inbuf[slot, 1, k]
-        inbuf[slot, 0, k] = 0.0
-        inbuf[slot, 1, k] = 0.0
+def _due_input(slot, inbuf, ge, gi, gint, dec, lo_t, hi_t):
+    """Move the delayed input due in this step from its ring-buffer slot to ``ge``/``gi``
+    of neurons ``lo_t..hi_t-1`` (times each group's 1/D)."""
+    for g in range(gint.shape[0]):
+        lo = max(gint[g, 0], lo_t)
+        hi = min(gint[g, 1], hi_t)
+        sce = dec[g, INV_E]
+        sci = dec[g, INV_I]
+        for k in range(lo, hi):
+            ge[k] += inbuf[slot, 0, k] * sce
+            gi[k] += inbuf[slot, 1, k] * sci
+            inbuf[slot, 0, k] = 0.0
+            inbuf[slot, 1, k] = 0.0
 
 
 @jit
@@ -540,14 +603,15 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                   in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, x_pre, x_pre_t, x_post, x_post_t,
                   inbuf, modulator, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop,
                   st_idx, st_var, st_every, st_out, wm_proj, wm_widx, wm_every, wm_out, spk_now,
-                  held_k, held_v, up):
+                  held_k, held_v, up, dec):
         """Advance steps ``n0 .. n1-1``; return the first step not done (``n1`` when complete).
 
         ``cursor`` (``1 + 2 n_groups`` entries) holds the next generator event and,
         per group, the head and length of its ring of refractory neurons (set up
         by :func:`init_held` before the run, kept across calls) in
         ``held_k``/``held_v`` (scratch of ``N`` entries, group ``g`` in its own
-        neuron range); ``up`` has ``N // BLOCK + 1`` entries.
+        neuron range); ``up`` has ``N // BLOCK + 1`` entries; ``dec`` (groups × N_DEC)
+        holds each group's factored decay (module docstring), kept across calls.
 
         The loop stops early, before a step, when the spike buffer could overflow
         in that step; the caller empties it and calls again.
@@ -561,7 +625,7 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
             rel = n - n_run0
             # ---- monitors of state, at the start of the step (Brian2's "start" slot)
             if state_mon:
-                _state_monitors(rel, v, ge, gi, st_idx, st_var, st_every, st_out)
+                _state_monitors(rel, v, ge, gi, st_idx, st_var, st_every, st_out, gint, dec)
             if weight_mon:
                 _weight_monitors(rel, w_f, codes, dec_tab, pint, wm_proj, wm_widx, wm_every, wm_out)
             # ---- neuron update + threshold + reset
@@ -580,7 +644,7 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                         f = gflt[g]
                         ns = _lif_cuba_exact(n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
                                              v, ge, gi, ref_until, spk_now, ns, held_k[lo:hi], held_v[lo:hi],
-                                             cursor[1 + 2 * g: 3 + 2 * g], up)
+                                             cursor[1 + 2 * g: 3 + 2 * g], up, dec[g])
                 elif kind != GENERATOR:
                     if generic:
                         f = gflt[g]
@@ -602,7 +666,7 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
             # ---- delayed input due now
             if delays:
                 if n_delay > 1:
-                    _due_input(n % n_delay, inbuf, ge, gi)
+                    _due_input(n % n_delay, inbuf, ge, gi, gint, dec, 0, ge.shape[0])
             # ---- presynaptic pathway
             if plastic:
                 mod = modulator[rel] if modulator.shape[0] > 0 else 1
@@ -618,13 +682,16 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                     widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
                     chan = pint[p, P_CHAN]
                     target = ge if chan == 0 else gi
+                    # the target's 1/D (factored decay); 1 into a delay slot, scaled when due
+                    sc = dec[pint[p, P_POST_G], INV_E + chan]
                     if delays:
                         d = pint[p, P_DELAY]
                         if d > 0:
                             target = inbuf[(n + d) % n_delay, chan]
+                            sc = dec[0, D_ONE]
                     if plastic:
                         if pint[p, P_RULE] >= 0:
-                            _pre_plastic(n, k, p, a, b, widx0, target, syn_post, w_f, codes, dec_tab, pint, pf,
+                            _pre_plastic(n, k, p, a, b, widx0, target, sc, syn_post, w_f, codes, dec_tab, pint, pf,
                                          x_pre, x_pre_t, x_post, x_post_t, mod)
                             continue
                     # the hot loops (as _add_float / _add_lns, which the threaded loop calls; written
@@ -635,11 +702,11 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                             cs = codes[widx0 + a: widx0 + b]
                             toff = pint[p, P_TAB]
                             for s in range(b - a):
-                                target[post[s]] += dec_tab[toff + cs[s]]
+                                target[post[s]] += dec_tab[toff + cs[s]] * sc
                     elif float_w:
                         ws = w_f[widx0 + a: widx0 + b]
                         for s in range(b - a):
-                            target[post[s]] += ws[s]
+                            target[post[s]] += ws[s] * sc
             # ---- postsynaptic pathway
             if plastic:
                 for q in range(ns):

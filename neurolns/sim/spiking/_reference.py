@@ -72,15 +72,20 @@ def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spik
                         in_ptr, in_proj, in_lo, in_hi, in_syn, in_pre, x_pre, x_pre_t, x_post, x_post_t,
                         inbuf, modulator, counts, rec, n_rec, spk_step, spk_idx, spk_n, pop,
                         st_idx, st_var, st_every, st_out, wm_proj, wm_widx, wm_every, wm_out, spk_now,
-                        held_k=None, held_v=None, up=None, rng=None):
+                        held_k=None, held_v=None, up=None, dec=None, rng=None):
     """Same contract as :func:`neurolns.sim.spiking._kernels.run_chunk`, in numpy.
 
     ``held_k``, ``held_v`` and ``up`` are the kernel's scratch, unused here.
+    ``dec`` holds the factored decay of exact current-based groups (``ge = De
+    ĝe``, see :mod:`neurolns.sim.spiking._kernels`), the same formulation as
+    the kernel's, so that the two agree bit for bit.
 
     Poisson sources draw a Bernoulli(rate·dt) number per step (the kernel draws
     geometric gaps: the same process, another random stream); ``p_next`` is unused.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
+    if dec is None:
+        dec = np.ones((gint.shape[0], K.N_DEC))
     n_delay = inbuf.shape[0]
     cap = spk_step.shape[0]
     states = (v, ge, gi)
@@ -89,7 +94,11 @@ def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spik
             return n
         rel = n - n_run0
         for c in np.flatnonzero(rel % st_every == 0):
-            st_out[rel // st_every[c], c] = states[st_var[c]][st_idx[c]]
+            k, var = st_idx[c], st_var[c]
+            x = states[var][k]
+            if var > 0:  # ge or gi: times the factor of the neuron's group
+                x = x * dec[np.flatnonzero(k < gint[:, 1])[0], K.D_E + var - 1]
+            st_out[rel // st_every[c], c] = x
         for c in np.flatnonzero(rel % wm_every == 0):
             p, widx = wm_proj[c], wm_widx[c]
             wm_out[rel // wm_every[c], c] = (dec_tab[pint[p, K.P_TAB] + codes[widx]] if pint[p, K.P_LNS]
@@ -107,8 +116,17 @@ def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spik
                 free = n >= ref_until[sl]
                 vv, e, i = v[sl], ge[sl], gi[sl]
                 if kind == K.CUBA_EXACT:
-                    vn = el + (vv - el) * ca + e * cb + i * cc
-                    en, inn = e * cd, i * ce
+                    d = dec[g]
+                    if d[K.D_E] < K.REBASE_BELOW or d[K.D_I] < K.REBASE_BELOW:
+                        e *= d[K.D_E]
+                        i *= d[K.D_I]
+                        d[K.D_E] = d[K.D_I] = 1.0
+                    vn = el + (vv - el) * ca + e * (cb * d[K.D_E]) + i * (cc * d[K.D_I])
+                    en, inn = e, i  # ĝ stay; their factors decay
+                    d[K.D_E] = d[K.D_E] * cd
+                    d[K.D_I] = d[K.D_I] * ce
+                    d[K.INV_E] = d[K.D_ONE] / d[K.D_E]
+                    d[K.INV_I] = d[K.D_ONE] / d[K.D_I]
                 elif kind == K.CUBA_EULER:
                     vn = vv + ca * (e + i - (vv - el))
                     en, inn = e - cb * e, i - cc * i
@@ -141,8 +159,10 @@ def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spik
         spk_n[0] = m + r.size
         if n_delay > 1:
             slot = n % n_delay
-            ge += inbuf[slot, 0]
-            gi += inbuf[slot, 1]
+            for g in range(gint.shape[0]):
+                sl = slice(int(gint[g, 0]), int(gint[g, 1]))
+                ge[sl] += inbuf[slot, 0, sl] * dec[g, K.INV_E]
+                gi[sl] += inbuf[slot, 1, sl] * dec[g, K.INV_I]
             inbuf[slot] = 0.0
         mod = int(modulator[rel]) if modulator.size else 1
         for k in spikes:
@@ -151,9 +171,11 @@ def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spik
                 s = np.arange(seg_lo[sg], seg_hi[sg])
                 widx = s - pint[p, K.P_SYNBASE] + pint[p, K.P_STORE]
                 d = int(pint[p, K.P_DELAY])
-                tgt = inbuf[(n + d) % n_delay, pint[p, K.P_CHAN]] if d else (ge if pint[p, K.P_CHAN] == 0 else gi)
+                chan = int(pint[p, K.P_CHAN])
+                tgt = inbuf[(n + d) % n_delay, chan] if d else (ge if chan == 0 else gi)
                 w = dec_tab[pint[p, K.P_TAB] + codes[widx].astype(np.int64)] if pint[p, K.P_LNS] else w_f[widx]
-                np.add.at(tgt, syn_post[s], w)
+                # into ĝ: times the target group's 1/D (a delay slot holds true values)
+                np.add.at(tgt, syn_post[s], w if d else w * dec[pint[p, K.P_POST_G], K.INV_E + chan])
                 if pint[p, K.P_RULE] < 0:
                     continue
                 ip = k - pint[p, K.P_PRE_LO] + pint[p, K.P_TRPRE]

@@ -58,10 +58,12 @@ from neurolns.sim.spiking._kernels import (
     P_TAB,
     _add_float,
     _add_lns,
+    _due_input,
     init_held,
     _lif_cuba_exact,
     _lif_generic,
     _prefetch_rows,
+    _scale,
     _target,
 )
 
@@ -134,7 +136,7 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
     def worker(t, n_threads, n0, n1, bounds, gint, gflt, v, ge, gi, ref_until,
                seg_ptr, seg_proj, seg_a, seg_b, syn_post, pint, w_f, codes, dec_tab, inbuf,
                counts, rec, n_rec, spk_step, spk_idx, spk_n, pop, spk_now, n_spk,
-               held_k, held_v, n_held, up, busy, flags):
+               held_k, held_v, n_held, up, busy, flags, dec):
         """Thread ``t``'s part of steps ``n0 .. n1-1``; returns the first step not done, -1 if aborted.
 
         The synapses of row ``sg`` onto this thread's neurons are ``seg_a[sg] .. seg_b[sg]-1``.
@@ -143,6 +145,9 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
         in ``spk_now[n % 2]``; ``n_held[(g n_threads + t) LINE :][:2]`` is the ring of group
         ``g``'s refractory neurons held by thread ``t``; ``up`` is this thread's block flags;
         ``busy[t * LINE]`` gets the cycles this thread worked (waits excluded).
+        ``dec`` is this thread's copy of the groups' factored decay
+        (:mod:`~neurolns.sim.spiking._kernels`): every thread advances every
+        group's factors alike, so the copies stay equal.
         Every thread returns the same step.
         """
         lo_t = bounds[t]
@@ -165,9 +170,11 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
             for g in range(n_groups):
                 lo = max(gint[g, 0], lo_t)
                 hi = min(gint[g, 1], hi_t)
-                if hi <= lo:
-                    continue
                 kind = gint[g, 2]
+                if hi <= lo:
+                    if kind != CUBA_EXACT:
+                        continue
+                    hi = lo  # none of its neurons here: the call only advances its decay factors
                 ns0 = ns
                 if kind == CUBA_EXACT:
                     if exact:
@@ -175,7 +182,7 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
                         c = (g * n_threads + t) * _sync.LINE
                         ns = _lif_cuba_exact(n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
                                              v, ge, gi, ref_until, spk, ns, held_k[lo:hi], held_v[lo:hi],
-                                             n_held[c: c + 2], up)
+                                             n_held[c: c + 2], up, dec[g])
                 elif kind != GENERATOR and generic:  # (a generator without events)
                     f = gflt[g]
                     ns = _lif_generic(kind, n, lo, hi, gint[g, 3], f[0], f[1], f[2], f[3], f[4], f[5], f[8],
@@ -192,16 +199,7 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
             # ---- delayed input due now, into the own neurons
             if delays:
                 if n_delay > 1:
-                    slot = n % n_delay
-                    ges = ge[lo_t:hi_t]
-                    gis = gi[lo_t:hi_t]
-                    de = inbuf[slot, 0, lo_t:hi_t]
-                    di = inbuf[slot, 1, lo_t:hi_t]
-                    for q in range(hi_t - lo_t):
-                        ges[q] += de[q]
-                        gis[q] += di[q]
-                        de[q] = 0.0
-                        di[q] = 0.0
+                    _due_input(n % n_delay, inbuf, ge, gi, gint, dec, lo_t, hi_t)
             # ---- the monitors' record of this step's spikes, in index order (thread 0 writes it)
             if record:
                 for u in range(n_threads):
@@ -230,11 +228,12 @@ def _make_worker(exact, generic, delays, float_w, lns_w, touch, record):
                         p = seg_proj[sg]
                         widx0 = pint[p, P_STORE] - pint[p, P_SYNBASE]
                         target = _target(n, p, ge, gi, inbuf, pint, delays)
+                        sc = _scale(p, pint, dec, delays)
                         if pint[p, P_LNS] != 0:
                             if lns_w:
-                                _add_lns(target, syn_post, codes, dec_tab, a, b, widx0, pint[p, P_TAB])
+                                _add_lns(target, syn_post, codes, dec_tab, a, b, widx0, pint[p, P_TAB], sc)
                         elif float_w:
-                            _add_float(target, syn_post, w_f, a, b, widx0)
+                            _add_float(target, syn_post, w_f, a, b, widx0, sc)
             # this thread's work of the step, without the wait (to balance the ranges)
             busy[t * _sync.LINE] += (c1 - c0) + (cycles() - c2)
         return n1
@@ -331,6 +330,7 @@ class ThreadedChunk:
         self.flags[:] = 0
         self.busy[:] = 0
         self.pop[:] = 0
+        decs = np.repeat(L.dec[None], T, axis=0)  # each thread's copy of the decay factors
         results = [None] * T
         errors = []
 
@@ -340,7 +340,7 @@ class ThreadedChunk:
                                          L.seg_ptr, L.seg_proj, self.seg_a[t], self.seg_b[t], L.syn_post, L.pint, L.w_f,
                                          L.codes, L.dec_tab, L.inbuf, counts, rec, n_rec, spk_step, spk_idx,
                                          spk_n, self.pop, self.spk_now, self.n_spk, held_k, held_v, self.n_held,
-                                         self.up[t], self.busy, self.flags)
+                                         self.up[t], self.busy, self.flags, decs[t])
             except BaseException as exc:  # release the others from their barrier wait
                 errors.append(exc)
                 _abort(self.flags, T)
@@ -363,6 +363,7 @@ class ThreadedChunk:
             th.join()
         if errors:
             raise errors[0]
+        L.dec[:] = decs[0]
         reached = int(results[0])
         rows = max(reached - n0, 0)
         pop[:rows] += self.pop[:, :rows].sum(axis=0, dtype=np.int32)

@@ -251,6 +251,7 @@ class Network:
         N = int(offs[-1])
         L.N = N
         L.lo = {id(g): int(offs[k]) for k, g in enumerate(self.groups)}
+        L.group_index = {id(g): k for k, g in enumerate(self.groups)}
         L.gint = np.zeros((n_groups, 4), dtype=np.int64)
         fdt = self.dtype
         L.gflt = np.zeros((n_groups, 10), dtype=fdt)
@@ -258,6 +259,8 @@ class Network:
         L.ge = np.zeros(N, dtype=fdt)
         L.gi = np.zeros(N, dtype=fdt)
         L.ref_until = np.full(N, np.iinfo(np.int64).min // 2, dtype=np.int64)
+        # each group's factored decay of ge/gi (neurolns.sim.spiking._kernels): 1 between runs
+        L.dec = np.ones((n_groups, K.N_DEC), dtype=fdt)
         L.p_spike = np.zeros(N)
         L.p_next = np.zeros(N, dtype=np.int64)
         gen_s, gen_i, gen_g = [], [], []
@@ -322,6 +325,7 @@ class Network:
             row[K.P_DELAY] = d
             max_delay = max(max_delay, d)
             row[K.P_PRE_LO], row[K.P_POST_LO] = pre_lo, post_lo
+            row[K.P_POST_G] = L.group_index[id(s.post)]
             row[K.P_SYNBASE] = syn_base
             row[K.P_RULE] = -1
             fmt = s.weight_format
@@ -487,7 +491,7 @@ class Network:
                                  plan.rec, plan.n_rec, spk_step, spk_idx, spk_n, pop,
                                  plan.st_idx, plan.st_var, plan.st_every, plan.st_out,
                                  plan.wm_proj, plan.wm_widx, plan.wm_every, plan.wm_out, spk_now,
-                                 held_k, held_v, up)
+                                 held_k, held_v, up, L.dec)
                 m = int(spk_n[0])
                 total_spikes += int(pop[: reached - n].sum())
                 self._collect(L, plan, spk_step[:m], spk_idx[:m], pop[: reached - n])
@@ -499,6 +503,7 @@ class Network:
         finally:
             if bar is not None:
                 bar.close()
+            _fold_decay(L)
             self._finish(L, plan, counts, step0)
         return RunReport(steps=n_steps, wall_s=time.perf_counter() - t0, spikes=total_spikes,
                          backend=self.backend.value, threads=threaded.n_threads if threaded is not None else 1)
@@ -625,6 +630,22 @@ class Network:
     def __repr__(self) -> str:
         return (f"Network({len(self.groups)} groups, {self.n_neurons} neurons, {len(self.synapses)} projections, "
                 f"{self.n_synapses} synapses, dt={self.dt_ms} ms, t={self.t:.4f} s)")
+
+
+def _fold_decay(L) -> None:
+    """Multiply each group's factored decay back into its ge/gi (``ge ← De ĝe``, ``De ← 1``).
+
+    Done at the end of every run, so that a group's ``ge`` and ``gi`` hold
+    their true values between runs; a run split into several calls is
+    therefore rounded once more per split than one run (a relative 1e-16 in
+    float64), see docs/spiking.md.
+    """
+    for g in range(L.gint.shape[0]):
+        if L.gint[g, 2] == K.CUBA_EXACT:
+            lo, hi = int(L.gint[g, 0]), int(L.gint[g, 1])
+            L.ge[lo:hi] *= L.dec[g, K.D_E]
+            L.gi[lo:hi] *= L.dec[g, K.D_I]
+    L.dec[:] = 1
 
 
 def _state_dtype(dtype) -> np.dtype:
