@@ -117,9 +117,12 @@ def test_synapses_validation():
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 30), st.integers(1, 30), st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=60))
 def test_indptr_is_the_csr_row_pointer(n_pre, n_post, pairs):
-    """Row r of the CSR pointer starts at the first synapse with i >= r (oracle: searchsorted on sorted i)."""
+    """Row r of the CSR pointer starts at the first synapse with i >= r (oracle: searchsorted on
+    sorted i), and ``rows_sorted`` says whether every row's targets ascend."""
     pairs = [(a % n_pre, b % n_post) for a, b in pairs]
     c = from_lists(n_pre, n_post, [a for a, _ in pairs], [b for _, b in pairs])
     oracle = np.searchsorted(np.sort(np.array([a for a, _ in pairs], dtype=np.int64)), np.arange(n_pre + 1))
     assert c.indptr.tolist() == oracle.tolist()
     assert not c.indptr.flags.writeable
+    rows = [c.j[c.indptr[r]: c.indptr[r + 1]] for r in range(n_pre)]
+    assert c.rows_sorted == all(bool(np.all(np.diff(row) >= 0)) for row in rows)

@@ -165,10 +165,11 @@ def test_split_rows_matches_a_search_per_row(data):
     syn_post = np.concatenate(rows + [np.zeros(0)]).astype(np.uint32)
     hi = np.cumsum([r.size for r in rows])
     lo = hi - [r.size for r in rows]
-    split = TH.split_rows(syn_post, lo, hi, bounds)
     expected = np.array([[a + np.searchsorted(r, b) for b in bounds[:-1]] + [a + r.size] for a, r in zip(lo, rows)])
     expected[:, 0] = lo
-    np.testing.assert_array_equal(split, expected)
+    # the checking pass, and the binary search for rows known to be sorted
+    np.testing.assert_array_equal(TH.split_rows(syn_post, lo, hi, bounds), expected)
+    np.testing.assert_array_equal(TH.split_rows(syn_post, lo, hi, bounds, rows_sorted=True), expected)
 
 
 def test_networks_the_threaded_loop_cannot_run_run_serially():
@@ -230,6 +231,7 @@ def test_rows_not_sorted_by_target_run_serially():
     conn = from_lists(16, 16, [0, 0, 0], [12, 3, 9])
     if np.all(np.diff(conn.j) >= 0):  # pragma: no cover - the constructor may sort rows
         pytest.skip("connectivity sorted the row")
+    assert not conn.rows_sorted and fixed_probability(30, 30, 0.3, seed=1).rows_sorted
     net = Network(Synapses(g, g, conn, weight=1.0), threads=2)
     assert net.run(0.01, progress=False).threads == 1
 

@@ -50,6 +50,10 @@ class Connectivity:
         np.cumsum(np.bincount(i, minlength=self.n_pre), out=ptr[1:])
         ptr.flags.writeable = False
         object.__setattr__(self, "_indptr", ptr)
+        # whether each row's targets are in ascending order (pairs sorted by (i, j)):
+        # checked once here, so a threaded run can cut rows by binary search
+        di, dj = np.diff(i), np.diff(j)
+        object.__setattr__(self, "_rows_sorted", bool(np.all((di > 0) | (dj >= 0))))
 
     @property
     def n_synapses(self) -> int:
@@ -59,6 +63,12 @@ class Connectivity:
     def indptr(self) -> np.ndarray:
         """CSR row pointer over presynaptic neurons (length ``n_pre + 1``, read-only)."""
         return self._indptr
+
+    @property
+    def rows_sorted(self) -> bool:
+        """Whether every row's targets ``j`` ascend (the generators' rows always do;
+        :func:`from_lists` keeps the order of each row's list)."""
+        return self._rows_sorted
 
     def __len__(self) -> int:
         return self.n_synapses

@@ -395,6 +395,7 @@ class Network:
         # thread count -> (bounds, rows cut at them), or None when rows are unsorted; the bounds
         # follow the threads' measured work (ThreadedChunk.rebalance)
         L.thread_split = {}
+        L.rows_sorted = all(s.connectivity.rows_sorted for s in syns)
 
     # -- running ------------------------------------------------------------
     def run(self, duration_s: float, *, modulator=None, progress: bool | None = None,
@@ -515,7 +516,7 @@ class Network:
             return None  # (as Python, threads would spin holding the GIL)
         if L.thread_split.get(T, False) is False:
             bounds = _threaded.thread_bounds(L.N, T)
-            split = _threaded.split_rows(L.syn_post, L.seg_lo, L.seg_hi, bounds)
+            split = _threaded.split_rows(L.syn_post, L.seg_lo, L.seg_hi, bounds, L.rows_sorted)
             L.thread_split[T] = None if split is None else (bounds, split)
         if L.thread_split[T] is None:
             return None
@@ -523,7 +524,7 @@ class Network:
                                       float_w=feats["float_w"], lns_w=feats["lns_w"], touch=feats["touch"],
                                       record=plan.n_rec > 0)
         return _threaded.ThreadedChunk(worker, T, L.thread_split, L.syn_post, L.seg_lo, L.seg_hi, L.N,
-                                       len(self.groups), chunk)
+                                       len(self.groups), chunk, L.rows_sorted)
 
     def _plan_monitors(self, L: _Layout, n_steps: int):
         plan = _Layout()
