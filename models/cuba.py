@@ -89,7 +89,8 @@ class CUBANetwork:
 
 def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | None = None,
                rounding: str = "stochastic", seed: int = 0, record=True,
-               memory_budget_mb: float = 1024.0, threads: int = 1, dtype="float64") -> CUBANetwork:
+               memory_budget_mb: float = 1024.0, threads: int = 1, dtype="float64",
+               shared_weights: bool | None = None) -> CUBANetwork:
     """The CUBA network in neurolns.
 
     Parameters
@@ -111,6 +112,12 @@ def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | N
     dtype : {"float64", "float32"}
         Floating-point type of the neuron state and weights (see
         :class:`~neurolns.sim.spiking.Network`).
+    shared_weights : bool, optional
+        Float weights stored once per projection (``Synapses(shared=True)``),
+        as Brian2's example does (``on_pre="ge += we"``, a constant). Default:
+        True for float weights; LNS weights are codes per synapse (stochastic
+        rounding makes them differ), so True with ``weight_format`` is an
+        error. False stores a float64 per synapse; the spikes are the same.
 
     Examples
     --------
@@ -120,6 +127,11 @@ def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | N
     True
     """
     cfg = config if config is not None else CUBAConfig()
+    if shared_weights is None:
+        shared_weights = weight_format is None
+    elif shared_weights and weight_format is not None:
+        raise ValueError("shared_weights=True needs float weights (weight_format=None): LNS weights are "
+                         "codes per synapse")
     rng = np.random.default_rng(seed)
     nrn = cfg.neuron
     ne, ni = cfg.n_exc, cfg.n_inh
@@ -133,7 +145,8 @@ def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | N
                                             (inh, exc, cfg.wi_mV, "i"), (inh, inh, cfg.wi_mV, "i")]):
         conn = fixed_probability(src.n, dst.n, p, seed=int(seeds[k]))
         syns.append(Synapses(src, dst, conn, weight=w, target=tgt, weight_format=weight_format,
-                             rounding=rounding, seed=int(seeds[4 + k]), name=f"{src.name}_{dst.name}"))
+                             rounding=rounding, seed=int(seeds[4 + k]), name=f"{src.name}_{dst.name}",
+                             shared=bool(shared_weights)))
     mon_e = SpikeMonitor(exc, record=record)
     mon_i = SpikeMonitor(inh, record=record)
     net = Network(*syns, mon_e, mon_i, dt_ms=cfg.dt_ms, seed=seed, memory_budget_mb=memory_budget_mb,

@@ -33,8 +33,8 @@ from neurolns._jit import _DISABLED, jit
 CUBA_EXACT, CUBA_EULER, COBA_EXPEULER, COBA_EULER, POISSON, GENERATOR = range(6)
 # projection int columns
 (P_CHAN, P_LNS, P_DELAY, P_TAB, P_RULE, P_THIRD, P_PRE_LO, P_POST_LO, P_TRPRE, P_TRPOST,
- P_WCAP, P_BIAS, P_UFSAT, P_STOCH, P_GAMMA, P_SYNBASE, P_STORE, P_POST_G) = range(18)
-N_PINT = 18
+ P_WCAP, P_BIAS, P_UFSAT, P_STOCH, P_GAMMA, P_SYNBASE, P_STORE, P_POST_G, P_SHARED) = range(19)
+N_PINT = 19
 # projection float columns
 (F_WMAX, F_APLUS, F_AMINUS, F_MUPLUS, F_MUMINUS, F_DPRE, F_DPOST, F_SCALE, F_LPLUS, F_LMINUS) = range(10)
 N_PFLT = 10
@@ -209,6 +209,14 @@ def _add_float(target, syn_post, w_f, a, b, widx0, sc):
 
 
 @jit(inline="always")
+def _add_shared(target, syn_post, a, b, wsc):
+    """The hot loop of a shared weight: synapses ``a..b-1`` add ``wsc`` (the weight times the scale)."""
+    post = syn_post[a:b]
+    for s in range(b - a):
+        target[post[s]] += wsc
+
+
+@jit(inline="always")
 def _add_lns(target, syn_post, codes, dec_tab, a, b, widx0, toff, sc):
     """The hot loop of LNS weights: each synapse adds its code's decoded value (table at ``toff``) times ``sc``."""
     post = syn_post[a:b]
@@ -224,7 +232,7 @@ def _prefetch_rows(spk_now, q0, q1, seg_ptr, seg_a, seg_b, seg_proj, syn_post, c
     Each level is a cache miss in a large network and each needs the one
     before; issued for all of a step's spikes at once, the misses of a level
     overlap. A row is synapses ``seg_a[sg] .. seg_b[sg]-1``: its targets, and
-    its codes or float weights.
+    its codes or float weights (none for a shared weight).
     """
     for q in range(q0, q1):
         prefetch(seg_ptr, spk_now[q])
@@ -251,7 +259,7 @@ def _prefetch_rows(spk_now, q0, q1, seg_ptr, seg_a, seg_b, seg_proj, syn_post, c
                 for s in range(widx0 + a, widx0 + b, 64 // codes.itemsize):
                     prefetch(codes, s)
                 prefetch(codes, widx0 + b - 1)
-            else:
+            elif pint[p, P_SHARED] == 0:  # a shared weight is one value, read once
                 for s in range(widx0 + a, widx0 + b, 64 // w_f.itemsize):
                     prefetch(w_f, s)
                 prefetch(w_f, widx0 + b - 1)
@@ -704,9 +712,14 @@ def _make_run_chunk(exact, generic, poisson, generators, delays, float_w, lns_w,
                             for s in range(b - a):
                                 target[post[s]] += dec_tab[toff + cs[s]] * sc
                     elif float_w:
-                        ws = w_f[widx0 + a: widx0 + b]
-                        for s in range(b - a):
-                            target[post[s]] += ws[s] * sc
+                        if pint[p, P_SHARED] != 0:
+                            wsc = w_f[pint[p, P_STORE]] * sc
+                            for s in range(b - a):
+                                target[post[s]] += wsc
+                        else:
+                            ws = w_f[widx0 + a: widx0 + b]
+                            for s in range(b - a):
+                                target[post[s]] += ws[s] * sc
             # ---- postsynaptic pathway
             if plastic:
                 for q in range(ns):

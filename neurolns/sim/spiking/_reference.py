@@ -173,7 +173,12 @@ def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spik
                 d = int(pint[p, K.P_DELAY])
                 chan = int(pint[p, K.P_CHAN])
                 tgt = inbuf[(n + d) % n_delay, chan] if d else (ge if chan == 0 else gi)
-                w = dec_tab[pint[p, K.P_TAB] + codes[widx].astype(np.int64)] if pint[p, K.P_LNS] else w_f[widx]
+                if pint[p, K.P_LNS]:
+                    w = dec_tab[pint[p, K.P_TAB] + codes[widx].astype(np.int64)]
+                elif pint[p, K.P_SHARED]:
+                    w = np.full(s.size, w_f[pint[p, K.P_STORE]])
+                else:
+                    w = w_f[widx]
                 # into ĝ: times the target group's 1/D (a delay slot holds true values)
                 np.add.at(tgt, syn_post[s], w if d else w * dec[pint[p, K.P_POST_G], K.INV_E + chan])
                 if pint[p, K.P_RULE] < 0:

@@ -331,7 +331,8 @@ class Network:
             fmt = s.weight_format
             if fmt is None:
                 row[K.P_STORE] = f_base
-                f_base += s.n_synapses
+                row[K.P_SHARED] = int(s.shared)
+                f_base += s.w.size  # 1 for a shared weight
             else:
                 row[K.P_LNS] = 1
                 row[K.P_STORE] = c_base
@@ -548,8 +549,9 @@ class Network:
                 ev = _every_steps(mon.every_ms, self.dt_ms)
                 p = self.synapses.index(mon.synapses)
                 store = L.pint[p, K.P_STORE]
+                shared = L.pint[p, K.P_SHARED] != 0  # one stored weight for every synapse
                 for k in mon.record:
-                    wm_cols.append((p, store + k, ev))
+                    wm_cols.append((p, store + (0 if shared else k), ev))
                 fixed += 8 * (-(-n_steps // ev)) * (mon.record.size + 1)
         plan.rec = rec
         plan.n_rec = int(rec.sum())
@@ -685,7 +687,7 @@ def _concat_views(syns, attr: str, dtype) -> np.ndarray:
     flat = np.concatenate([getattr(s, attr) for s in syns], dtype=dtype, casting="same_kind")
     off = 0
     for s in syns:
-        n = s.n_synapses
+        n = getattr(s, attr).size  # 1 for a shared weight
         setattr(s, attr, flat[off: off + n])
         off += n
     return flat

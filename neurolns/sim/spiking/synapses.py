@@ -26,6 +26,9 @@ class Synapses:
     Weights are stored either as float64 (the reference) or, with
     ``weight_format``, as signed LNS codes with one power-of-two scale per
     projection (``w = sign(c) σ 2^((|c| − β)/γ)``, :mod:`neurolns.lns`).
+    With ``shared=True`` a float weight is stored once for the whole
+    projection, as a Brian2 ``(shared)`` synaptic variable or a constant in
+    ``on_pre`` (Brian2's CUBA example: ``ge += we``).
 
     Parameters
     ----------
@@ -47,6 +50,11 @@ class Synapses:
     delay_ms : float
         Transmission delay (ms, ≥ 0), the same for every synapse of the
         projection; rounded to whole steps. Plastic projections need 0.
+    shared : bool
+        Store one float weight for every synapse (``weight`` a scalar; no
+        ``weight_format``, no plasticity). A spike then reads only the
+        targets of its row, 4 bytes a synapse instead of 12, and gives the
+        same result as the same weight stored per synapse.
     plasticity : STDP, optional
     seed : int, optional
         Seed of the stochastic rounding of the initial weights.
@@ -57,7 +65,7 @@ class Synapses:
 
     def __init__(self, pre, post, connectivity: Connectivity, *, weight, target="e",
                  weight_format: LNSFormat | None = None, rounding="nearest", delay_ms: float = 0.0,
-                 plasticity: STDP | None = None, seed=None, name: str | None = None):
+                 plasticity: STDP | None = None, seed=None, name: str | None = None, shared: bool = False):
         if not isinstance(pre, _Group):
             raise TypeError(f"pre must be a neuron group, got {type(pre).__name__}")
         if not isinstance(post, NeuronGroup):
@@ -78,6 +86,16 @@ class Synapses:
             raise ValueError(f"delay_ms={delay} is out of range; allowed: a finite value >= 0")
         if plasticity is not None and delay > 0:
             raise ValueError("plastic projections need delay_ms=0 (pairing happens at the spike)")
+        if not isinstance(shared, (bool, np.bool_)):
+            raise TypeError(f"shared must be a bool, got {shared!r}")
+        if shared:
+            if weight_format is not None:
+                raise ValueError("shared=True stores one float64 weight; weight_format must be None")
+            if plasticity is not None:
+                raise ValueError("shared=True cannot learn (plasticity changes each synapse's weight)")
+            if np.ndim(weight) != 0:
+                raise ValueError(f"shared=True takes one weight, a scalar; got shape {np.shape(weight)}")
+        self.shared = bool(shared)
         Synapses._counter += 1
         self.name = name or f"synapses_{Synapses._counter}"
         self.pre, self.post = pre, post
@@ -105,7 +123,10 @@ class Synapses:
         self.scale = 1.0
         self.codes: np.ndarray | None = None
         self.w: np.ndarray | None = None
-        self._set(w)
+        if self.shared:  # one value, whatever the synapse count
+            self.w = np.asarray(weight, dtype=np.float64).reshape(1).copy()
+        else:
+            self._set(w)
 
     # -- weights ------------------------------------------------------------
     def _set(self, w: np.ndarray) -> None:
@@ -125,6 +146,8 @@ class Synapses:
     @property
     def weights(self) -> np.ndarray:
         """The effective weight of every synapse as float64 (decoded for LNS storage)."""
+        if self.shared:
+            return np.full(self.n_synapses, self.w[0], dtype=np.float64)
         if self.weight_format is None:
             return self.w.copy()
         from neurolns.lns import decode_codes
@@ -134,7 +157,13 @@ class Synapses:
     @weights.setter
     def weights(self, value) -> None:
         w = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.n_synapses,))
-        if self.weight_format is None:
+        if self.shared:
+            if w.size and np.any(w != w[0]):
+                raise ValueError("a shared weight takes one value for every synapse")
+            if not np.isfinite(w[:1]).all():
+                raise ValueError("weight must be finite")
+            self.w[0] = w[0] if w.size else self.w[0]
+        elif self.weight_format is None:
             self.w[:] = w
         else:
             self._set(w)
@@ -155,5 +184,7 @@ class Synapses:
 
     def __repr__(self) -> str:
         fmt = "float64" if self.weight_format is None else str(self.weight_format)
+        if self.shared:
+            fmt = f"float64 shared ({self.w[0]:g})"
         return (f"Synapses({self.pre.name} -> {self.post.name}, n={self.n_synapses}, target={self.target.value}, "
                 f"weights={fmt}, plasticity={None if self.plasticity is None else self.plasticity.rule.value})")
