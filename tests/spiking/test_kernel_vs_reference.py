@@ -180,7 +180,7 @@ def test_cuba_exact_integration_matches_closed_form():
 @pytest.mark.parametrize("backend", ["numba", "reference"])
 def test_factored_decay_tracks_the_eager_decay_across_rebases(backend):
     """ge and gi of an exact CUBA group, kept as ĝ times a per-group factor that is folded back
-    whenever it falls below 2^-24 (every 166 steps at τe = 1 ms), equal the step-by-step float64
+    whenever it falls below 2^-24 (every 167 steps at τe = 1 ms), equal the step-by-step float64
     decay ge ← ge·e^{−dt/τe} + input (inputs direct and 0.5 ms delayed) to 1e-12 relative, in
     the monitor's samples and in the state after the run; v stays within 1e-9 mV of the eager
     propagator."""
@@ -216,6 +216,44 @@ def test_factored_decay_tracks_the_eager_decay_across_rebases(backend):
     np.testing.assert_allclose(g.ge, ge, rtol=1e-12, atol=0)
     np.testing.assert_allclose(g.gi, gi, rtol=1e-12, atol=0)
     assert ge.min() > 1e-6 and gi.max() < -1e-6  # the last inputs are still there to compare
+
+
+@pytest.mark.parametrize("backend, dtype", [("numba", "float64"), ("numba", "float32"), ("reference", "float64")])
+def test_factored_decay_with_synapses_far_faster_than_dt(backend, dtype):
+    """τe = 1e-4 ms and τi = 1e-3 ms against dt = 0.1 ms: Pee = e^-1000 is 0 in float64 and Pii
+    = e^-100 is 0 in float32. The factor is rebased before any input lands, so 1/D stays at most
+    2^24 and a factor that underflows clears ĝ: ge and gi stay finite, an input is gone one step
+    later, and v equals the step-by-step float64 propagator (to 1e-9 mV; 1e-4 mV in float32)."""
+    p = LIFParams(v_rest_mV=-70.0, v_thresh_mV=0.0, v_reset_mV=-80.0, tau_e_ms=1e-4, tau_i_ms=1e-3)
+    g = NeuronGroup(2, p, v0_mV=-65.0)
+    times = np.array([0.0012, 0.0031, 0.0032])
+    gen = SpikeGeneratorGroup(1, np.zeros(3, dtype=np.int64), times)
+    conn = fixed_probability(1, 2, 1.0, seed=0)
+    syns = [Synapses(gen, g, conn, weight=[2.0, 1.5], target="e"),
+            Synapses(gen, g, conn, weight=[-1.0, -3.0], target="i", delay_ms=0.5)]
+    mon = StateMonitor(g, ("v", "ge", "gi"), record=[0, 1], every_ms=0.1)
+    kw = dict(dtype=dtype) if backend == "numba" else {}
+    Network(*syns, mon, backend=backend, **kw).run(0.005, progress=False)
+    for var in ("v", "ge", "gi"):
+        assert np.all(np.isfinite(mon.values[var])), var
+    from neurolns.sim.spiking import network as network_mod
+
+    _, _, f = network_mod._group_row(g, 0.1)
+    pvv, pve, pvi, pee, pii = f[3:8]
+    step = np.rint(times * 1e4).astype(np.int64)
+    v, ge, gi = np.full(2, -65.0), np.zeros(2), np.zeros(2)
+    trace = {"v": [], "ge": [], "gi": []}
+    for n in range(50):
+        trace["v"].append(v.copy()), trace["ge"].append(ge.copy()), trace["gi"].append(gi.copy())
+        v = -70.0 + (v + 70.0) * pvv + ge * pve + gi * pvi
+        ge, gi = ge * pee, gi * pii
+        ge += np.array([2.0, 1.5]) * np.count_nonzero(step == n)
+        gi += np.array([-1.0, -3.0]) * np.count_nonzero(step == n - 5)
+    tol = 1e-9 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(mon.values["v"], np.array(trace["v"]), rtol=0, atol=tol)
+    for var in ("ge", "gi"):  # each input is seen for one step, then gone
+        np.testing.assert_allclose(mon.values[var], np.array(trace[var]), rtol=1e-6, atol=1e-30)
+    assert np.count_nonzero(mon.values["ge"][:, 0]) == 3 and np.count_nonzero(np.abs(mon.values["gi"][:, 0]) > 0.5) == 3
 
 
 def test_refractory_period_and_reset():

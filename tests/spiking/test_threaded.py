@@ -200,8 +200,8 @@ def test_networks_the_threaded_loop_cannot_run_run_serially():
 def test_threads_without_neurons_of_a_group_keep_its_decay_factors(dtype):
     """Each thread keeps its own copy of every exact group's decay factors and advances them
     even for a group it owns no neuron of (CUBA on 3 threads: thread 0 owns no inhibitory
-    neuron, and its copy is the one folded back into ge/gi). 0.25 s holds two rebases of ge
-    and one of gi; spikes and final state equal one thread's bit for bit."""
+    neuron, and its copy is the one folded back into ge/gi). 0.25 s holds three rebases of ge
+    (steps 832, 1664, 2496) and one of gi; spikes and final state equal one thread's bit for bit."""
     from neurolns.models.cuba import CUBAConfig, build_cuba
 
     runs = []
@@ -216,6 +216,42 @@ def test_threads_without_neurons_of_a_group_keep_its_decay_factors(dtype):
                      c.inh.ge, c.inh.gi])
     assert runs[0][2].size > 100
     for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_aborted_threaded_run_leaves_ge_and_gi_true(monkeypatch):
+    """A chunk that fails after thread 0 finished it (as a Ctrl-C raised when the worker returns)
+    must leave ge/gi folded with the threads' own decay factors: equal, bit for bit, to a clean
+    run of the same steps, not scaled by the factors from the start of the chunk."""
+    from neurolns.models.cuba import CUBAConfig, build_cuba
+
+    clean = build_cuba(CUBAConfig(n=2000), seed=8, threads=2)
+    clean.run(0.02, progress=False, chunk_steps=100)
+    real = TH.worker_for
+    calls = []
+
+    def failing_worker_for(**features):
+        worker = real(**features)
+
+        def wrapped(t, *args):
+            out = worker(t, *args)
+            if t == 0:
+                calls.append(out)
+                if len(calls) == 2:
+                    raise KeyboardInterrupt
+            return out
+
+        return wrapped
+
+    monkeypatch.setattr(TH, "worker_for", failing_worker_for)
+    hit = build_cuba(CUBAConfig(n=2000), seed=8, threads=2)
+    with pytest.raises(KeyboardInterrupt):
+        hit.run(0.05, progress=False, chunk_steps=100)
+    assert calls == [100, 200]  # two chunks done, the second interrupted as it returned
+    L = hit.network._layout
+    assert np.all(L.dec == 1)
+    for a, b in ((clean.exc.ge, hit.exc.ge), (clean.exc.gi, hit.exc.gi), (clean.inh.ge, hit.inh.ge),
+                 (clean.exc.v, hit.exc.v)):
         np.testing.assert_array_equal(a, b)
 
 

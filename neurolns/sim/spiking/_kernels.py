@@ -15,7 +15,9 @@ the group's scalar ``De`` (``dec[g, D_E]``) is multiplied by ``Pee`` once a
 step instead of every ``ĝe``. The update then reads v, ĝe, ĝi and writes only
 v (32 bytes a neuron in float64, not 48); an input ``x`` lands as
 ``ĝe += x / De``. When ``De`` or ``Di`` falls below :data:`REBASE_BELOW`, the
-group's ``ĝ`` are multiplied back (``ĝ ← D ĝ``, ``D ← 1``) before its update,
+group's ``ĝ`` are multiplied back (``ĝ ← D ĝ``, ``D ← 1``) right after the
+decay, before any input lands (so ``1/D ≤ 2^24`` whatever ``Pee``, and a
+factor that underflows to 0 clears ``ĝ`` as the step-by-step decay would),
 and at the end of every run (so ``NeuronGroup.ge`` holds the true values
 between runs). Per group, ``dec[g]`` = [De, Di, 1/De, 1/Di, 1]; groups of
 other kinds keep 1 throughout.
@@ -43,7 +45,7 @@ N_PFLT = 10
 D_E, D_I, INV_E, INV_I, D_ONE = range(5)
 N_DEC = 5
 #: a group's ĝ are multiplied back by their factor when it falls below this (2^-24:
-#: about 800 steps at τ/dt = 50, and 1/D stays far from overflow in float32)
+#: every 832 steps at τ/dt = 50; 1/D stays at most 2^24, far from float32's overflow)
 REBASE_BELOW = 2.0 ** -24
 
 _LN2 = math.log(2.0)
@@ -345,16 +347,6 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
     per block of :data:`BLOCK` neurons: whether one may have crossed
     threshold; only those blocks are scanned.
     """
-    if dec[D_E] < REBASE_BELOW or dec[D_I] < REBASE_BELOW:
-        de = dec[D_E]
-        di = dec[D_I]
-        es = ge[lo:hi]
-        is_ = gi[lo:hi]
-        for q in range(hi - lo):
-            es[q] *= de
-            is_[q] *= di
-        dec[D_E] = dec[D_ONE]
-        dec[D_I] = dec[D_ONE]
     fe = pve * dec[D_E]
     fi = pvi * dec[D_I]
     # the update over slices indexed from 0 (so that Numba drops the negative-index
@@ -377,6 +369,17 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
         nb += 1
     dec[D_E] = dec[D_E] * pee
     dec[D_I] = dec[D_I] * pii
+    # rebase before this step's input lands, so that 1/D stays <= 2^24
+    if dec[D_E] < REBASE_BELOW or dec[D_I] < REBASE_BELOW:
+        de = dec[D_E]
+        di = dec[D_I]
+        es = ge[lo:hi]
+        is_ = gi[lo:hi]
+        for q in range(hi - lo):
+            es[q] *= de
+            is_[q] *= di
+        dec[D_E] = dec[D_ONE]
+        dec[D_I] = dec[D_ONE]
     dec[INV_E] = dec[D_ONE] / dec[D_E]
     dec[INV_I] = dec[D_ONE] / dec[D_I]
     # neurons free from this step on leave the front of the ring (their update above

@@ -117,14 +117,14 @@ def run_chunk_reference(n0, n1, n_run0, gint, gflt, v, ge, gi, ref_until, p_spik
                 vv, e, i = v[sl], ge[sl], gi[sl]
                 if kind == K.CUBA_EXACT:
                     d = dec[g]
-                    if d[K.D_E] < K.REBASE_BELOW or d[K.D_I] < K.REBASE_BELOW:
+                    vn = el + (vv - el) * ca + e * (cb * d[K.D_E]) + i * (cc * d[K.D_I])
+                    d[K.D_E] = d[K.D_E] * cd
+                    d[K.D_I] = d[K.D_I] * ce
+                    if d[K.D_E] < K.REBASE_BELOW or d[K.D_I] < K.REBASE_BELOW:  # before input lands
                         e *= d[K.D_E]
                         i *= d[K.D_I]
                         d[K.D_E] = d[K.D_I] = 1.0
-                    vn = el + (vv - el) * ca + e * (cb * d[K.D_E]) + i * (cc * d[K.D_I])
                     en, inn = e, i  # ĝ stay; their factors decay
-                    d[K.D_E] = d[K.D_E] * cd
-                    d[K.D_I] = d[K.D_I] * ce
                     d[K.INV_E] = d[K.D_ONE] / d[K.D_E]
                     d[K.INV_I] = d[K.D_ONE] / d[K.D_I]
                 elif kind == K.CUBA_EULER:

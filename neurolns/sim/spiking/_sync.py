@@ -1,7 +1,7 @@
 """A step barrier between the threads of one spiking time loop, in Numba.
 
-Threads of the threaded loop (:mod:`neurolns.sim.spiking._threaded`) meet twice
-a step, 20,000 times a simulated second at dt = 0.1 ms, so a barrier must cost
+Threads of the threaded loop (:mod:`neurolns.sim.spiking._threaded`) meet once
+a step, 10,000 times a simulated second at dt = 0.1 ms, so a barrier must cost
 well under a microsecond: an OS wait (a condition variable, ~10-50 µs a wake)
 would cost more than the step it guards. Each thread instead publishes the
 phase it reached in its own cache line of ``flags`` (an atomic store with

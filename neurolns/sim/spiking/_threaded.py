@@ -52,6 +52,8 @@ from neurolns._jit import jit
 from neurolns.sim.spiking import _sync
 from neurolns.sim.spiking._kernels import (
     CUBA_EXACT,
+    D_E,
+    D_I,
     GENERATOR,
     P_LNS,
     P_SHARED,
@@ -367,7 +369,7 @@ class ThreadedChunk:
         self.flags[:] = 0
         self.busy[:] = 0
         self.pop[:] = 0
-        decs = np.repeat(L.dec[None], T, axis=0)  # each thread's copy of the decay factors
+        decs = _thread_copies(L.dec, T)
         results = [None] * T
         errors = []
 
@@ -394,11 +396,20 @@ class ThreadedChunk:
             _abort(self.flags, T)
             for th in started:
                 th.join()
+            self._fold_each(L, decs)
             raise
         body(0)
-        for th in started:
-            th.join()
+        try:
+            for th in started:
+                th.join()
+        except BaseException:  # interrupted while waiting: stop the others before the state is read
+            _abort(self.flags, T)
+            for th in started:
+                th.join()
+            self._fold_each(L, decs)
+            raise
         if errors:
+            self._fold_each(L, decs)
             raise errors[0]
         L.dec[:] = decs[0]
         reached = int(results[0])
@@ -407,6 +418,35 @@ class ThreadedChunk:
         if rows >= REBALANCE_STEPS:
             self.rebalance()
         return reached
+
+
+    def _fold_each(self, L, decs) -> None:
+        """After an aborted chunk: fold each thread's own factors into its own neurons' ge/gi.
+
+        Threads may have stopped at different steps, so their copies of the
+        factors differ; each thread's ĝ agree with its own copy.
+        """
+        for g in range(L.gint.shape[0]):
+            if L.gint[g, 2] != CUBA_EXACT:
+                continue
+            for t in range(self.n_threads):
+                lo = max(int(L.gint[g, 0]), int(self.bounds[t]))
+                hi = min(int(L.gint[g, 1]), int(self.bounds[t + 1]))
+                if hi > lo:
+                    L.ge[lo:hi] *= decs[t][g, D_E]
+                    L.gi[lo:hi] *= decs[t][g, D_I]
+        L.dec[:] = 1
+
+
+def _thread_copies(dec: np.ndarray, n_threads: int) -> list:
+    """Each thread's copy of the decay table, on cache lines of its own (every thread writes
+    its copy every step; copies sharing a line would bounce it between cores)."""
+    size = dec.size
+    line = 64 // dec.itemsize
+    width = -(-size // line) * line + line  # a line of padding: no two copies share one
+    rows = np.empty((n_threads, width), dtype=dec.dtype)
+    rows[:, :size] = dec.reshape(-1)
+    return [rows[t, :size].reshape(dec.shape) for t in range(n_threads)]
 
 
 def _abort(flags: np.ndarray, n_threads: int) -> None:
