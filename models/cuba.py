@@ -117,7 +117,8 @@ def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | N
         as Brian2's example does (``on_pre="ge += we"``, a constant). Default:
         True for float weights; LNS weights are codes per synapse (stochastic
         rounding makes them differ), so True with ``weight_format`` is an
-        error. False stores a float64 per synapse; the spikes are the same.
+        error. False stores a weight per synapse (in ``dtype``); the spikes
+        are the same.
 
     Examples
     --------
@@ -127,6 +128,8 @@ def build_cuba(config: CUBAConfig | None = None, *, weight_format: LNSFormat | N
     True
     """
     cfg = config if config is not None else CUBAConfig()
+    if shared_weights is not None and not isinstance(shared_weights, (bool, np.bool_)):
+        raise TypeError(f"shared_weights must be a bool or None, got {shared_weights!r}")
     if shared_weights is None:
         shared_weights = weight_format is None
     elif shared_weights and weight_format is not None:

@@ -126,3 +126,18 @@ def test_indptr_is_the_csr_row_pointer(n_pre, n_post, pairs):
     assert not c.indptr.flags.writeable
     rows = [c.j[c.indptr[r]: c.indptr[r + 1]] for r in range(n_pre)]
     assert c.rows_sorted == all(bool(np.all(np.diff(row) >= 0)) for row in rows)
+
+
+def test_connectivity_owns_read_only_index_arrays():
+    """The arrays a Connectivity is built from are copied, and its own are read-only: the row
+    pointer and the row order computed at construction stay true (a caller editing its int32
+    arrays would otherwise edit the connectivity, and the threads' cut of the rows with it)."""
+    i = np.array([0, 0, 0], dtype=np.int32)
+    j = np.array([3, 9, 12], dtype=np.int32)
+    c = from_lists(1, 16, i, j)
+    assert c.rows_sorted
+    j[:] = [12, 3, 9]
+    assert c.j.tolist() == [3, 9, 12] and c.rows_sorted
+    for arr in (c.i, c.j, c.indptr):
+        with pytest.raises(ValueError):
+            arr[0] = 1

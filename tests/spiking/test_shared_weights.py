@@ -107,3 +107,38 @@ def test_build_cuba_refuses_shared_lns_weights():
     with pytest.raises(ValueError, match="shared_weights"):
         build_cuba(CUBAConfig(n=100), weight_format=LNS8, shared_weights=True)
     assert not build_cuba(CUBAConfig(n=100), weight_format=LNS8).synapses[0].shared
+
+
+def test_shared_weight_setter_edge_cases():
+    """An empty shared projection still takes a new value; NaN is refused as not finite (not as
+    'values that differ'); ``shared`` cannot be flipped after construction."""
+    g = NeuronGroup(4, LIFParams())
+    empty = Synapses(g, g, fixed_probability(4, 4, 0.0, seed=0), weight=1.5, shared=True)
+    assert empty.n_synapses == 0
+    empty.weights = 7.0
+    assert empty.w[0] == 7.0
+    with pytest.raises(ValueError, match="finite"):
+        empty.weights = np.nan
+    with pytest.raises(AttributeError):
+        empty.shared = False
+
+
+def test_network_refuses_a_replaced_store_or_plasticity_added_later():
+    """A shared projection whose ``w`` was replaced by a per-synapse array, or which was given
+    plasticity after construction, is refused when the network is built (the kernel would read
+    one stored value per synapse, or write past it)."""
+    g = NeuronGroup(6, LIFParams())
+    s = Synapses(g, g, fixed_probability(6, 6, 0.5, seed=0), weight=1.0, shared=True)
+    s.w = np.ones(s.n_synapses)
+    with pytest.raises(ValueError, match="shared"):
+        Network(s).run(0.001, progress=False)
+    t = Synapses(g, g, fixed_probability(6, 6, 0.5, seed=0), weight=1.0, shared=True)
+    t.plasticity = STDP("additive", w_max=2.0)
+    with pytest.raises(ValueError, match="cannot learn"):
+        Network(t).run(0.001, progress=False)
+
+
+def test_build_cuba_checks_the_type_of_shared_weights():
+    """``shared_weights`` is a bool or None; a string is refused, not read as true."""
+    with pytest.raises(TypeError, match="shared_weights"):
+        build_cuba(CUBAConfig(n=100), shared_weights="no")

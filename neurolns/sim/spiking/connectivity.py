@@ -30,8 +30,10 @@ class Connectivity:
     j: np.ndarray
 
     def __post_init__(self) -> None:
-        i = np.ascontiguousarray(self.i, dtype=np.int32)
-        j = np.ascontiguousarray(self.j, dtype=np.int32)
+        # own copies, read-only: the row pointer and the row order below are computed once
+        # and must stay true (a caller's int32 arrays would otherwise be shared, and writable)
+        i = np.array(self.i, dtype=np.int32, copy=True, order="C")
+        j = np.array(self.j, dtype=np.int32, copy=True, order="C")
         if i.shape != j.shape or i.ndim != 1:
             raise ValueError(f"i and j must be 1-d of equal length, got {i.shape} and {j.shape}")
         if i.size:
@@ -42,6 +44,8 @@ class Connectivity:
             if np.any(np.diff(i) < 0):
                 order = np.lexsort((j, i))
                 i, j = i[order], j[order]
+        i.flags.writeable = False
+        j.flags.writeable = False
         object.__setattr__(self, "i", i)
         object.__setattr__(self, "j", j)
         # the CSR row pointer, built once with the arrays (as a CSR matrix holds it): a

@@ -329,6 +329,11 @@ class Network:
             row[K.P_SYNBASE] = syn_base
             row[K.P_RULE] = -1
             fmt = s.weight_format
+            if s.w is not None and s.w.size != (1 if s.shared else s.n_synapses):
+                raise ValueError(f"{s.name}: w holds {s.w.size} values; a {'shared' if s.shared else 'per-synapse'} "
+                                 f"weight needs {1 if s.shared else s.n_synapses} (set weights, not w)")
+            if s.shared and s.plasticity is not None:
+                raise ValueError(f"{s.name}: a shared weight cannot learn; plasticity must be None")
             if fmt is None:
                 row[K.P_STORE] = f_base
                 row[K.P_SHARED] = int(s.shared)
@@ -375,9 +380,9 @@ class Network:
         L.storage = [(s.w, s.codes) for s in syns]
         L.group_state = [(g, g.v) for g in self.groups if isinstance(g, NeuronGroup)]
         L.dec_tab = np.concatenate(tables).astype(self.dtype) if tables else np.zeros(1, dtype=self.dtype)
-        # unsigned, so the kernel's scatter needs no negative-index check (a view, no copy)
+        # unsigned, so the kernel's scatter needs no negative-index check
         if len(posts) == 1 and posts[0][1] == 0:
-            L.syn_post = posts[0][0].view(np.uint32)
+            L.syn_post = posts[0][0].view(np.uint32).copy()  # the connectivity's j is read-only
         elif posts:
             L.syn_post = np.empty(sum(j.size for j, _ in posts), np.uint32)
             at = 0

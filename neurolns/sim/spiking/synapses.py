@@ -90,12 +90,12 @@ class Synapses:
             raise TypeError(f"shared must be a bool, got {shared!r}")
         if shared:
             if weight_format is not None:
-                raise ValueError("shared=True stores one float64 weight; weight_format must be None")
+                raise ValueError("shared=True stores one float weight; weight_format must be None")
             if plasticity is not None:
                 raise ValueError("shared=True cannot learn (plasticity changes each synapse's weight)")
             if np.ndim(weight) != 0:
                 raise ValueError(f"shared=True takes one weight, a scalar; got shape {np.shape(weight)}")
-        self.shared = bool(shared)
+        self._shared = bool(shared)
         Synapses._counter += 1
         self.name = name or f"synapses_{Synapses._counter}"
         self.pre, self.post = pre, post
@@ -105,8 +105,6 @@ class Synapses:
         self.rounding = Rounding(rounding)
         self.delay_ms = delay
         self.plasticity = plasticity
-        self.i = connectivity.i
-        self.j = connectivity.j
         w = np.broadcast_to(np.asarray(weight, dtype=np.float64), (connectivity.n_synapses,))
         if not np.all(np.isfinite(w)):
             raise ValueError("weight must be finite")
@@ -156,17 +154,35 @@ class Synapses:
 
     @weights.setter
     def weights(self, value) -> None:
-        w = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.n_synapses,))
         if self.shared:
-            if w.size and np.any(w != w[0]):
-                raise ValueError("a shared weight takes one value for every synapse")
-            if not np.isfinite(w[:1]).all():
+            v = np.asarray(value, dtype=np.float64)
+            if not np.all(np.isfinite(v)):
                 raise ValueError("weight must be finite")
-            self.w[0] = w[0] if w.size else self.w[0]
-        elif self.weight_format is None:
+            if v.size == 0 or np.any(v != v.flat[0]):
+                raise ValueError(f"a shared weight takes one value for every synapse, got {v.size} values "
+                                 "that differ" if v.size else "a shared weight takes one value, got none")
+            self.w[0] = v.flat[0]  # in place: the network's copy is this array
+            return
+        w = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.n_synapses,))
+        if self.weight_format is None:
             self.w[:] = w
         else:
             self._set(w)
+
+    @property
+    def shared(self) -> bool:
+        """Whether one weight serves every synapse (read-only: set at construction)."""
+        return self._shared
+
+    @property
+    def i(self) -> np.ndarray:
+        """Presynaptic index of every synapse (read-only, the connectivity's)."""
+        return self.connectivity.i
+
+    @property
+    def j(self) -> np.ndarray:
+        """Postsynaptic index of every synapse (read-only, the connectivity's)."""
+        return self.connectivity.j
 
     @property
     def n_synapses(self) -> int:
