@@ -363,7 +363,7 @@ def mlp_counts(sizes: Sequence[int], batch: int, *, training: bool = True, bias:
 
 def spiking_counts(name: str, *, neuron_updates: float, synaptic_events: float, plasticity_updates: float = 0,
                    spikes: float = 0, neurons: int = 0, synapses: int = 0, ops_per_neuron_update=None,
-                   weight_format: str | None = None) -> LayerCounts:
+                   weight_format: str | None = None, weight_reads: float | None = None) -> LayerCounts:
     """Counts of a spiking network run: neuron updates and synaptic events.
 
     Parameters
@@ -388,6 +388,9 @@ def spiking_counts(name: str, *, neuron_updates: float, synaptic_events: float, 
         threshold: ``{"mul": 2, "add": 3, "cmp": 2}`` (threshold and refractory test).
     weight_format : str, optional
         Format of the stored weights when it differs from the one studied.
+    weight_reads : number, optional
+        Weights read from memory, when not one per synaptic event (default:
+        ``synaptic_events``); a projection with one shared weight reads none.
 
     The Loihi chip spends 23.6 pJ per synaptic operation and TrueNorth 26 pJ per
     synaptic event (references.md) — figures to set these counts against.
@@ -400,7 +403,10 @@ def spiking_counts(name: str, *, neuron_updates: float, synaptic_events: float, 
     n_state, n_syn = neurons or off_chip, synapses or off_chip
     state = 3  # v, I, refractory counter: read and written per update
     lc.read(n_state, state * neuron_updates).write(n_state, state * neuron_updates)
-    lc.op(Op.ADD, synaptic_events).read(n_syn, synaptic_events, weight_format)
+    reads = synaptic_events if weight_reads is None else weight_reads
+    if not 0 <= reads <= synaptic_events:
+        raise ValueError(f"weight_reads={reads} is out of range; allowed: 0 <= weight_reads <= synaptic_events")
+    lc.op(Op.ADD, synaptic_events).read(n_syn, reads, weight_format)
     lc.write(n_state, spikes)
     if plasticity_updates:
         lc.op(Op.MUL, 2 * plasticity_updates).op(Op.ADD, 2 * plasticity_updates)

@@ -100,15 +100,17 @@ def count_sim(net, input_shape, *, training: bool = True, loss: bool = True) -> 
 def _monitored_events(net):
     """Exact synaptic events and plasticity updates from the networks's spike monitors.
 
-    Returns ``(events, plasticity_updates)``, or None when a projection's source
-    group has no ``SpikeMonitor``. Monitor counts accumulate over every run of
-    the network, so this is exact for a network run once.
+    Returns ``(events, plasticity_updates, shared_events)`` (``shared_events``:
+    the events of projections with one shared weight, which read no weight
+    from memory), or None when a projection's source group has no
+    ``SpikeMonitor``. Monitor counts accumulate over every run of the
+    network, so this is exact for a network run once.
     """
     import numpy as np
 
     counts = {id(m.group): np.asarray(m.count) for m in getattr(net, "monitors", [])
               if type(m).__name__ == "SpikeMonitor"}
-    events = plastic = 0.0
+    events = plastic = shared = 0.0
     synapses = getattr(net, "synapses", None)
     if not synapses:
         return None
@@ -120,12 +122,14 @@ def _monitored_events(net):
         out_deg = np.bincount(np.asarray(conn.i), minlength=len(pre))
         ev = float(np.dot(pre, out_deg))
         events += ev
+        if getattr(syn, "shared", False):
+            shared += ev
         if getattr(syn, "plasticity", None) is not None:
             post = counts.get(id(syn.post))
             in_deg = np.bincount(np.asarray(conn.j), minlength=syn.post.n)
             post_updates = float(np.dot(post, in_deg)) if post is not None else ev
             plastic += ev + post_updates
-    return events, plastic
+    return events, plastic, shared
 
 
 def count_spiking(net, report, *, synaptic_events: float | None = None, plastic: bool | None = None,
@@ -150,13 +154,22 @@ def count_spiking(net, report, *, synaptic_events: float | None = None, plastic:
         True without monitors: two updates per event.
     weight_format : str, optional
         Stored weight format when it differs from the one priced.
+
+    Projections with one shared weight (``Synapses(shared=True)``) store one
+    weight, not one per synapse, and their events read no weight from memory
+    (the value sits in a register): ``params`` and the weight reads count
+    only stored weights (``meta["weight_reads"]``).
     """
     n, s = int(net.n_neurons), int(net.n_synapses)
+    syns = list(getattr(net, "synapses", []) or [])
+    shared_syn = sum(int(x.n_synapses) for x in syns if getattr(x, "shared", False))
+    stored = s - shared_syn + sum(1 for x in syns if getattr(x, "shared", False))
     exact = _monitored_events(net) if synaptic_events is None else None
+    shared_events = None
     if synaptic_events is not None:
         events, updates = float(synaptic_events), 2.0 * float(synaptic_events) if plastic else 0.0
     elif exact is not None:
-        events, updates = exact
+        events, updates, shared_events = exact
         if plastic is False:
             updates = 0.0
         elif plastic and not updates:
@@ -164,10 +177,13 @@ def count_spiking(net, report, *, synaptic_events: float | None = None, plastic:
     else:
         events = report.spikes * s / max(n, 1)
         updates = 2.0 * events if plastic else 0.0
+    if shared_events is None:  # events spread over synapses in proportion (the mean out-degree estimate)
+        shared_events = events * shared_syn / s if s else 0.0
+    reads = events - shared_events
     lc = spiking_counts("network", neuron_updates=n * report.steps, synaptic_events=events,
-                        plasticity_updates=updates, spikes=report.spikes, neurons=n, synapses=s,
-                        weight_format=weight_format)
-    c = Counts(layers=[lc], batch=1, params=s, param_tensors=[s] if s else [])
+                        plasticity_updates=updates, spikes=report.spikes, neurons=n, synapses=stored,
+                        weight_format=weight_format, weight_reads=reads)
+    c = Counts(layers=[lc], batch=1, params=stored, param_tensors=[stored] if stored else [])
     c.meta = dict(model="spiking", steps=int(report.steps), spikes=int(report.spikes), synaptic_events=events,
-                  plasticity_updates=updates, exact_events=exact is not None)
+                  weight_reads=reads, plasticity_updates=updates, exact_events=exact is not None)
     return c
