@@ -438,6 +438,19 @@ def _lif_cuba_exact(n, lo, hi, refs, el, vth, vr, pvv, pve, pvi, pee, pii, v, ge
     return ns
 
 
+@jit(inline="always")
+def _fire(vk, free, vth, vr, n, refs, rs, q, lo, spk_now, ns):
+    """Threshold and reset of neuron ``lo + q`` (potential ``vk``) in the generic kernels.
+
+    Returns the potential to store and the new spike count.
+    """
+    if free and vk > vth:
+        rs[q] = n + refs
+        spk_now[ns] = lo + q
+        return vr, ns + 1
+    return vk, ns
+
+
 @jit
 def _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei, v, ge, gi, ref_until, spk_now, ns):
     """Current-based Euler and conductance-based (exponential Euler, Euler) LIF.
@@ -460,12 +473,7 @@ def _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei, v, ge, 
                 vk = vk + ca * (gek + gik - (vk - el))
             es[q] = gek - cb * gek
             is_[q] = gik - cc * gik
-            if free and vk > vth:
-                vk = vr
-                rs[q] = n + refs
-                spk_now[ns] = lo + q
-                ns += 1
-            vs[q] = vk
+            vs[q], ns = _fire(vk, free, vth, vr, n, refs, rs, q, lo, spk_now, ns)
     elif kind == COBA_EXPEULER:
         for q in range(hi - lo):
             vk = vs[q]
@@ -478,12 +486,7 @@ def _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei, v, ge, 
                 vk = vinf + (vk - vinf) * math.exp(-ca * gtot)
             es[q] = gek * cb
             is_[q] = gik * cc
-            if free and vk > vth:
-                vk = vr
-                rs[q] = n + refs
-                spk_now[ns] = lo + q
-                ns += 1
-            vs[q] = vk
+            vs[q], ns = _fire(vk, free, vth, vr, n, refs, rs, q, lo, spk_now, ns)
     else:  # COBA_EULER
         for q in range(hi - lo):
             vk = vs[q]
@@ -494,12 +497,7 @@ def _lif_generic(kind, n, lo, hi, refs, el, vth, vr, ca, cb, cc, ee, ei, v, ge, 
                 vk = vk + ca * ((el - vk) + gek * (ee - vk) + gik * (ei - vk))
             es[q] = gek - cb * gek
             is_[q] = gik - cc * gik
-            if free and vk > vth:
-                vk = vr
-                rs[q] = n + refs
-                spk_now[ns] = lo + q
-                ns += 1
-            vs[q] = vk
+            vs[q], ns = _fire(vk, free, vth, vr, n, refs, rs, q, lo, spk_now, ns)
     return ns
 
 
