@@ -61,10 +61,17 @@ def _recurrent(threads: int, budget_mb: float = 1024.0, lns_fmt=LNS8):
 
 
 def _outcome(net, groups, mons):
+    """Spikes (times, indices, counts, population counts) and final v/ge/gi/refractory state."""
     L = net._layout
-    return ([np.concatenate([m.t for m in mons[:4]]), np.concatenate([m.i for m in mons[:4]]),
-             np.concatenate([m.count for m in mons[:4]]), mons[4].counts],
-            [L.v.copy(), L.ge.copy(), L.gi.copy(), L.ref_until.copy()])
+    return [np.concatenate([m.t for m in mons[:4]]), np.concatenate([m.i for m in mons[:4]]),
+            np.concatenate([m.count for m in mons[:4]]), mons[4].counts,
+            L.v.copy(), L.ge.copy(), L.gi.copy(), L.ref_until.copy()]
+
+
+def _assert_same_outcome(run_a, run_b):
+    """Two runs of :func:`_recurrent` ended with the same spikes and state, bit for bit."""
+    for a, b in zip(_outcome(*run_a), _outcome(*run_b), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -76,9 +83,7 @@ def test_threads_give_bit_identical_runs(threads):
     rT = netT.run(0.15, progress=False)
     assert r1.threads == 1 and rT.threads == threads
     assert r1.spikes == rT.spikes > 500
-    (s1, st1), (sT, stT) = _outcome(net1, g1, m1), _outcome(netT, gT, mT)
-    for a, b in zip(s1 + st1, sT + stT):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_outcome((net1, g1, m1), (netT, gT, mT))
 
 
 def test_threads_identical_across_chunks_and_runs():
@@ -88,9 +93,7 @@ def test_threads_identical_across_chunks_and_runs():
     for net in (net1, net2):
         for _ in range(3):
             net.run(0.03, progress=False, chunk_steps=97)
-    (s1, st1), (s2, st2) = _outcome(net1, g1, m1), _outcome(net2, g2, m2)
-    for a, b in zip(s1 + st1, s2 + st2):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_outcome((net1, g1, m1), (net2, g2, m2))
 
 
 def test_threads_stop_together_when_the_spike_buffer_fills(monkeypatch):
@@ -110,9 +113,7 @@ def test_threads_stop_together_when_the_spike_buffer_fills(monkeypatch):
     for net in (net1, net2):
         net.run(0.08, progress=False, chunk_steps=800)
     assert len(calls) >= 2 and calls[0][2] < calls[0][1]  # the first call stopped early
-    (s1, st1), (s2, st2) = _outcome(net1, g1, m1), _outcome(net2, g2, m2)
-    for a, b in zip(s1 + st1, s2 + st2):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_outcome((net1, g1, m1), (net2, g2, m2))
 
 
 def test_moving_bounds_between_chunks_changes_nothing(monkeypatch):
@@ -133,9 +134,7 @@ def test_moving_bounds_between_chunks_changes_nothing(monkeypatch):
     for net in (net1, net2):
         net.run(0.1, progress=False, chunk_steps=100)
     assert sum(moves) >= 3
-    (s1, st1), (s2, st2) = _outcome(net1, g1, m1), _outcome(net2, g2, m2)
-    for a, b in zip(s1 + st1, s2 + st2):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_outcome((net1, g1, m1), (net2, g2, m2))
 
 
 def test_rebalance_gives_the_faster_thread_more_neurons():
