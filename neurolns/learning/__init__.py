@@ -13,7 +13,9 @@ float64 numpy reference path chosen by ``reference=``):
 Stateful optimizers with one interface (``step``, ``state_dict``,
 ``load_state_dict``, ``defaults``): :class:`SGD`, :class:`Adam`, :class:`Madam`,
 :class:`LNSMadam`, :class:`SignSGD`, :class:`Signum`, :class:`EFSignSGD`,
-:class:`MajorityVote`, built by name with :func:`make_optimizer` and :class:`Rule`. Learning-rate
+:class:`MajorityVote`, built by name with :func:`make_optimizer` and :class:`Rule`; the
+architecture-aware rules :class:`Fromage`, :class:`Nero`, :class:`AGD`,
+:class:`Dualised`, :class:`Muon` (:mod:`neurolns.learning.architecture`). Learning-rate
 schedules (:class:`Schedule`, :func:`scheduled_lr`) keep code rules on whole
 grid steps.
 
@@ -22,6 +24,22 @@ or 0 with ``ties="abstain"``; packed signs are little-endian bits, 1 = negative.
 See ``docs/learning.md``.
 """
 
+from neurolns.learning.architecture import (
+    AGD,
+    Dualised,
+    Fromage,
+    Muon,
+    Nero,
+    agd_gain,
+    agd_init,
+    agd_update,
+    dualise,
+    dualised_update,
+    fromage_update,
+    muon_update,
+    nero_update,
+    newton_schulz,
+)
 from neurolns.learning.factory import TRAINER_DEFAULTS, Rule, make_optimizer
 from neurolns.learning.madam import (
     code_step_size,
@@ -94,4 +112,18 @@ __all__ = [
     "Schedule",
     "schedule_factor",
     "scheduled_lr",
+    "fromage_update",
+    "nero_update",
+    "agd_init",
+    "agd_gain",
+    "agd_update",
+    "newton_schulz",
+    "dualise",
+    "dualised_update",
+    "muon_update",
+    "Fromage",
+    "Nero",
+    "AGD",
+    "Dualised",
+    "Muon",
 ]
