@@ -7,6 +7,13 @@ here: they go through BLAS (``numpy.matmul``) on decoded weights, which is the
 
 Activation kinds are small integers so one compiled kernel serves them all:
 0 identity, 1 ReLU, 2 leaky ReLU (slope ``alpha``), 3 tanh, 4 logistic sigmoid.
+
+Non-finite input, as numpy and torch do: NaN propagates through every kernel
+(an activation of NaN is NaN, a NaN in ``x`` or ``dy`` gives a NaN gradient, a
+max pool over a NaN is NaN, a row of logits holding NaN has a NaN loss and
+gradient and its arg-max is its first NaN, like ``numpy.argmax``); ±inf follows
+IEEE arithmetic (``relu(-inf) = 0``, ``sigmoid(-inf) = 0``, ``tanh(inf) = 1``).
+A NaN is never mapped to 0: a diverged run must show as NaN, not as a dead unit.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ def activation_forward(x, kind, alpha, out):
     for i in range(x.size):
         v = x[i]
         if kind == RELU:
-            out[i] = v if v > 0 else 0.0
+            out[i] = 0.0 if v <= 0 else v  # NaN <= 0 is False: NaN stays NaN
         elif kind == LEAKY_RELU:
             out[i] = v if v > 0 else alpha * v
         elif kind == TANH:
@@ -39,9 +46,11 @@ def activation_forward(x, kind, alpha, out):
 
 @jit
 def activation_backward(x, y, dy, kind, alpha, dx):
-    """``dx = f'(x) · dy``; tanh and sigmoid use their output ``y``."""
+    """``dx = f'(x) · dy``; tanh and sigmoid use their output ``y``; NaN in ``x`` or ``dy`` gives NaN."""
     for i in range(x.size):
-        if kind == RELU:
+        if x[i] != x[i] or dy[i] != dy[i]:
+            dx[i] = np.nan
+        elif kind == RELU:
             dx[i] = dy[i] if x[i] > 0 else 0.0
         elif kind == LEAKY_RELU:
             dx[i] = dy[i] if x[i] > 0 else alpha * dy[i]
@@ -59,7 +68,9 @@ def softmax_xent(logits, labels, dlogits):
 
     Returns ``(loss, n_correct)``. Per row, in float64: ``m = max z``,
     ``lse = m + log Σ exp(z - m)``, ``loss_n = lse - z_y``; the gradient is
-    ``(softmax(z) - onehot(y)) / N``. ``argmax`` takes the first maximum.
+    ``(softmax(z) - onehot(y)) / N``. ``argmax`` takes the first maximum, or
+    the first NaN of a row that holds one (as ``numpy.argmax``); such a row's
+    loss and gradient are NaN.
     """
     n, c = logits.shape
     total = 0.0
@@ -70,7 +81,7 @@ def softmax_xent(logits, labels, dlogits):
         best = 0
         for j in range(c):
             v = float(logits[r, j])
-            if v > m:
+            if v > m or (v != v and m == m):  # the first NaN wins and stays
                 m = v
                 best = j
         s = 0.0
@@ -138,7 +149,10 @@ def codes_to_values(codes, table, scale, out):
 
 @jit
 def maxpool_forward(x, k, out, arg):
-    """Non-overlapping max pool of width ``k`` along the last axis (``(N, C, L)``)."""
+    """Non-overlapping max pool of width ``k`` along the last axis (``(N, C, L)``).
+
+    A window holding NaN pools to NaN, its index the first NaN (``numpy.argmax``).
+    """
     n_b, n_c, l_out = out.shape
     for n in range(n_b):
         for c in range(n_c):
@@ -146,8 +160,10 @@ def maxpool_forward(x, k, out, arg):
                 best = x[n, c, t * k]
                 bi = t * k
                 for j in range(1, k):
+                    if best != best:
+                        break
                     v = x[n, c, t * k + j]
-                    if v > best:
+                    if v > best or v != v:
                         best = v
                         bi = t * k + j
                 out[n, c, t] = best

@@ -27,14 +27,16 @@ def activation_forward(x, kind, alpha):
 def activation_backward(x, y, dy, kind, alpha):
     x, y, dy = (np.asarray(a, dtype=np.float64) for a in (x, y, dy))
     if kind == RELU:
-        return np.where(x > 0, dy, 0.0)
-    if kind == LEAKY_RELU:
-        return np.where(x > 0, dy, alpha * dy)
-    if kind == TANH:
-        return dy * (1.0 - y * y)
-    if kind == SIGMOID:
-        return dy * y * (1.0 - y)
-    return dy.copy()
+        d = np.where(x > 0, dy, 0.0)
+    elif kind == LEAKY_RELU:
+        d = np.where(x > 0, dy, alpha * dy)
+    elif kind == TANH:
+        d = dy * (1.0 - y * y)
+    elif kind == SIGMOID:
+        d = dy * y * (1.0 - y)
+    else:
+        d = dy.copy()
+    return np.where(np.isnan(x) | np.isnan(dy), np.nan, d)
 
 
 def softmax_xent(logits, labels):

@@ -13,6 +13,13 @@ the previous checkpoint intact. Reading checks everything before changing
 anything: a corrupt file, a file that is not a checkpoint or one made for
 another architecture, format, rule or batch size raises :class:`ValueError`
 saying what differs.
+
+A file that is intact but holds impossible values is refused too: checkpoints
+are validated by value, not only by structure (:func:`check_counter`,
+:func:`check_state_finite`, and in the trainer every LNS code against its
+format with :func:`neurolns.lns.check_codes`, every scale with
+:func:`neurolns.lns.check_scale`, every float weight finite). Each failure is a
+:class:`ValueError` naming the field, so training never resumes on garbage.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["save_checkpoint", "read_checkpoint", "CHECKPOINT_VERSION", "to_savable", "from_savable"]
+__all__ = ["save_checkpoint", "read_checkpoint", "CHECKPOINT_VERSION", "to_savable", "from_savable",
+           "check_counter", "check_state_finite"]
 
 CHECKPOINT_VERSION = 1
 _KIND = "neurolns.sim.checkpoint"
@@ -67,6 +75,49 @@ def from_savable(obj, arrays):
     if isinstance(obj, list):
         return [from_savable(v, arrays) for v in obj]
     return obj
+
+
+def check_counter(name: str, value) -> int:
+    """A counter read from a checkpoint (epoch, step): a non-negative int, else ``ValueError`` naming it.
+
+    >>> check_counter("epoch", 3)
+    3
+    >>> check_counter("epoch", -5)
+    Traceback (most recent call last):
+    ...
+    ValueError: checkpoint field epoch=-5 is invalid; allowed: an int >= 0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"checkpoint field {name}={value!r} is invalid; allowed: an int >= 0")
+    return int(value)
+
+
+def check_state_finite(name: str, obj) -> None:
+    """Every float in ``obj`` (nested dicts, lists, tuples, arrays, numbers) is finite.
+
+    Integer entries are counters and sizes, so they must be ``>= 0``. Raises
+    ``ValueError`` naming the path of the first bad entry, e.g. ``state[0].v``.
+
+    >>> import numpy as np
+    >>> check_state_finite("optimizer", {"t": 2, "state": [{"v": np.array([0.1, np.nan])}]})
+    Traceback (most recent call last):
+    ...
+    ValueError: checkpoint field optimizer.state[0].v holds 1 non-finite value(s) (NaN or ±inf); the first is nan at index (1,); allowed: finite numbers
+    """
+    from neurolns._finite import check_finite
+
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            check_state_finite(f"{name}.{k}", v)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_state_finite(f"{name}[{i}]", v)
+    elif isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
+        check_finite(f"checkpoint field {name}", obj)
+    elif isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        raise ValueError(f"checkpoint field {name}={float(obj)!r} is invalid; allowed: a finite number")
+    elif isinstance(obj, (int, np.integer)) and not isinstance(obj, (bool, np.bool_)) and obj < 0:
+        raise ValueError(f"checkpoint field {name}={int(obj)!r} is invalid; allowed: an int >= 0")
 
 
 def save_checkpoint(path, meta: dict, arrays: dict) -> Path:

@@ -6,6 +6,9 @@ live on each :class:`~neurolns.sim.params.Param`; the network adds an
 a *gradient* format (applied to the error signal each layer passes backward).
 ``None`` keeps float32. An LNS format quantises with a per-tensor power-of-two
 scale and nearest rounding in the log domain (:func:`neurolns.lns.quantize`).
+NaN passes through these quantisers as NaN (the codec refuses to encode it, so
+it is masked around the codec); ±inf saturates to ± the largest magnitude with
+the codec's ``RuntimeWarning``. The scale is chosen from the finite values.
 """
 
 from __future__ import annotations
@@ -20,6 +23,17 @@ from neurolns.sim.layers import Layer
 from neurolns.sim.params import Param, _fmt_spec
 
 __all__ = ["Sequential", "softmax_cross_entropy"]
+
+
+def _quantize_keep_nan(x: np.ndarray, fmt: LNSFormat) -> np.ndarray:
+    """``quantize(x, fmt)`` as float32, with NaN kept as NaN instead of raising."""
+    nan = np.isnan(x)
+    if not nan.any():
+        return quantize(x, fmt).astype(np.float32)
+    # 0 does not change the finite max |x| the per-tensor scale is chosen from
+    q = quantize(np.where(nan, np.float32(0), x), fmt).astype(np.float32)
+    q[nan] = np.nan
+    return q
 
 
 def _check_labels(labels, n: int, n_classes: int) -> np.ndarray:
@@ -139,7 +153,7 @@ class Sequential:
         for layer in self.layers:
             x = layer.forward(x, train)
             if self.act_format is not None:
-                x = quantize(x, self.act_format).astype(np.float32)
+                x = _quantize_keep_nan(x, self.act_format)
         return x
 
     def backward(self, dlogits) -> np.ndarray:
@@ -148,7 +162,7 @@ class Sequential:
         for layer in reversed(self.layers):
             d = layer.backward(d)
             if self.grad_format is not None:
-                d = quantize(d, self.grad_format).astype(np.float32)
+                d = _quantize_keep_nan(d, self.grad_format)
         return d
 
     def loss_and_grads(self, x, y) -> tuple[float, int]:

@@ -20,8 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+from neurolns._finite import check_finite
 from neurolns.formats import _check_int_at_least
-from neurolns.sim.checkpoint import from_savable, read_checkpoint, save_checkpoint, to_savable
+from neurolns.lns import check_codes, check_scale
+from neurolns.sim.checkpoint import (
+    check_counter,
+    check_state_finite,
+    from_savable,
+    read_checkpoint,
+    save_checkpoint,
+    to_savable,
+)
 from neurolns.sim.network import Sequential
 
 __all__ = ["Trainer"]
@@ -34,6 +43,7 @@ def _check_xy(x, y, what: str):
         raise ValueError(f"{what}: {len(x)} inputs but {len(y)} labels")
     if len(x) == 0:
         raise ValueError(f"{what} is empty")
+    check_finite(f"{what} features", x)
     return x, y
 
 
@@ -114,7 +124,9 @@ class Trainer:
         Epochs completed.
     history : list of dict
         One entry per epoch: ``epoch, train_loss, train_acc, test_loss, test_acc``
-        (the test entries when test data were given).
+        (the test entries when test data were given), and ``skipped_steps``
+        (steps the optimizer skipped for non-finite gradients) when the
+        optimizer counts them.
     """
 
     def __init__(self, net: Sequential, rule="adam", *, batch_size: int = 64, seed: int = 0,
@@ -168,8 +180,32 @@ class Trainer:
         self.seconds = 0.0
 
     # -- one step -------------------------------------------------------------
+    def _check_params(self, when: str) -> None:
+        """Raise if a parameter holds NaN or ±inf (codes are integers and always pass)."""
+        for name, p in self.net.named_params():
+            if not p.on_codes and not np.isfinite(p.data).all():
+                try:
+                    check_finite(f"parameter {name}", p.data)
+                except ValueError as exc:
+                    raise ValueError(f"{exc} ({when}); the training state is corrupt") from None
+
     def step(self, x, y) -> tuple[float, int]:
-        """One optimizer step on a minibatch; returns ``(mean loss, n_correct)``."""
+        """One optimizer step on a minibatch; returns ``(mean loss, n_correct)``.
+
+        Raises :class:`ValueError` if ``x`` holds NaN or ±inf, or if a parameter
+        does before or after the step. A non-finite loss is returned as it is;
+        see the module notes for what the optimizer does with its gradients.
+        """
+        x, y = _check_xy(x, y, "minibatch")
+        return self._step(x, y)
+
+    def _step(self, x, y) -> tuple[float, int]:
+        self._check_params("before the step")
+        loss, k = self._loss_and_step(x, y)
+        self._check_params("after the optimizer step")
+        return loss, k
+
+    def _loss_and_step(self, x, y) -> tuple[float, int]:
         if self.workers == 1:
             loss, k = self.net.loss_and_grads(x, y)
             self.optimizer.step([p.grad for p in self.params])
@@ -213,7 +249,7 @@ class Trainer:
         per_epoch = len(batches)
         for i, idx in enumerate(batches):
             self._set_lr(self.epoch * per_epoch + i, (self._horizon or 1) * per_epoch)
-            loss, k = self.step(x[idx], y[idx])
+            loss, k = self._step(x[idx], y[idx])
             total += loss * len(idx)
             correct += k
             seen += len(idx)
@@ -252,6 +288,8 @@ class Trainer:
         x_tr, y_tr = _check_xy(data.x_train, data.y_train, "training data")
         x_te = getattr(data, "x_test", None)
         y_te = getattr(data, "y_test", None)
+        if x_te is not None and y_te is not None and len(x_te):
+            x_te, y_te = _check_xy(x_te, y_te, "test data")
         show = self.progress if progress is None else bool(progress)
         self._horizon = self.schedule_epochs if self.schedule_epochs is not None else max(int(epochs), 1)
         bar = tqdm(range(self.epoch, int(epochs)), disable=not show, desc=f"{self.rule.value}", leave=False)
@@ -262,9 +300,12 @@ class Trainer:
     def _loop(self, bar, x_tr, y_tr, x_te, y_te, checkpoint) -> None:
         for _ in bar:
             t0 = time.perf_counter()
+            skipped0 = getattr(self.optimizer, "skipped_steps", None)
             loss, acc = self.train_epoch(x_tr, y_tr)
             self.epoch += 1
             entry = {"epoch": self.epoch, "train_loss": float(loss), "train_acc": float(acc)}
+            if skipped0 is not None:
+                entry["skipped_steps"] = int(self.optimizer.skipped_steps - skipped0)
             if x_te is not None and y_te is not None and len(x_te):
                 tl, ta = self.evaluate(x_te, y_te)
                 entry.update(test_loss=float(tl), test_acc=float(ta))
@@ -302,7 +343,11 @@ class Trainer:
 
         Everything is checked before anything changes: a corrupt file or one
         from another architecture, format, rule, batch size or worker count
-        raises :class:`ValueError` naming the difference.
+        raises :class:`ValueError` naming the difference. Values are checked
+        too, each failure a :class:`ValueError` naming the field: LNS codes
+        within their master format, float weights finite, scales finite and
+        ``> 0``, ``epoch`` and the optimizer's step counters ints ``>= 0``,
+        the optimizer's state finite.
         """
         meta, arrays = read_checkpoint(path)
         try:
@@ -314,31 +359,51 @@ class Trainer:
                 raise ValueError(f"checkpoint {path} was made for another setup ({diff.lstrip('.')}; "
                                  "checkpoint value first)")
             new_data = []
-            for i, p in enumerate(self.params):
+            for i, (name, p) in enumerate(self.net.named_params()):
                 a = arrays[f"param{i}"]
                 if a.shape != p.data.shape or a.dtype != p.data.dtype:
                     raise ValueError(f"checkpoint parameter {i} is {a.dtype}{a.shape}; the network's is "
                                      f"{p.data.dtype}{p.data.shape}")
+                field = f"checkpoint parameter {name} (param{i})"
+                if p.on_codes:
+                    check_codes(a, p.master_format, name=field)
+                else:
+                    check_finite(field, a)
                 new_data.append(a)
-            scales = [float(s) for s in meta["scales"]]
-            if len(scales) != len(self.params) or not all(np.isfinite(s) and s > 0 for s in scales):
-                raise ValueError("checkpoint scales are missing or invalid")
+            scales = meta["scales"]
+            if not isinstance(scales, list) or len(scales) != len(self.params):
+                raise ValueError(f"checkpoint field scales must list {len(self.params)} numbers, got {scales!r}")
+            scales = [float(check_scale(s, name=f"checkpoint field scales[{i}]")) for i, s in enumerate(scales)]
             rng = np.random.Generator(np.random.PCG64())
-            rng.bit_generator.state = meta["rng"]
+            try:
+                rng.bit_generator.state = meta["rng"]
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"checkpoint field rng is not a PCG64 state: {exc}") from None
             opt_state = from_savable(meta["optimizer"], arrays)
+            for counter in ("t", "step", "skipped_steps"):
+                if isinstance(opt_state, dict) and counter in opt_state:
+                    check_counter(f"optimizer.{counter}", opt_state[counter])
+            check_state_finite("optimizer.state", opt_state.get("state", []) if isinstance(opt_state, dict) else [])
+            epoch = check_counter("epoch", meta["epoch"])
+            history = meta["history"]
+            if not isinstance(history, list):
+                raise ValueError(f"checkpoint field history must be a list, got {type(history).__name__}")
+            seconds = meta.get("seconds", 0.0)
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < np.inf:
+                raise ValueError(f"checkpoint field seconds={seconds!r} is invalid; allowed: a finite number >= 0")
             self.optimizer.load_state_dict(opt_state)
-            epoch = int(meta["epoch"])
-            history = list(meta["history"])
         except KeyError as exc:
             raise ValueError(f"checkpoint {path} lacks {exc}; it is incomplete") from None
+        except TypeError as exc:  # a field of the wrong type (a str where a number belongs, ...)
+            raise ValueError(f"checkpoint {path} holds a field of the wrong type: {exc}") from None
         # commit: in place, so the optimizer keeps pointing at the same arrays
         for p, a, s in zip(self.params, new_data, scales):
             p.data[...] = a
             p.scale = s
         self.rng = rng
         self.epoch = epoch
-        self.history = history
-        self.seconds = float(meta.get("seconds", 0.0))
+        self.history = list(history)
+        self.seconds = float(seconds)
 
     def __repr__(self) -> str:
         return (f"Trainer(rule={self.rule.value!r}, batch_size={self.batch_size}, workers={self.workers}, "

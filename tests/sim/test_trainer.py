@@ -235,3 +235,116 @@ def test_schedule_arguments_are_checked(small):
     tr = Trainer(_net(), "adam", lr_schedule="cosine")
     with pytest.raises(ValueError, match="schedule_epochs"):
         tr.train_epoch(small.x_train, small.y_train)  # no horizon known outside fit()
+
+
+# -- checkpoints validated by value (issue 14) ----------------------------------
+def _tamper(tmp_path, trainer, name, change):
+    """Save ``trainer``, apply ``change(meta, arrays)`` to the stored content, write it
+    back as an intact (CRC-valid) checkpoint and return its path."""
+    from neurolns.sim.checkpoint import read_checkpoint, save_checkpoint
+
+    good = trainer.save_checkpoint(tmp_path / "good.npz")
+    meta, arrays = read_checkpoint(good)
+    change(meta, arrays)
+    return save_checkpoint(tmp_path / f"{name}.npz", meta, arrays)
+
+
+def _set(d, key, value):
+    d[key] = value
+
+
+@pytest.mark.parametrize("weights,rule,name,change,match", [
+    ("lns", "lns-madam", "code", lambda m, a: a["param0"].flat.__setitem__(0, 30000),
+     r"parameter 0\.weight \(param0\).*30000.*index \(0, 0\).*-2047 <= code <= 2047"),
+    ("lns", "lns-madam", "negcode", lambda m, a: a["param1"].flat.__setitem__(3, -3000), r"param1.*-3000"),
+    ("fp32", "adam", "nanweight", lambda m, a: a["param2"].flat.__setitem__(5, np.nan),
+     r"parameter 2\.weight \(param2\).*nan at index \(0, 5\)"),
+    ("fp32", "adam", "infbias", lambda m, a: a["param1"].flat.__setitem__(0, -np.inf), r"0\.bias.*-inf"),
+    ("fp32", "adam", "epoch", lambda m, a: _set(m, "epoch", -5), r"epoch=-5"),
+    ("fp32", "adam", "epochfloat", lambda m, a: _set(m, "epoch", 1.5), r"epoch=1\.5"),
+    ("lns", "lns-madam", "scale", lambda m, a: m["scales"].__setitem__(1, -0.25), r"scales\[1\].*-0\.25"),
+    ("lns", "lns-madam", "scalenan", lambda m, a: m["scales"].__setitem__(0, float("nan")), r"scales\[0\].*nan"),
+    ("lns", "lns-madam", "scalestr", lambda m, a: m["scales"].__setitem__(0, "big"), r"scales\[0\]"),
+    ("fp32", "adam", "step", lambda m, a: _set(m["optimizer"], "t", -1), r"optimizer\.t=-1"),
+    ("fp32", "adam", "state", lambda m, a: a[m["optimizer"]["state"][0]["v"]["__nd__"]].flat.__setitem__(2, np.inf),
+     r"optimizer\.state\[0\]\.v.*inf"),
+    ("lns", "lns-madam", "lnsstate",
+     lambda m, a: a[m["optimizer"]["state"][1]["v"]["__nd__"]].flat.__setitem__(0, np.nan), r"optimizer\.state\[1\]\.v"),
+    ("fp32", "adam", "seconds", lambda m, a: _set(m, "seconds", -3.0), r"seconds=-3\.0"),
+])
+def test_checkpoint_with_impossible_values_is_refused_and_changes_nothing(small, tmp_path, weights, rule, name,
+                                                                         change, match):
+    """An intact file (valid CRCs, right architecture) holding an out-of-range code,
+    a non-finite weight, scale or optimizer state, or a negative counter raises a
+    ValueError naming the field, and the trainer it was loaded into is unchanged."""
+    tr = Trainer(_net(weights), rule, batch_size=50)
+    tr.fit(small, 1)
+    bad = _tamper(tmp_path, tr, name, change)
+    fresh = Trainer(_net(weights), rule, batch_size=50)
+    before = _codes(fresh)
+    with pytest.raises(ValueError, match=match):
+        fresh.load_checkpoint(bad)
+    assert fresh.epoch == 0 and fresh.history == []
+    for a, b in zip(before, _codes(fresh)):
+        np.testing.assert_array_equal(a, b)
+    fresh.load_checkpoint(tmp_path / "good.npz")  # the untampered file still loads
+    assert fresh.epoch == 1
+
+
+# -- non-finite data and state in training (issue 14) ---------------------------
+def test_nan_features_are_refused_naming_the_first_index(small):
+    """fit (any object with x_train/y_train, not only a Dataset), train_epoch, step
+    and evaluate refuse NaN or inf features as they refuse bad labels."""
+    from types import SimpleNamespace
+
+    x = small.x_train.copy()
+    x[7, 3] = np.nan
+    x[9, 0] = np.inf
+    tr = Trainer(_net(), "adam", batch_size=50)
+    msg = r"features holds 2 non-finite.*nan at index \(7, 3\)"
+    with pytest.raises(ValueError, match="training data " + msg):
+        tr.fit(SimpleNamespace(x_train=x, y_train=small.y_train), 1)
+    with pytest.raises(ValueError, match=msg):
+        tr.train_epoch(x, small.y_train)
+    with pytest.raises(ValueError, match=r"minibatch features.*index \(7, 3\)"):
+        tr.step(x[:10], small.y_train[:10])
+    with pytest.raises(ValueError, match=msg):
+        tr.evaluate(x, small.y_train)
+    xt = small.x_test.copy()
+    xt[2, 1] = -np.inf
+    with pytest.raises(ValueError, match=r"test data features.*-inf at index \(2, 1\)"):
+        tr.fit(SimpleNamespace(x_train=small.x_train, y_train=small.y_train, x_test=xt, y_test=small.y_test), 1)
+    assert tr.epoch == 0 and tr.optimizer.state_dict()["t"] == 0
+
+
+@pytest.mark.parametrize("weights,rule", [("fp32", "adam"), ("fp32", "sgd")])
+def test_a_nan_weight_is_never_reported_as_a_finite_loss(small, weights, rule):
+    """A NaN weight anywhere (here a hidden unit's incoming weight, which a ReLU
+    used to hide by mapping NaN to 0) makes step raise, naming the parameter."""
+    tr = Trainer(_net(weights), rule, batch_size=50)
+    tr.params[0].data[4, 10] = np.nan
+    with pytest.raises(ValueError, match=r"parameter 0\.weight.*nan at index \(4, 10\).*before the step"):
+        tr.step(small.x_train[:50], small.y_train[:50])
+    # and the forward pass alone shows NaN, not a finite number
+    assert np.isnan(tr.net.evaluate(small.x_train[:50], small.y_train[:50])[0])
+
+
+def test_a_non_finite_loss_is_reported_as_non_finite(small):
+    """Finite but huge output weights overflow float32 to ±inf logits: the loss is
+    NaN and is returned as NaN. The optimizer then either skips the step with a
+    RuntimeWarning and leaves the weights as they were (when it counts skipped
+    steps), or the step makes a weight non-finite and the trainer raises."""
+    tr = Trainer(_net(), "adam", batch_size=50)
+    tr.params[2].data[...] = np.where(tr.params[2].data > 0, 3e38, -3e38).astype(np.float32)
+    x, y = small.x_train[:50], small.y_train[:50]
+    assert np.isnan(tr.net.evaluate(x, y)[0])
+    before = _codes(tr)
+    if hasattr(tr.optimizer, "skipped_steps"):
+        with pytest.warns(RuntimeWarning, match="(?i)skip"):
+            loss, _ = tr.step(x, y)
+        assert np.isnan(loss) and tr.optimizer.skipped_steps == 1
+        for a, b in zip(before, _codes(tr)):
+            np.testing.assert_array_equal(a, b)
+    else:
+        with pytest.raises(ValueError, match="after the optimizer step"):
+            tr.step(x, y)
