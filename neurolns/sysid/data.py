@@ -78,7 +78,8 @@ def check_recording(stimulus, responses) -> tuple[np.ndarray, np.ndarray]:
     r = r.astype(np.float64)
     bad = ~np.isfinite(s)
     if bad.any():
-        raise ValueError(f"stimulus contains NaN or inf (first at frame {int(np.argwhere(bad)[0][0])})")
+        t, i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(f"stimulus contains NaN or inf (first at frame {t}, pixel ({i}, {j}))")
     bad = ~np.isfinite(r)
     if bad.any():
         t, c = np.argwhere(bad)[0]
@@ -160,6 +161,8 @@ def fit_recording(recording: Recording, config: FitConfig | None = None, *, n_ty
     """
     if not isinstance(recording, Recording):
         raise TypeError(f"recording must be a Recording (see load_recording), got {type(recording).__name__}")
+    # its arrays are checked when it is made, but they are mutable: check them again
+    check_recording(recording.stimulus, recording.responses)
     if not (0.0 < n_test < 1.0):
         raise ValueError(f"n_test={n_test!r} is out of range; allowed: (0, 1)")
     config = config or FitConfig()

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from neurolns._finite import check_finite
 from neurolns.formats import LNSFormat, _StrEnum
 from neurolns.sysid.metrics import correlation, explained_variance, r_supp, r_sys
 from neurolns.sysid.model import CircuitModel, CircuitWeights, _backward, _external, _forward, _internal
@@ -213,6 +214,7 @@ class FitResult:
         """Held-out correlation / explained variance and, given the truth, R_sys and R_supp."""
         m = {}
         if X_test is not None:
+            X_test, y_test = _check_xy(X_test, y_test, self.model, "test set")
             y_hat = self.predict(X_test)
             m["test_corr"] = correlation(y_test, y_hat)
             m["test_fev"] = explained_variance(y_test, y_hat)
@@ -254,8 +256,8 @@ def _check_xy(X, y, model: CircuitModel, what: str):
     y = np.asarray(y, dtype=np.float64).ravel()
     if len(y) != X.shape[0]:
         raise ValueError(f"{what} has {X.shape[0]} stimuli but {len(y)} responses; they must match")
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"{what} responses contain NaN or inf")
+    check_finite(f"{what} features X", X)
+    check_finite(f"{what} responses y", y)
     return np.ascontiguousarray(X, dtype=np.float32), y
 
 
@@ -281,6 +283,13 @@ def fit_circuit(X, y, model: CircuitModel, config: FitConfig | None = None, *, m
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit the model, or NaN/inf in ``X``, ``y``, ``X_val``
+        or ``y_val`` (naming the first bad index): one NaN feature would
+        otherwise silently wreck the fit.
 
     Examples
     --------

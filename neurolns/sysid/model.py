@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neurolns._finite import check_finite
 from neurolns.formats import _StrEnum
 from neurolns.sysid.bank import Geometry, bank_kernels
 
@@ -315,6 +316,8 @@ def circuit_grad(X: np.ndarray, y_true: np.ndarray, weights: CircuitWeights, mod
 
     The gradient is derived by hand (chain rule through φ_out, the amacrine
     sum and φ_a); the tests hold it to a float64 finite-difference oracle.
+    ``X`` and ``y_true`` must be finite (``ValueError`` naming the first bad
+    index otherwise), as in :func:`~neurolns.sysid.fit_circuit`.
 
     Returns
     -------
@@ -325,7 +328,9 @@ def circuit_grad(X: np.ndarray, y_true: np.ndarray, weights: CircuitWeights, mod
     """
     offset = model.output_offset if offset is None else float(offset)
     params = _internal(weights.check(model), model)
+    X = check_finite("features X", X)
+    y_true = check_finite("responses y_true", np.asarray(y_true, np.float64))
     y, cache = _forward(X, params, model, offset)
-    r = y - np.asarray(y_true, np.float64)
+    r = y - y_true
     grads, d_off = _backward(X, params, model, cache, r / len(r))
     return 0.5 * float(np.mean(r * r)), _external(grads, model), d_off
