@@ -10,12 +10,14 @@ given, CPU or CUDA.
   :func:`neurolns.lns.encode_codes`;
 * :class:`LNSLinear`, :class:`LNSConv1d`, :class:`LNSConv2d`, :func:`convert`;
 * :class:`Madam`, :class:`LNSMadam`, :class:`SignSGD`, :class:`Signum`,
-  :class:`EFSignSGD` (``torch.optim.Optimizer`` subclasses);
+  :class:`EFSignSGD`, and the architecture-aware :class:`Fromage`, :class:`Nero`,
+  :class:`AGD`, :class:`Dualised`, :class:`Muon` (``torch.optim.Optimizer`` subclasses);
 * :func:`to_sim`, :func:`from_sim`.
 
 See ``docs/torch.md``.
 """
 
+from neurolns.torch.arch_optim import AGD, Dualised, Fromage, Muon, Nero, agd_init_, newton_schulz_t
 from neurolns.torch.modules import ConvertReport, LNSConv1d, LNSConv2d, LNSLinear, Storage, convert, lns_modules
 from neurolns.torch.optim import EFSignSGD, LNSMadam, Madam, SignSGD, Signum
 from neurolns.torch.quantize import (
@@ -51,4 +53,11 @@ __all__ = [
     "EFSignSGD",
     "to_sim",
     "from_sim",
+    "Fromage",
+    "Nero",
+    "AGD",
+    "Dualised",
+    "Muon",
+    "agd_init_",
+    "newton_schulz_t",
 ]
