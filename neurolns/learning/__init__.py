@@ -21,6 +21,12 @@ grid steps.
 
 Conventions: sign(0) = +1 (a sign is one bit); a tied vote gives +1 by default
 or 0 with ``ties="abstain"``; packed signs are little-endian bits, 1 = negative.
+Non-finite input: the pure functions take ``check_finite=True`` and raise
+:class:`ValueError` (argument, count, first index) before modifying anything;
+the optimizers skip a step whose gradients hold NaN or ±inf, with a warning and
+a ``skipped_steps`` counter, or raise with ``nonfinite="raise"``
+(:class:`NonFinite`).
+
 See ``docs/learning.md``.
 """
 
@@ -56,6 +62,7 @@ from neurolns.learning.optim import (
     LNSMadam,
     Madam,
     MajorityVote,
+    NonFinite,
     Optimizer,
     SignSGD,
     Signum,
@@ -95,6 +102,7 @@ __all__ = [
     "ef_sign_update",
     "apply_signs",
     "code_step_update",
+    "NonFinite",
     "Optimizer",
     "SGD",
     "Adam",

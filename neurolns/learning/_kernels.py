@@ -4,7 +4,7 @@ Madam has a scalar kernel (one synapse) and two loop kernels over flat
 arrays: a serial one and a ``prange`` one, picked by
 :func:`neurolns._jit.use_parallel`; LNS-Madam has a serial loop and a
 ``prange`` over contiguous slices that runs it (so each slice stays vectorised). Arithmetic is float64 per element whatever
-the storage dtype (LNS-Madam: float32, see its kernel), in the same order as the
+the storage dtype, in the same order as the
 numpy paths of :mod:`neurolns.learning._reference`, so integer results (codes,
 packed bits) agree bit for bit and float results to the last float32 ulp (``exp``
 may differ in the last float64 ulp between libm and numpy). No kernel uses
@@ -30,8 +30,9 @@ from neurolns._jit import jit, pjit, prange
 def _normalised_grad(g, v, beta, inv_bc, g_bound):
     """Return (ĝ, v_new): Adam-style second moment, bias-corrected, 0/0 -> 0."""
     v_new = beta * v + (1.0 - beta) * (g * g)
-    den = math.sqrt(v_new * inv_bc)
-    gh = g / den if den > 0.0 else 0.0  # den == 0 only when every g so far was 0
+    gh = g / math.sqrt(v_new * inv_bc)
+    # not finite: 0/0 (every g so far was 0) or a non-finite input passed unchecked: no move
+    gh = gh if abs(gh) < math.inf else 0.0
     if gh > g_bound:
         gh = g_bound
     elif gh < -g_bound:
@@ -69,31 +70,35 @@ def madam_parallel(w, g, v, lr, beta, inv_bc, g_bound, p_max):
 
 @jit
 def lns_madam_serial(c, g, v, beta, omb, inv_bc, g_bound, ft, k, cap):
-    """One LNS-Madam step over flat arrays, in place (codes ``c`` and float32 state ``v``).
+    """One LNS-Madam step over flat arrays, in place (codes ``c`` and float64 state ``v``).
 
-    ``beta, omb = 1-β, inv_bc, g_bound`` are float32: the whole normalisation
-    runs in float32 lanes (8 per AVX2 vector; the state is float32 anyway).
+    ``beta, omb = 1-β, inv_bc, g_bound`` are float64 and the whole normalisation
+    runs in float64: for float32 (or narrower) gradients ``g²`` can neither
+    underflow nor overflow there (``|g| ∈ [2^-149, 2^128)``), so ``ĝ`` is the same
+    for a gradient history scaled by any power of two, and every operation is
+    one correctly rounded IEEE operation in the order of the numpy reference and
+    the torch path, so the three agree bit for bit.
     ``ft`` is the float type of the code arithmetic (float32 when every
     ``|c| < 2**24``, exact; else float64) and ``k, cap`` are of that type.
     Signed form of the update: ``c ← clamp(c − k·round(ĝ), 1, cap)`` for
     ``c > 0`` and ``clamp(c − k·round(ĝ), −cap, −1)`` for ``c < 0`` (the sign of
     ``c`` times the clamped magnitude ``|c| − k·round(ĝ)·sign(c)``); 0 stays 0.
     """
-    zero = np.float32(0.0)
-    inf = np.float32(np.inf)
+    zero = 0.0
+    inf = np.inf
     one = ft(1.0)
     for i in range(c.size):
-        gi = g[i]
+        gi = np.float64(g[i])
         v_new = beta * v[i] + omb * (gi * gi)
         v[i] = v_new
         gh = gi / np.sqrt(v_new * inv_bc)
-        # not finite: 0/0 (every g so far was 0), g/0 (g**2 underflows) or inf/inf: no move
+        # not finite: 0/0 (every g so far was 0) or a non-finite input passed unchecked: no move
         gh = gh if abs(gh) < inf else zero
         q = ft(np.rint(min(max(gh, -g_bound), g_bound)))
         ci = c[i]
         pos = ci > 0
         new = min(max(ft(ci) - k * q, one if pos else -cap), cap if pos else -one)
-        c[i] = new if ci != 0 else zero  # never reaches 0 (a synapse cannot die); 0 stays 0
+        c[i] = new if ci != 0 else ft(0.0)  # never reaches 0 (a synapse cannot die); 0 stays 0
 
 
 @pjit
@@ -222,3 +227,23 @@ def code_step_serial(c, s, k, cap):
         elif m < 1:
             m = 1
         c[i] = sg * m
+
+
+# --------------------------------------------------------------------------
+# finiteness: one streaming pass over the IEEE bit patterns
+
+
+@jit
+def max_exponent(u, mask):
+    """Largest exponent field ``u & mask`` of IEEE bit patterns ``u`` (uint32 with mask
+    ``0x7f800000`` for float32, uint64 with ``0x7ff0000000000000`` for float64).
+
+    It equals ``mask`` exactly when some element is NaN or ±inf. An integer max
+    reduction: LLVM vectorises it without fastmath, so the pass runs at the
+    memory bandwidth.
+    """
+    m = mask ^ mask  # zero of the mask's type
+    for i in range(u.size):
+        x = u[i] & mask
+        m = x if x > m else m
+    return m

@@ -3,7 +3,7 @@
 Plain, vectorised transcriptions of the formulas, used when a public function is
 called with ``reference=True`` and by the tests as the oracle of the Numba
 kernels in :mod:`neurolns.learning._kernels`. Storage dtypes follow the
-arguments; arithmetic is float64 (LNS-Madam's normalisation: float32). ``sign(x) = -1 if x < 0 else +1``.
+arguments; arithmetic is float64. ``sign(x) = -1 if x < 0 else +1``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ def sign1(x: np.ndarray) -> np.ndarray:
 
 
 def normalised_grad(g, v, beta, inv_bc, g_bound):
-    """``(ĝ, v_new)`` in float64 with 0/0 taken as 0."""
+    """``(ĝ, v_new)`` in float64; ``ĝ := 0`` where ``g/sqrt(v̂)`` is not finite (0/0)."""
     g = np.asarray(g, dtype=np.float64)
     v_new = beta * np.asarray(v, dtype=np.float64) + (1.0 - beta) * (g * g)
-    den = np.sqrt(v_new * inv_bc)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gh = np.where(den > 0.0, g / den, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        gh = g / np.sqrt(v_new * inv_bc)
+    gh = np.where(np.abs(gh) < np.inf, gh, 0.0)
     return np.clip(gh, -g_bound, g_bound), v_new
 
 
@@ -35,15 +35,9 @@ def madam(w, g, v, lr, beta, inv_bc, g_bound, p_max):
 
 
 def lns_madam(c, g, v, beta, inv_bc, g_bound, k, cap):
-    """LNS-Madam with the normalisation in float32 (as the kernel), codes in int64."""
-    f32 = np.float32
-    g32 = np.asarray(g).astype(f32)
-    v_new = f32(beta) * np.asarray(v).astype(f32) + f32(1.0 - beta) * (g32 * g32)
-    den = np.sqrt(v_new * f32(inv_bc))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gh = np.where(den > 0, g32 / den, f32(0.0))
-    gh = np.where(np.isnan(gh), f32(0.0), gh)
-    q = np.rint(np.clip(gh, -f32(g_bound), f32(g_bound))).astype(np.int64)
+    """LNS-Madam with the normalisation in float64 (as the kernel), codes in int64."""
+    gh, v_new = normalised_grad(g, v, beta, inv_bc, g_bound)
+    q = np.rint(gh).astype(np.int64)
     c64 = c.astype(np.int64)
     s = np.where(c64 > 0, 1, -1)
     m = np.clip(np.abs(c64) - k * q * s, 1, cap)

@@ -40,11 +40,13 @@ from neurolns.learning import _kernels as _k
 from neurolns.learning import _reference as _ref
 from neurolns.learning._checks import (
     check_array,
+    check_flag,
     check_real,
     check_step,
     check_writeable,
     inv_bias_correction,
 )
+from neurolns.learning._checks import check_finite as _check_finite  # the name is also a keyword below
 
 __all__ = [
     "madam_update",
@@ -82,12 +84,18 @@ def madam_p_max(w: np.ndarray, p_scale: float) -> float:
     return p_scale * rms
 
 
-def madam_update(w, g, v, t, *, lr=0.01, beta=0.999, g_bound=10.0, p_max=math.inf, reference=False) -> None:
+def madam_update(w, g, v, t, *, lr=0.01, beta=0.999, g_bound=10.0, p_max=math.inf, reference=False,
+                 check_finite=True) -> None:
     """One Madam step on float weights, in place (``w`` and ``v``).
 
     ``v ← βv + (1−β)g²``; ``ĝ = clamp(g/sqrt(v/(1−β^t)), ±g_bound)`` with 0/0
     taken as 0; ``w ← clamp(w·exp(−η ĝ sign(w)), ±p_max)``. Arithmetic is
-    float64 per element; ``w`` and ``v`` keep their dtypes.
+    float64 per element; ``w`` and ``v`` keep their dtypes. Keep ``v`` in
+    float64 (the optimizers do): then for float32 gradients ``g²`` and ``v``
+    never underflow or overflow, and ``ĝ`` is the same for a gradient history
+    scaled by any power of two, from the smallest subnormal to the float32
+    maximum (``ĝ = ±1`` at the first step). A float32 ``v`` rounds the state
+    to float32 at every step and loses that range.
 
     Parameters
     ----------
@@ -109,6 +117,11 @@ def madam_update(w, g, v, t, *, lr=0.01, beta=0.999, g_bound=10.0, p_max=math.in
         Magnitude cap, usually :func:`madam_p_max` of the weights at step 1.
     reference : bool
         Run the float64 numpy path instead of the Numba kernel.
+    check_finite : bool
+        Raise :class:`ValueError` (naming the argument, the count and the
+        first index) before anything changes if ``w``, ``g`` or ``v`` holds NaN
+        or ±inf. ``False`` skips the check (one pass over each array); with
+        non-finite input the result is then unspecified.
 
     Examples
     --------
@@ -128,6 +141,9 @@ def madam_update(w, g, v, t, *, lr=0.01, beta=0.999, g_bound=10.0, p_max=math.in
     lr = check_real("lr", lr, 0.0, math.inf, lo_open=True)
     beta, g_bound = _check_common(beta, g_bound)
     p_max = check_real("p_max", p_max, 0.0, math.inf)
+    if check_flag("check_finite", check_finite):
+        for name, a in (("g", g), ("w", w), ("v", v)):
+            _check_finite(name, a)
     inv_bc = inv_bias_correction(beta, t)
     if reference:
         _ref.madam(w, g, v, lr, beta, inv_bc, g_bound, p_max)
@@ -239,6 +255,7 @@ def lns_madam_update(
     lr=None,
     max_code=None,
     reference=False,
+    check_finite=True,
 ) -> None:
     """One LNS-Madam step on signed exponent codes, in place (``codes`` and ``v``).
 
@@ -247,12 +264,20 @@ def lns_madam_update(
     ``2^{1/γ_u}``), the sign of ``c`` kept and ``c = 0`` left at 0. In value
     terms ``w ← w · 2^{−η round(ĝ) sign(w)}``. ``round`` is ``rint`` (ties to even).
 
-    The normalisation (``v``, ``ĝ``) runs in float32, like the stored state:
-    float32 lanes are twice as wide as float64 ones, which is what keeps this
-    streaming update near the memory bound. A gradient whose square underflows
-    float32 (``|g| < 1e-22`` with no history) or an infinite one gives
-    ``ĝ = 0``: the synapse does not move. Gradients must be finite for the
-    state to stay meaningful (a NaN or inf poisons ``v``).
+    The normalisation (``v``, ``ĝ``) runs in float64, in this order of
+    correctly rounded IEEE operations: ``v ← β·v + (1−β)·(g·g)``,
+    ``ĝ = g / sqrt(v·(1/(1−β^t)))``, ``ĝ := 0`` where that is not finite (0/0:
+    every ``g`` so far was 0), clamp to ``±g_bound``, ``rint``. The torch
+    optimizer (:class:`neurolns.torch.LNSMadam`, both backends) runs the same
+    operations, so the codes agree bit for bit. Keep ``v`` in float64: then, for
+    float32 gradients, ``g²`` and ``v`` can neither underflow nor overflow and
+    ``ĝ`` is scale-invariant for every finite gradient, from the smallest
+    float32 subnormal (1.4e-45) to the float32 maximum (3.4e38): at ``t = 1``
+    every nonzero gradient moves the code by exactly one step ``k``. (The
+    authors' reference code squares in float32, where ``|g| < 1e-22``
+    underflows: a first gradient of 1e-30 there gives ``g/0`` and the clamp,
+    10 steps.) Float64 gradients keep this only while ``g²`` stays in the
+    float64 range (``2^-511 < |g| < 2^511``); outside it ``ĝ = 0``.
 
     Parameters
     ----------
@@ -262,7 +287,7 @@ def lns_madam_update(
         Gradient with respect to the decoded weights (only its ratio to its
         RMS matters, so the scale of the weights drops out).
     v : ndarray of float, same shape
-        Second-moment state (float32 is enough), in place.
+        Second-moment state (float64, zeros before the first step), in place.
     t : int
         1-based step count.
     fmt : LNSFormat
@@ -276,13 +301,18 @@ def lns_madam_update(
         :func:`lns_code_cap` for a Madam-style ``p_scale`` cap.
     reference : bool
         Run the numpy path instead of the Numba kernel.
+    check_finite : bool
+        Raise :class:`ValueError` (naming the argument, the count and the
+        first index) before anything changes if ``g`` or ``v`` holds NaN or
+        ±inf. ``False`` skips the check; with non-finite input the result is
+        then unspecified.
 
     Examples
     --------
     >>> import numpy as np
     >>> f = LNSFormat(bits=16, gamma=128)
     >>> c = np.array([1000, -1000, 0], dtype=np.int16)
-    >>> v = np.zeros(3, np.float32)
+    >>> v = np.zeros(3)
     >>> lns_madam_update(c, np.array([1.0, 1.0, 1.0], np.float32), v, 1, fmt=f)
     >>> c  # ĝ = 1 at the first step: |w| shrinks where sign(w) = sign(g)
     array([  999, -1001,     0], dtype=int16)
@@ -297,13 +327,16 @@ def lns_madam_update(
     beta, g_bound = _check_common(beta, g_bound)
     k = code_step_size(fmt, lr)
     cap = code_cap(fmt, max_code)
+    if check_flag("check_finite", check_finite):
+        _check_finite("g", g)
+        _check_finite("v", v)
     inv_bc = inv_bias_correction(beta, t)
     if reference:
         _ref.lns_madam(codes, g, v, beta, inv_bc, g_bound, k, cap)
         return
     ft = np.float32 if fmt.max_code < (1 << 24) else np.float64  # exact integer arithmetic
-    f32 = np.float32
-    args = (codes.reshape(-1), g.reshape(-1), v.reshape(-1), f32(beta), f32(1.0 - beta), f32(inv_bc), f32(g_bound),
+    f64 = np.float64
+    args = (codes.reshape(-1), g.reshape(-1), v.reshape(-1), f64(beta), f64(1.0 - beta), f64(inv_bc), f64(g_bound),
             ft, ft(k), ft(cap))
     if use_parallel(codes.size):
         _k.lns_madam_parallel(*args, 16)

@@ -12,17 +12,28 @@ Every optimizer has the same interface::
 ``defaults`` holds every hyperparameter; ``state_dict()`` carries them, so a
 resumed run continues with the hyperparameters it was started with. The step
 count ``t`` is shared by all parameters (1-based inside the formulas).
+
+Non-finite gradients: :meth:`Optimizer.step` checks every gradient of the step
+(one streaming pass each) before it changes anything. If one holds NaN or
+±inf, the whole step is skipped — no parameter, no state, no ``t`` changes,
+as ``torch.amp.GradScaler`` skips — a :class:`RuntimeWarning` names the first
+offending parameter, its count of non-finite values and the first index, and
+``skipped_steps`` grows by one (kept in ``state_dict``). With
+``nonfinite="raise"`` the step raises :class:`ValueError` with the same
+message instead. The next finite step then behaves exactly as if the bad one
+had never been offered.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 
 from neurolns.formats import LNSFormat, Underflow
-from neurolns.learning._checks import check_real
+from neurolns.learning._checks import NonFinite, all_finite, check_real, nonfinite_message
 from neurolns.learning.madam import (
     code_step_size,
     lns_code_cap,
@@ -42,6 +53,7 @@ from neurolns.learning.sign import (
 )
 
 __all__ = [
+    "NonFinite",
     "Optimizer",
     "SGD",
     "Adam",
@@ -70,7 +82,7 @@ def format_from_dict(d: dict) -> LNSFormat:
 
 
 def _positive(name):
-    return lambda x: check_real(name, x, 0.0, math.inf, lo_open=True)
+    return lambda x: check_real(name, x, 0.0, math.inf, lo_open=True, hi_open=True)
 
 
 def _unit(name):
@@ -82,28 +94,50 @@ def _cap_scale(name):
     return lambda x: check_real(name, x, 0.0, math.inf, lo_open=True)
 
 
+def _nonfinite(x):
+    return NonFinite(x).value
+
+
 class Optimizer:
     """Base class: parameter list, hyperparameters, step count and per-parameter state.
 
     Subclasses set ``rule`` (the :class:`~neurolns.learning.Rule` value),
     ``_hyper`` (name → (default, validator)), ``_param_kind`` ('f' float
     weights or 'i' integer codes) and implement ``_init_state`` and ``_update``.
+    Every optimizer also takes ``nonfinite`` (:class:`NonFinite`, ``"skip"``
+    by default), validated here and kept in ``defaults``; :meth:`step` applies
+    it before any ``_update`` runs, so subclasses inherit the policy.
+
+    Attributes
+    ----------
+    t : int
+        Steps taken (skipped steps do not count).
+    skipped_steps : int
+        Steps skipped because a gradient held NaN or ±inf.
     """
 
     rule: ClassVar[str] = ""
     _hyper: ClassVar[dict[str, tuple[Any, Any]]] = {}
     _param_kind: ClassVar[str] = "f"
+    #: hyperparameters every optimizer has, on top of the subclass's ``_hyper``
+    _common_hyper: ClassVar[dict[str, tuple[Any, Any]]] = {"nonfinite": (NonFinite.SKIP.value, _nonfinite)}
 
     def __init__(self, params, **hyperparameters):
-        unknown = sorted(set(hyperparameters) - set(self._hyper))
+        allowed = self._all_hyper()
+        unknown = sorted(set(hyperparameters) - set(allowed))
         if unknown:
             raise TypeError(
-                f"{type(self).__name__} got unknown hyperparameter(s) {unknown}; allowed: {sorted(self._hyper)}"
+                f"{type(self).__name__} got unknown hyperparameter(s) {unknown}; allowed: {sorted(allowed)}"
             )
         self.params = self._check_params(params)
-        self.defaults = self._validate({**{k: d for k, (d, _) in self._hyper.items()}, **hyperparameters})
+        self.defaults = self._validate({**{k: d for k, (d, _) in allowed.items()}, **hyperparameters})
         self.t = 0
+        self.skipped_steps = 0
         self.state: list[dict[str, Any]] = [self._init_state(p) for p in self.params]
+
+    @classmethod
+    def _all_hyper(cls) -> dict[str, tuple[Any, Any]]:
+        return {**cls._hyper, **cls._common_hyper}
 
     @property
     def on_codes(self) -> bool:
@@ -117,7 +151,8 @@ class Optimizer:
 
     # -- validation ---------------------------------------------------------
     def _validate(self, hp: dict) -> dict:
-        return {k: self._hyper[k][1](v) for k, v in hp.items()}
+        allowed = self._all_hyper()
+        return {k: allowed[k][1](v) for k, v in hp.items()}
 
     def _check_params(self, params) -> list[np.ndarray]:
         if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
@@ -148,9 +183,43 @@ class Optimizer:
 
     # -- the step -----------------------------------------------------------
     def step(self, grads) -> None:
-        """Apply one update to every parameter, in place."""
-        grads = self._check_grads(grads)
+        """Apply one update to every parameter, in place.
+
+        Every gradient is checked first; a NaN or ±inf anywhere skips the whole
+        step with a :class:`RuntimeWarning` (``nonfinite="skip"``, counted in
+        ``skipped_steps``) or raises :class:`ValueError` (``"raise"``); either
+        way nothing changes.
+        """
+        grads = self._check_step_grads(grads)
+        if not self._finite_or_skip(grads):
+            return
         self.t += 1
+        self._step(grads)
+
+    def _check_step_grads(self, grads):
+        """Validate the structure of ``step``'s argument (shapes, dtypes)."""
+        return self._check_grads(grads)
+
+    def _named_grads(self, grads):
+        """``(label, array)`` for every gradient array of a step, in parameter order."""
+        return ((f"params[{i}]", g) for i, g in enumerate(grads))
+
+    def _finite_or_skip(self, grads) -> bool:
+        """True when every gradient is finite; else apply the ``nonfinite`` policy."""
+        for label, g in self._named_grads(grads):
+            if all_finite(g):
+                continue
+            msg = f"{type(self).__name__}.step: the gradient of {nonfinite_message(label, g)}"
+            if self.defaults["nonfinite"] == NonFinite.RAISE.value:
+                raise ValueError(msg + "; nothing was changed (nonfinite='raise'); allowed: finite gradients")
+            self.skipped_steps += 1
+            warnings.warn(msg + f"; the whole step was skipped, nothing changed (skipped_steps={self.skipped_steps}; "
+                          "nonfinite='raise' raises instead)", RuntimeWarning, stacklevel=3)
+            return False
+        return True
+
+    def _step(self, grads) -> None:
+        """The update of a checked, finite step (``t`` already counts it)."""
         for i, (p, g) in enumerate(zip(self.params, grads)):
             self._update(i, p, g, self.state[i])
 
@@ -165,7 +234,7 @@ class Optimizer:
         return {k: (format_to_dict(v) if isinstance(v, LNSFormat) else v) for k, v in self.defaults.items()}
 
     def state_dict(self) -> dict:
-        """Copy of the state: ``{"rule", "t", "defaults", "shapes", "state"}``.
+        """Copy of the state: ``{"rule", "t", "skipped_steps", "defaults", "shapes", "state"}``.
 
         Only numpy arrays, ints, floats, strs and (nested) lists/dicts, so that
         it can be flattened into ``np.savez`` or written as JSON (arrays as lists).
@@ -173,6 +242,7 @@ class Optimizer:
         return {
             "rule": self.rule,
             "t": int(self.t),
+            "skipped_steps": int(self.skipped_steps),
             "defaults": self._defaults_plain(),
             "shapes": [list(p.shape) for p in self.params],
             "state": [
@@ -184,7 +254,9 @@ class Optimizer:
         """Restore a :meth:`state_dict` (state and hyperparameters).
 
         Raises :class:`ValueError` if it comes from another rule or from
-        parameters of other shapes; nothing is changed in that case.
+        parameters of other shapes; nothing is changed in that case. State
+        dicts written before ``skipped_steps`` and ``nonfinite`` existed load
+        with ``skipped_steps = 0`` and this optimizer's ``nonfinite``.
         """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
@@ -199,9 +271,10 @@ class Optimizer:
         if len(state["state"]) != len(self.params):
             raise ValueError(f"state dict holds {len(state['state'])} parameters; this optimizer has {len(self.params)}")
         hp = dict(state["defaults"])
-        unknown = sorted(set(hp) - set(self._hyper))
+        allowed = self._all_hyper()
+        unknown = sorted(set(hp) - set(allowed))
         if unknown:
-            raise ValueError(f"state dict has unknown hyperparameter(s) {unknown}; allowed: {sorted(self._hyper)}")
+            raise ValueError(f"state dict has unknown hyperparameter(s) {unknown}; allowed: {sorted(allowed)}")
         defaults = self._validate({**self.defaults, **hp})
         old_defaults, self.defaults = self.defaults, defaults
         try:  # the state layout may depend on the hyperparameters (e.g. workers)
@@ -225,7 +298,10 @@ class Optimizer:
         t = int(state["t"])
         if t < 0:
             raise ValueError(f"t={t} is out of range; allowed: t >= 0")
-        self.defaults, self.state, self.t = defaults, new_state, t
+        skipped = int(state.get("skipped_steps", 0))
+        if skipped < 0:
+            raise ValueError(f"skipped_steps={skipped} is out of range; allowed: skipped_steps >= 0")
+        self.defaults, self.state, self.t, self.skipped_steps = defaults, new_state, t, skipped
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v}" for k, v in self.defaults.items())
@@ -292,7 +368,7 @@ class Adam(Optimizer):
     _hyper = {
         "lr": (1e-3, _positive("lr")),
         "betas": ((0.9, 0.999), _check_betas),
-        "eps": (1e-8, lambda x: check_real("eps", x, 0.0, math.inf)),
+        "eps": (1e-8, lambda x: check_real("eps", x, 0.0, math.inf, hi_open=True)),
     }
 
     def _init_state(self, p):
@@ -341,13 +417,14 @@ class Madam(Optimizer):
     }
 
     def _init_state(self, p):
-        return {"v": np.zeros_like(p), "p_max": 0.0}
+        return {"v": np.zeros(p.shape, np.float64), "p_max": 0.0}  # float64 v: see madam_update
 
     def _update(self, i, p, g, st):
         d = self.defaults
         if self.t == 1:
             st["p_max"] = madam_p_max(p, d["p_scale"])
-        madam_update(p, g, st["v"], self.t, lr=d["lr"], beta=d["beta"], g_bound=d["g_bound"], p_max=st["p_max"])
+        madam_update(p, g, st["v"], self.t, lr=d["lr"], beta=d["beta"], g_bound=d["g_bound"], p_max=st["p_max"],
+                     check_finite=False)
 
 
 def _check_fmt(x):
@@ -415,17 +492,16 @@ class LNSMadam(_CodeOptimizer):
     }
 
     def _init_state(self, p):
-        return {"v": np.zeros(p.shape, np.float32), **super()._init_state(p)}
+        # float64 v: ĝ is then scale-invariant for every finite float32 gradient (see lns_madam_update)
+        return {"v": np.zeros(p.shape, np.float64), **super()._init_state(p)}
 
-    def step(self, grads) -> None:
-        grads = self._check_grads(grads)
-        self.t += 1
+    def _step(self, grads) -> None:
         if self.t == 1:
             self._set_caps()
         d = self.defaults
         for p, g, st in zip(self.params, grads, self.state):
             lns_madam_update(p, g, st["v"], self.t, fmt=d["fmt"], beta=d["beta"], g_bound=d["g_bound"],
-                             lr=d["lr"], max_code=st["max_code"])
+                             lr=d["lr"], max_code=st["max_code"], check_finite=False)
 
 
 # ---------------------------------------------------------------------------
@@ -443,7 +519,7 @@ class SignSGD(Optimizer):
     _hyper = {"lr": (1e-3, _positive("lr"))}
 
     def _update(self, i, p, g, st):
-        sign_sgd_update(p, g, lr=self.defaults["lr"])
+        sign_sgd_update(p, g, lr=self.defaults["lr"], check_finite=False)
 
 
 class Signum(Optimizer):
@@ -461,7 +537,7 @@ class Signum(Optimizer):
         return {"m": np.zeros_like(p)}
 
     def _update(self, i, p, g, st):
-        signum_update(p, g, st["m"], lr=self.defaults["lr"], beta=self.defaults["beta"])
+        signum_update(p, g, st["m"], lr=self.defaults["lr"], beta=self.defaults["beta"], check_finite=False)
 
 
 class EFSignSGD(Optimizer):
@@ -480,7 +556,7 @@ class EFSignSGD(Optimizer):
         return {"e": np.zeros_like(p)}
 
     def _update(self, i, p, g, st):
-        ef_sign_update(p, g, st["e"], lr=self.defaults["lr"])
+        ef_sign_update(p, g, st["e"], lr=self.defaults["lr"], check_finite=False)
 
 
 class MajorityVote(Optimizer):
@@ -544,14 +620,21 @@ class MajorityVote(Optimizer):
         k = self.defaults["workers"] if hasattr(self, "defaults") else 0
         return {"m": np.zeros((k,) + p.shape, np.float32)}
 
-    def step(self, grads) -> None:
-        d = self.defaults
-        k = d["workers"]
+    def _check_step_grads(self, grads):
+        k = self.defaults["workers"]
         if not isinstance(grads, (list, tuple)) or len(grads) != k:
             n = len(grads) if isinstance(grads, (list, tuple)) else type(grads).__name__
             raise ValueError(f"grads must be a list over the {k} workers of lists of arrays, got {n} entries")
-        per_worker = [self._check_grads(gk, where=f"grads[{j}]") for j, gk in enumerate(grads)]
-        self.t += 1
+        return [self._check_grads(gk, where=f"grads[{j}]") for j, gk in enumerate(grads)]
+
+    def _named_grads(self, per_worker):
+        # every worker's gradient: one NaN would otherwise vote +1
+        return ((f"params[{i}] from worker {j}", per_worker[j][i])
+                for i in range(len(self.params)) for j in range(len(per_worker)))
+
+    def _step(self, per_worker) -> None:
+        d = self.defaults
+        k = d["workers"]
         sent = 0
         for i, p in enumerate(self.params):
             m = self.state[i]["m"]
@@ -562,13 +645,13 @@ class MajorityVote(Optimizer):
                 msgs = m.reshape(k, -1)
             else:
                 msgs = np.stack([per_worker[j][i].reshape(-1) for j in range(k)])
-            packed = pack_signs(msgs)  # (K, ceil(d/8)) uint8: what travels
+            packed = pack_signs(msgs, check_finite=False)  # (K, ceil(d/8)) uint8: what travels
             sent += packed.nbytes
             vote = majority_vote(packed, p.size, ties=d["ties"]).reshape(p.shape)
             if d["multiplicative"]:
                 code_step_update(p, vote, fmt=d["fmt"], lr=d["lr"])
             else:
-                apply_signs(p, vote, lr=d["lr"])
+                apply_signs(p, vote, lr=d["lr"], check_finite=False)
         self.last_bytes_sent = sent
 
 

@@ -5,7 +5,13 @@ Conventions (the same in every function here, kernels and reference paths):
 * **sign(0) = +1.** A sign is one bit (1 = negative, as the IEEE sign bit of
   ``+0.0`` is 0), so no third value exists to carry "no information": the local
   rules (signSGD, Signum), what is packed and sent, and a one-worker vote are
-  then the same thing. ``NaN`` compares false with 0 and also maps to +1.
+  then the same thing.
+* **NaN has no sign.** Every function here takes ``check_finite=True`` (scipy's
+  convention): a NaN or ±inf in a float input raises :class:`ValueError`
+  naming the argument, the count and the first index, before anything is
+  modified. The optimizers check once per step and skip (or refuse) a step
+  with a non-finite gradient. With ``check_finite=False`` a NaN would read as
+  +1 (it compares false with 0): that switch is for callers that have checked.
   Consequence worth knowing: a parameter whose gradient is *exactly* zero at
   every step (a weight from an always-zero input pixel, a dead ReLU unit)
   moves by ``−η`` per step additively, or shrinks by one code step
@@ -37,7 +43,8 @@ import numpy as np
 from neurolns.formats import LNSFormat, _StrEnum
 from neurolns.learning import _kernels as _k
 from neurolns.learning import _reference as _ref
-from neurolns.learning._checks import check_array, check_real, check_writeable
+from neurolns.learning._checks import check_array, check_flag, check_real, check_writeable
+from neurolns.learning._checks import check_finite as _check_finite  # the name is also a keyword below
 from neurolns.learning.madam import check_codes, code_cap, code_step_size
 
 __all__ = [
@@ -66,12 +73,21 @@ class TieRule(_StrEnum):
     ABSTAIN = "abstain"
 
 
-def onebit_sign(x) -> np.ndarray:
+def _finite_input(name, x, check_finite) -> None:
+    if check_flag("check_finite", check_finite):
+        _check_finite(name, x)
+
+
+def onebit_sign(x, *, check_finite: bool = True) -> np.ndarray:
     """``int8`` sign with sign(0) = +1: ``-1`` where ``x < 0``, else ``+1``.
+
+    ``check_finite``: raise :class:`ValueError` if a float ``x`` holds NaN or
+    ±inf (a NaN has no sign).
 
     >>> onebit_sign(np.array([-2.0, 0.0, 3.0, -0.0]))
     array([-1,  1,  1,  1], dtype=int8)
     """
+    _finite_input("x", np.asarray(x), check_finite)
     return np.where(np.asarray(x) < 0, np.int8(-1), np.int8(1)).astype(np.int8)
 
 
@@ -85,7 +101,7 @@ def _rows(x: np.ndarray, lead: tuple, n: int) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(math.prod(lead), n)
 
 
-def pack_signs(x, *, reference: bool = False) -> np.ndarray:
+def pack_signs(x, *, reference: bool = False, check_finite: bool = True) -> np.ndarray:
     """Pack the one-bit signs of ``x`` along its last axis, 8 per byte.
 
     Parameters
@@ -95,6 +111,9 @@ def pack_signs(x, *, reference: bool = False) -> np.ndarray:
         0-d input is treated as one element.
     reference : bool
         Use ``np.packbits`` instead of the Numba kernel.
+    check_finite : bool
+        Raise :class:`ValueError` naming the count and the first index if a
+        float ``x`` holds NaN or ±inf (checked before anything is packed).
 
     Returns
     -------
@@ -109,6 +128,7 @@ def pack_signs(x, *, reference: bool = False) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise TypeError(f"cannot take signs of dtype {x.dtype}; allowed: real numbers")
+    _finite_input("x", x, check_finite)
     lead = x.shape[:-1] if x.ndim else ()
     n = x.shape[-1] if x.ndim else 1
     if reference:
@@ -147,7 +167,8 @@ def unpack_signs(packed, n: int, *, reference: bool = False) -> np.ndarray:
     return out.reshape(lead + (n,))
 
 
-def majority_vote(signs, n: int | None = None, *, ties: TieRule | str = TieRule.PLUS, reference: bool = False) -> np.ndarray:
+def majority_vote(signs, n: int | None = None, *, ties: TieRule | str = TieRule.PLUS, reference: bool = False,
+                  check_finite: bool = True) -> np.ndarray:
     """Majority vote ``sign(Σ_k sign(x_k))`` over the rows of ``signs``.
 
     Parameters
@@ -163,6 +184,9 @@ def majority_vote(signs, n: int | None = None, *, ties: TieRule | str = TieRule.
     reference : bool
         Vote with numpy on unpacked signs instead of the Numba kernel that
         counts bits in the packed rows.
+    check_finite : bool
+        Raise :class:`ValueError` if float rows hold NaN or ±inf (a NaN would
+        otherwise vote +1). Packed rows are bits and always valid.
 
     Returns
     -------
@@ -192,10 +216,12 @@ def majority_vote(signs, n: int | None = None, *, ties: TieRule | str = TieRule.
         if n is not None and n != arr.shape[1]:
             raise ValueError(f"n={n} but the unpacked rows hold {arr.shape[1]} signs")
         n = arr.shape[1]
-        packed = pack_signs(arr) if not reference else None
+        _finite_input("signs", arr, check_finite)
+        packed = pack_signs(arr, check_finite=False) if not reference else None
     abstain = ties is TieRule.ABSTAIN
     if reference:
-        unpacked = unpack_signs(packed, n, reference=True) if arr.dtype == np.uint8 else onebit_sign(arr)
+        unpacked = (unpack_signs(packed, n, reference=True) if arr.dtype == np.uint8
+                    else onebit_sign(arr, check_finite=False))
         return _ref.vote(unpacked, abstain)
     out = np.empty(n, dtype=np.int8)
     _k.vote_kernel(packed, n, abstain, out)
@@ -210,27 +236,40 @@ def _check_pair(w, g, wname="w", gname="g"):
 
 
 def _lr(lr):
-    return check_real("lr", lr, 0.0, math.inf, lo_open=True)
+    return check_real("lr", lr, 0.0, math.inf, lo_open=True, hi_open=True)
 
 
-def sign_sgd_update(w, g, *, lr, reference: bool = False) -> None:
+def _finite_args(check_finite, **arrays) -> None:
+    """Check every named float array (gradient first) before anything is modified."""
+    if check_flag("check_finite", check_finite):
+        for name, a in arrays.items():
+            _check_finite(name, a)
+
+
+def sign_sgd_update(w, g, *, lr, reference: bool = False, check_finite: bool = True) -> None:
     """signSGD, in place: ``w ← w − η·sign(g)`` with sign(0) = +1 (Bernstein et al. 2018).
+
+    ``check_finite``: raise :class:`ValueError` before anything changes if
+    ``g`` or ``w`` holds NaN or ±inf.
 
     >>> w = np.array([1.0, 1.0, 1.0]); sign_sgd_update(w, np.array([2.0, -3.0, 0.0]), lr=0.5); w
     array([0.5, 1.5, 0.5])
     """
     w, g = _check_pair(w, g)
     lr = _lr(lr)
+    _finite_args(check_finite, g=g, w=w)
     if reference:
         w[...] = w.astype(np.float64) - lr * _ref.sign1(g)
         return
     _k.sign_step_serial(w.reshape(-1), g.reshape(-1), lr)
 
 
-def signum_update(w, g, m, *, lr, beta: float = 0.9, reference: bool = False) -> None:
+def signum_update(w, g, m, *, lr, beta: float = 0.9, reference: bool = False, check_finite: bool = True) -> None:
     """Signum, in place: ``m ← βm + (1−β)g``, ``w ← w − η·sign(m)`` (momentum before the sign).
 
     ``β = 0`` is signSGD. Bernstein et al. 2018 use η = 1e-4, β = 0.9 on ImageNet.
+    ``check_finite``: raise :class:`ValueError` before anything changes if
+    ``g``, ``w`` or ``m`` holds NaN or ±inf.
 
     >>> w = np.zeros(2); m = np.array([1.0, 1.0])
     >>> signum_update(w, np.array([-5.0, -20.0]), m, lr=0.1, beta=0.9); w  # m = [0.4, -1.1]
@@ -241,19 +280,23 @@ def signum_update(w, g, m, *, lr, beta: float = 0.9, reference: bool = False) ->
     check_writeable("m", m)
     lr = _lr(lr)
     beta = check_real("beta", beta, 0.0, 1.0, hi_open=True)
+    _finite_args(check_finite, g=g, w=w, m=m)
     if reference:
         _ref.signum(w, g, m, lr, beta)
         return
     _k.signum_serial(w.reshape(-1), g.reshape(-1), m.reshape(-1), lr, beta)
 
 
-def ef_sign_update(w, g, e, *, lr, reference: bool = False) -> None:
+def ef_sign_update(w, g, e, *, lr, reference: bool = False, check_finite: bool = True) -> None:
     """Scaled sign with error feedback (EF-SignSGD, Karimireddy et al. 2019), in place.
 
     ``p = ηg + e``; ``Δ = (‖p‖₁/d)·sign(p)``; ``w ← w − Δ``; ``e ← p − Δ``, with
     ``d = w.size`` (one scale per tensor) and sign(0) = +1. The residual ``e``
     (zeros before the first step) carries what the compression dropped into
     the next step, which is what makes the scaled sign converge.
+    ``check_finite``: raise :class:`ValueError` before anything changes if
+    ``g``, ``w`` or ``e`` holds NaN or ±inf (one NaN would make ``‖p‖₁``, and
+    so the whole tensor, NaN).
 
     >>> w = np.zeros(2); e = np.zeros(2)
     >>> ef_sign_update(w, np.array([3.0, -1.0]), e, lr=1.0); w, e  # scale = 2
@@ -263,6 +306,7 @@ def ef_sign_update(w, g, e, *, lr, reference: bool = False) -> None:
     e = check_array("e", e, "f", w.shape)
     check_writeable("e", e)
     lr = _lr(lr)
+    _finite_args(check_finite, g=g, w=w, e=e)
     if reference:
         _ref.ef_sign(w, g, e, lr)
         return
@@ -283,11 +327,12 @@ def _check_direction(s, shape) -> np.ndarray:
     return np.ascontiguousarray(s)
 
 
-def apply_signs(w, s, *, lr, reference: bool = False) -> None:
+def apply_signs(w, s, *, lr, reference: bool = False, check_finite: bool = True) -> None:
     """Additive step from a received direction, in place: ``w ← w − η·s``.
 
     ``s`` is a vote or a sign vector in {-1, 0, +1} (``int8``) or packed bits
-    (``uint8``, unpacked to ±1).
+    (``uint8``, unpacked to ±1). ``check_finite``: raise :class:`ValueError`
+    if ``w`` holds NaN or ±inf (``s`` is integer and always valid).
 
     >>> w = np.ones(3); apply_signs(w, np.array([1, 0, -1], np.int8), lr=0.25); w
     array([0.75, 1.  , 1.25])
@@ -296,6 +341,7 @@ def apply_signs(w, s, *, lr, reference: bool = False) -> None:
     check_writeable("w", w)
     s = _check_direction(s, w.shape)
     lr = _lr(lr)
+    _finite_args(check_finite, w=w)
     if reference:
         w[...] = w.astype(np.float64) - lr * s.astype(np.float64)
         return
@@ -303,7 +349,7 @@ def apply_signs(w, s, *, lr, reference: bool = False) -> None:
 
 
 def code_step_update(codes, s, *, fmt: LNSFormat, lr: float | None = None, max_code: int | None = None,
-                     reference: bool = False) -> None:
+                     reference: bool = False, check_finite: bool = True) -> None:
     """The 1-bit signal → multiplicative update on codes, in place.
 
     ``|c| ← clamp(|c| − k·s·sign(c), 1, c_max)`` with ``k = η γ_u`` code steps
@@ -325,6 +371,10 @@ def code_step_update(codes, s, *, fmt: LNSFormat, lr: float | None = None, max_c
         Step in log2 units, a whole number of grid steps (default ``1/γ_u``).
     max_code : int, optional
         Cap on ``|c|`` (default ``fmt.max_code``).
+    check_finite : bool
+        Accepted for the same signature as the other update functions; codes
+        and signs are integers, so there is nothing to check (a float ``s`` is
+        refused with :class:`TypeError`).
 
     Examples
     --------
@@ -336,6 +386,7 @@ def code_step_update(codes, s, *, fmt: LNSFormat, lr: float | None = None, max_c
     if not isinstance(fmt, LNSFormat):
         raise TypeError(f"fmt must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
     codes = check_codes(codes, fmt)
+    check_flag("check_finite", check_finite)
     s = _check_direction(s, codes.shape)
     k = code_step_size(fmt, lr)
     cap = code_cap(fmt, max_code)

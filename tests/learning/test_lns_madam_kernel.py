@@ -1,4 +1,4 @@
-"""The LNS-Madam streaming kernel (signed-form code update, float32 normalisation,
+"""The LNS-Madam streaming kernel (signed-form code update, float64 normalisation,
 parallel slices) gives the numpy reference path's codes and state bit for bit."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from neurolns.learning import lns_madam_update, update_format
 def test_kernel_equals_reference_over_steps(fmt, lr, max_code, n):
     """Over 6 steps, codes (int8, int16, and int32 with float64 code arithmetic) and
     the second moment equal the reference path's, serially and in parallel slices,
-    with zero codes, codes at ±1 and ±cap, zero, tiny (g² underflows), huge, inf and
-    NaN gradients."""
+    with zero codes, codes at ±1 and ±cap, zero, tiny (down to the float32 subnormals),
+    huge (up to 3e38), and, passed unchecked, inf and NaN gradients."""
     rng = np.random.default_rng(n + fmt.bits)
     cap = max_code or fmt.max_code
     c = rng.integers(-cap, cap + 1, n).astype(fmt.code_dtype)
@@ -26,15 +26,17 @@ def test_kernel_equals_reference_over_steps(fmt, lr, max_code, n):
     c[1::13] = 1
     c[2::17] = -cap
     c1, c2 = c.copy(), c.copy()
-    v1, v2 = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    v1, v2 = np.zeros(n), np.zeros(n)
     for t in range(1, 7):
         g = (rng.standard_normal(n) * np.exp2(rng.uniform(-8, 8, n))).astype(np.float32)
         g[::7] = 0.0
         g[3::29] = 1e-30
         g[5::31] = 1e18
+        g[6::37] = 1e-45
+        g[7::41] = -3e38
         if t == 4:
             g[9], g[10] = np.inf, np.nan
-        kw = dict(fmt=fmt, lr=lr, max_code=max_code)
+        kw = dict(fmt=fmt, lr=lr, max_code=max_code, check_finite=t < 4)  # v is non-finite after step 4
         lns_madam_update(c1, g, v1, t, **kw)
         lns_madam_update(c2, g, v2, t, reference=True, **kw)
         np.testing.assert_array_equal(c1, c2)

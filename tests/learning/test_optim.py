@@ -61,7 +61,7 @@ def test_madam_class_is_the_pure_function_with_first_step_cap():
     """Madam.step == madam_update with p_max = p_scale·RMS(w at step 1), per parameter."""
     params, grads = _problem(1)
     ref = [p.copy() for p in params]
-    vs = [np.zeros_like(p) for p in params]
+    vs = [np.zeros(p.shape) for p in params]  # float64 state, as the class keeps
     caps = [madam_p_max(p, 2.0) for p in ref]
     opt = Madam(params, lr=0.05, p_scale=2.0)
     for t, gs in enumerate(grads, start=1):
@@ -70,7 +70,7 @@ def test_madam_class_is_the_pure_function_with_first_step_cap():
             madam_update(r, g, v, t, lr=0.05, beta=0.999, g_bound=10.0, p_max=c)
     for p, r in zip(params, ref):
         np.testing.assert_array_equal(p, r)
-    assert opt.defaults == dict(lr=0.05, beta=0.999, g_bound=10.0, p_scale=2.0)
+    assert opt.defaults == dict(lr=0.05, beta=0.999, g_bound=10.0, p_scale=2.0, nonfinite="skip")
 
 
 def _code_problem(seed=0):
@@ -233,9 +233,9 @@ def test_constructor_errors_name_the_problem():
 def test_defaults_hold_every_hyperparameter():
     """Each class exposes every hyperparameter (with the papers' defaults) in .defaults."""
     w = [np.ones(3, np.float32)]
-    assert Madam(w).defaults == dict(lr=0.01, beta=0.999, g_bound=10.0, p_scale=3.0)
-    assert SGD(w).defaults == dict(lr=0.1, momentum=0.0)
-    assert Adam(w).defaults == dict(lr=1e-3, betas=[0.9, 0.999], eps=1e-8)
+    assert Madam(w).defaults == dict(lr=0.01, beta=0.999, g_bound=10.0, p_scale=3.0, nonfinite="skip")
+    assert SGD(w).defaults == dict(lr=0.1, momentum=0.0, nonfinite="skip")
+    assert Adam(w).defaults == dict(lr=1e-3, betas=[0.9, 0.999], eps=1e-8, nonfinite="skip")
     assert Signum(w).defaults["beta"] == 0.9
     d = LNSMadam([np.ones(3, np.int16)]).defaults
     assert d["lr"] == 1 / 128 and d["fmt"] == LNSFormat(bits=16, gamma=128) and d["p_scale"] == math.inf
