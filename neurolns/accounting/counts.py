@@ -23,6 +23,11 @@ and checked against hand counts in the tests):
 * a tensor made from a constant (zeros, ones, the seed gradient) is written, not read;
 * every operation that is not a view reads each tensor argument once and writes
   each output once (an ideal-reuse lower bound on traffic).
+
+Every count is a finite number ``>= 0`` and every size (elements, channels,
+batch, kernel, window) a whole number: a negative, NaN, infinite or (for a
+size) fractional argument raises ``ValueError`` naming it, in every function
+here and again in :meth:`LayerCounts.check` before anything is priced.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from neurolns.accounting._checks import check_count, check_size, check_sizes
 from neurolns.accounting.energy import Op, _StrEnum, format_bits
 
 __all__ = [
@@ -89,34 +95,58 @@ class LayerCounts:
 
     def __post_init__(self) -> None:
         self.phase = Phase(self.phase)
+        self.check()
+
+    def check(self) -> "LayerCounts":
+        """Raise ``ValueError`` naming the field if a count is negative, NaN or
+        infinite or a tensor size is not a whole number ``>= 0`` (the fields are
+        public and mutable, so pricing checks again)."""
+        for f in ("macs", "dot_outputs", "link_bits"):
+            check_count(f"{self.name}.{f}", getattr(self, f))
+        for (op, fmt), n in self.ops.items():
+            check_count(f"{self.name}.ops[{op}@{fmt or '*'}]", n)
+        for which in ("reads", "writes"):
+            for (numel, fmt), n in getattr(self, which).items():
+                check_size(f"{self.name}.{which} tensor size", numel)
+                check_count(f"{self.name}.{which}[{numel}@{fmt or '*'}]", n)
+        return self
 
     # -- building -----------------------------------------------------------
     def op(self, op, n, fmt: str | None = None) -> "LayerCounts":
         """Count ``n`` operations ``op`` (an :class:`Op` name) in ``fmt`` (None: the studied format)."""
+        check_count("n", n)
         if n:
             self.ops[(Op(op).value, fmt)] += n
         return self
 
     def read(self, tensor_elems, n=None, fmt: str | None = None) -> "LayerCounts":
         """Count a read of ``n`` elements (default: all) of a tensor of ``tensor_elems``."""
-        n = tensor_elems if n is None else n
+        tensor_elems = check_size("tensor_elems", tensor_elems)
+        n = tensor_elems if n is None else check_count("n", n)
         if n:
             self.reads[(tensor_elems, fmt)] += n
         return self
 
     def write(self, tensor_elems, n=None, fmt: str | None = None) -> "LayerCounts":
-        n = tensor_elems if n is None else n
+        """Count a write of ``n`` elements (default: all) of a tensor of ``tensor_elems``."""
+        tensor_elems = check_size("tensor_elems", tensor_elems)
+        n = tensor_elems if n is None else check_count("n", n)
         if n:
             self.writes[(tensor_elems, fmt)] += n
         return self
 
     def dot(self, outputs, k) -> "LayerCounts":
-        """Count ``outputs`` dot products of length ``k``."""
+        """Count ``outputs`` dot products of length ``k`` (a whole number)."""
+        check_count("outputs", outputs)
+        check_size("k", k)
         self.macs += outputs * k
         self.dot_outputs += outputs
         return self
 
     def merge(self, other: "LayerCounts") -> "LayerCounts":
+        if not isinstance(other, LayerCounts):
+            raise TypeError(f"other must be a LayerCounts, got {type(other).__name__}")
+        other.check()
         self.macs += other.macs
         self.dot_outputs += other.dot_outputs
         self.ops.update(other.ops)
@@ -127,6 +157,7 @@ class LayerCounts:
 
     def scaled(self, k: float) -> "LayerCounts":
         """A copy with every count multiplied by ``k`` (e.g. ``1/batch`` or steps per epoch)."""
+        check_count("k", k)
 
         def sc(c: Counter) -> Counter:
             return Counter({key: v * k for key, v in c.items()})
@@ -193,6 +224,22 @@ class Counts:
     param_tensors: list = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> "Counts":
+        """Raise ``ValueError`` naming the field if a size is not a whole number
+        ``>= 0`` (``batch >= 1``) or a layer holds a bad count."""
+        for f in ("params", "saved_elems", "transient_elems"):
+            check_size(f, getattr(self, f))
+        check_size("batch", self.batch, minimum=1)
+        check_sizes("param_tensors", self.param_tensors)
+        for lc in self.layers:
+            if not isinstance(lc, LayerCounts):
+                raise TypeError(f"layers must hold LayerCounts, got {type(lc).__name__}")
+            lc.check()
+        return self
+
     def add(self, layer: LayerCounts) -> LayerCounts:
         self.layers.append(layer)
         return layer
@@ -237,8 +284,10 @@ def dense_counts(name: str, n_in: int, n_out: int, batch: int, *, bias: bool = T
     skipped with ``input_grad=False`` for the first layer), the weight gradient
     (``n_in·n_out`` dots of length ``batch``) and the bias gradient (a sum over
     the batch). Matches what :func:`neurolns.torch.counting.count_torch` counts
-    for ``torch.nn.Linear``.
+    for ``torch.nn.Linear``. Sizes are whole numbers ``>= 1``.
     """
+    n_in, n_out, batch = (check_size(k, v, minimum=1) for k, v in (("n_in", n_in), ("n_out", n_out),
+                                                                    ("batch", batch)))
     w, y, x = n_in * n_out, batch * n_out, batch * n_in
     fwd = LayerCounts(name, "Linear", Phase.FORWARD).dot(y, n_in)
     fwd.read(x).read(w).write(y)
@@ -264,7 +313,14 @@ def conv_counts(name: str, in_ch: int, out_ch: int, kernel: Sequence[int], in_si
     Each output element is a dot product of length ``in_ch/groups · prod(kernel)``;
     the backward input gradient costs the same MACs as the forward, with
     ``numel(x)`` outputs, and the weight gradient too, with ``numel(W)`` outputs.
+    Sizes are whole numbers ``>= 1``; ``groups`` divides ``in_ch`` and ``out_ch``.
     """
+    in_ch, out_ch, batch, groups = (check_size(k, v, minimum=1) for k, v in (
+        ("in_ch", in_ch), ("out_ch", out_ch), ("batch", batch), ("groups", groups)))
+    kernel, in_size, out_size = (check_sizes(k, v, minimum=1) for k, v in (
+        ("kernel", kernel), ("in_size", in_size), ("out_size", out_size)))
+    if in_ch % groups or out_ch % groups:
+        raise ValueError(f"groups={groups} is out of range; allowed: a divisor of in_ch={in_ch} and out_ch={out_ch}")
     kprod = 1
     for k in kernel:
         kprod *= k
@@ -303,6 +359,7 @@ def conv_counts(name: str, in_ch: int, out_ch: int, kernel: Sequence[int], in_si
 def relu_counts(name: str, n: int, *, training: bool = True) -> list:
     """ReLU on ``n`` elements: one compare per element forward and backward
     (the backward reads the gradient and the saved output)."""
+    n = check_size("n", n)
     out = [LayerCounts(name, "ReLU", Phase.FORWARD).op(Op.CMP, n).read(n).write(n)]
     if training:
         out.append(LayerCounts(name, "ReLU", Phase.BACKWARD).op(Op.CMP, n).read(n, 2 * n).write(n))
@@ -313,6 +370,8 @@ def maxpool_counts(name: str, n_in: int, n_out: int, window: int, *, training: b
     """Max pooling of ``window`` elements per output: ``window - 1`` compares per
     output; forward writes the values and their indices; the backward scatters
     the gradient (reads the gradient and the indices, writes ``n_in``)."""
+    n_in, n_out = check_size("n_in", n_in), check_size("n_out", n_out)
+    window = check_size("window", window, minimum=1)
     kind = "MaxPool"
     fwd = LayerCounts(name, kind, Phase.FORWARD).op(Op.CMP, n_out * (window - 1)).read(n_in).write(n_out, 2 * n_out)
     out = [fwd]
@@ -326,6 +385,7 @@ def log_softmax_nll_counts(name: str, rows: int, classes: int, *, training: bool
     """Cross-entropy as log-softmax + mean NLL over ``rows`` rows of ``classes``
     (the convention in the module docstring). The loss gradient seeds with one
     write of the scalar; the NLL backward writes ``rows·classes`` gradients."""
+    rows, classes = check_size("rows", rows, minimum=1), check_size("classes", classes, minimum=1)
     n = rows * classes
     fwd = LayerCounts(name, "CrossEntropy", Phase.FORWARD)
     fwd.op(Op.CMP, n - rows).op(Op.ADD, 3 * n - rows).op(Op.EXP, n + rows).read(n).write(n)
@@ -346,7 +406,10 @@ def mlp_counts(sizes: Sequence[int], batch: int, *, training: bool = True, bias:
     a cross-entropy loss, named like ``torch.nn.Sequential`` children (``"0"``,
     ``"1"``, ...). The plain-description entry point for rate networks of the
     Numba simulator."""
-    c = Counts(batch=batch)
+    sizes = check_sizes("sizes", sizes, minimum=1)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes={sizes!r} is out of range; allowed: at least 2 layer widths (input and output)")
+    c = Counts(batch=check_size("batch", batch, minimum=1))
     idx = 0
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         c.extend(dense_counts(str(idx), a, b, batch, bias=bias, training=training, input_grad=i > 0))
@@ -395,7 +458,13 @@ def spiking_counts(name: str, *, neuron_updates: float, synaptic_events: float, 
     The Loihi chip spends 23.6 pJ per synaptic operation and TrueNorth 26 pJ per
     synaptic event (references.md) — figures to set these counts against.
     """
+    for k, v in (("neuron_updates", neuron_updates), ("synaptic_events", synaptic_events),
+                 ("plasticity_updates", plasticity_updates), ("spikes", spikes)):
+        check_count(k, v)
+    neurons, synapses = check_size("neurons", neurons), check_size("synapses", synapses)
     per = {"mul": 2, "add": 3, "cmp": 2} if ops_per_neuron_update is None else dict(ops_per_neuron_update)
+    for op, k in per.items():
+        check_count(f"ops_per_neuron_update[{op!r}]", k)
     lc = LayerCounts(name, "Spiking", Phase.FORWARD)
     for op, k in per.items():
         lc.op(op, k * neuron_updates)
@@ -403,7 +472,7 @@ def spiking_counts(name: str, *, neuron_updates: float, synaptic_events: float, 
     n_state, n_syn = neurons or off_chip, synapses or off_chip
     state = 3  # v, I, refractory counter: read and written per update
     lc.read(n_state, state * neuron_updates).write(n_state, state * neuron_updates)
-    reads = synaptic_events if weight_reads is None else weight_reads
+    reads = synaptic_events if weight_reads is None else check_count("weight_reads", weight_reads)
     if not 0 <= reads <= synaptic_events:
         raise ValueError(f"weight_reads={reads} is out of range; allowed: 0 <= weight_reads <= synaptic_events")
     lc.op(Op.ADD, synaptic_events).read(n_syn, reads, weight_format)

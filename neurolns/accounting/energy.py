@@ -48,6 +48,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from neurolns.accounting._checks import check_count, check_size
 from neurolns.formats import FloatFormat, IntFormat, LNSFormat, _StrEnum, parse_format
 
 __all__ = [
@@ -443,13 +444,12 @@ class EnergyModel:
         conversion is amortised over a dot product of length ``k``."""
         e = self.cost(fmt, Op.FMA).value
         if k is not None:
-            if k < 1:
-                raise ValueError(f"k={k} must be >= 1")
-            e += self.conversion_pj(fmt) / k
+            e += self.conversion_pj(fmt) / check_size("k", k, minimum=1)
         return e
 
     def dot_pj(self, fmt, k: int) -> float:
-        """Energy of a length-``k`` dot product: ``k·fma + conversion`` (pJ)."""
+        """Energy of a length-``k`` dot product: ``k·fma + conversion`` (pJ); ``k`` a whole number ``>= 1``."""
+        k = check_size("k", k, minimum=1)
         return k * self.mac_pj(fmt) + self.conversion_pj(fmt)
 
     def level_pj_per_bit(self, level: str) -> float:
@@ -464,6 +464,7 @@ class EnergyModel:
     def sram_pj_per_bit(self, size_bytes: float) -> float:
         """pJ per bit read from an SRAM of ``size_bytes``: log-log interpolation
         between the ``memory.sram_<KiB>kib`` entries, flat beyond the ends."""
+        check_count("size_bytes", size_bytes)
         pts = sorted(
             (kib, fig.value)
             for k, fig in self.entries.items()
@@ -484,14 +485,16 @@ class EnergyModel:
         """Energy (pJ) to move one word of ``bits`` at ``level`` (``register``, ``sram``,
         ``dram``, ``link``); with ``size_bytes`` an SRAM of that size instead of the
         configured buffer."""
-        if bits < 0:
-            raise ValueError(f"bits={bits}; allowed: >= 0")
+        check_count("bits", bits)
+        if size_bytes is not None:
+            check_count("size_bytes", size_bytes)
         if level == "sram" and size_bytes is not None:
             return bits * self.sram_pj_per_bit(size_bytes)
         return bits * self.level_pj_per_bit(level)
 
     def level_for(self, tensor_bytes: float) -> str:
         """``"sram"`` if a tensor of this size fits the on-chip buffer, else ``"dram"``."""
+        check_count("tensor_bytes", tensor_bytes)
         return "sram" if tensor_bytes <= self.setting("sram_kib") * 1024 else "dram"
 
     def access_pj_per_bit(self, tensor_bytes: float) -> float:

@@ -67,6 +67,9 @@ def memory_footprint(counts: Counts, recipe: Recipe, *, training: bool | None = 
     training : bool, optional
         Default: ``recipe.trains``.
     """
+    if not isinstance(counts, Counts):
+        raise TypeError(f"counts must be a Counts, got {type(counts).__name__}")
+    counts.check()
     training = recipe.trains if training is None else training
     p = counts.params
     b = format_bits(recipe.compute) / 8

@@ -19,6 +19,7 @@ from neurolns.accounting.counts import (
     relu_counts,
     spiking_counts,
 )
+from neurolns.accounting._checks import check_count, check_sizes
 from neurolns.accounting.energy import Op
 
 __all__ = ["count_sim", "count_spiking"]
@@ -39,8 +40,10 @@ def count_sim(net, input_shape, *, training: bool = True, loss: bool = True) -> 
     known; another layer type raises ``TypeError``. Layers are named by their
     index, as ``torch.nn.Sequential`` children.
     """
-    batch = int(input_shape[0])
-    shape = tuple(int(s) for s in input_shape[1:])
+    dims = check_sizes("input_shape", input_shape, minimum=1)
+    if not dims:
+        raise ValueError("input_shape=() is out of range; allowed: (batch, features...) with every entry >= 1")
+    batch, shape = dims[0], tuple(dims[1:])
     c = Counts(batch=batch)
     first_weighted = True
     for i, layer in enumerate(net.layers):
@@ -167,6 +170,7 @@ def count_spiking(net, report, *, synaptic_events: float | None = None, plastic:
     exact = _monitored_events(net) if synaptic_events is None else None
     shared_events = None
     if synaptic_events is not None:
+        check_count("synaptic_events", synaptic_events)
         events, updates = float(synaptic_events), 2.0 * float(synaptic_events) if plastic else 0.0
     elif exact is not None:
         events, updates, shared_events = exact

@@ -73,7 +73,14 @@ class EnergyBreakdown:
 
 
 def price_layer(lc: LayerCounts, fmt, model: EnergyModel) -> EnergyBreakdown:
-    """Energy of one layer's counts with unnamed-format work priced in ``fmt`` (pJ)."""
+    """Energy of one layer's counts with unnamed-format work priced in ``fmt`` (pJ).
+
+    Raises ``ValueError`` naming the field if a count is negative, NaN or infinite
+    (:meth:`LayerCounts.check`): a negative count would be priced as negative energy.
+    """
+    if not isinstance(lc, LayerCounts):
+        raise TypeError(f"lc must be a LayerCounts, got {type(lc).__name__}")
+    lc.check()
     e = EnergyBreakdown()
     n_ops = lc.macs
     e.compute += lc.macs * model.mac_pj(fmt) + lc.dot_outputs * model.conversion_pj(fmt)
@@ -165,6 +172,12 @@ def _price(counts_layers, recipe: Recipe, model: EnergyModel) -> list:
     return [(lc.name, lc.phase, price_layer(lc, recipe.compute, model)) for lc in counts_layers]
 
 
+def _check_counts(counts) -> None:
+    if not isinstance(counts, Counts):
+        raise TypeError(f"counts must be a Counts, got {type(counts).__name__}")
+    counts.check()
+
+
 def inference_energy(counts: Counts, recipe="fp32", model: EnergyModel | None = None) -> EnergyReport:
     """Energy of the forward pass of ``counts`` (training counts: their forward phase).
 
@@ -177,6 +190,7 @@ def inference_energy(counts: Counts, recipe="fp32", model: EnergyModel | None = 
         Default ``EnergyModel.preset("horowitz45")``.
     """
     recipe = get_recipe(recipe)
+    _check_counts(counts)
     model = model or EnergyModel.preset()
     layers = counts.phase(Phase.FORWARD)
     rep = EnergyReport(recipe, _price(layers, recipe, model), counts.batch,
@@ -197,6 +211,7 @@ def training_step_energy(counts: Counts, recipe="fp32_adam", model: EnergyModel 
         If the recipe has no update rule or ``counts`` has no backward phase.
     """
     recipe = get_recipe(recipe)
+    _check_counts(counts)
     if not recipe.trains:
         raise ValueError(f"recipe {recipe.name!r} has rule 'none': it does not train; use inference_energy")
     if not counts.phase(Phase.BACKWARD):

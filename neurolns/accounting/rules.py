@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from neurolns.accounting._checks import check_size, check_sizes
 from neurolns.accounting.counts import LayerCounts, Phase
 from neurolns.accounting.energy import _StrEnum, format_bits, resolve_format
 
@@ -167,7 +168,10 @@ RECIPES = {
 
 def update_counts(recipe: Recipe, param_tensors, *, replicas: int = 1) -> list:
     """Counts of one optimizer step over parameter tensors of the given sizes,
-    on ``replicas`` workers that each update their copy."""
+    on ``replicas`` workers that each update their copy (sizes whole numbers
+    ``>= 0``, ``replicas >= 1``)."""
+    param_tensors = check_sizes("param_tensors", param_tensors)
+    replicas = check_size("replicas", replicas, minimum=1)
     out = []
     if not recipe.trains:
         return out
@@ -189,8 +193,8 @@ def update_counts(recipe: Recipe, param_tensors, *, replicas: int = 1) -> list:
 
 def exchange_counts(recipe: Recipe, param_tensors, workers: int) -> list:
     """Counts of one gradient exchange among ``workers`` (all workers together)."""
-    if workers < 1:
-        raise ValueError(f"workers={workers}; allowed: >= 1")
+    param_tensors = check_sizes("param_tensors", param_tensors)
+    workers = check_size("workers", workers, minimum=1)
     if workers == 1 or recipe.exchange is Exchange.NONE:
         return []
     d = sum(param_tensors)

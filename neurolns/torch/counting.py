@@ -30,6 +30,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 from torch.utils.module_tracker import ModuleTracker
 
+from neurolns.accounting._checks import check_size, check_sizes
 from neurolns.accounting.counts import Counts, LayerCounts, Phase
 
 __all__ = ["count_torch", "OpCounterMode"]
@@ -334,7 +335,7 @@ def count_torch(model: torch.nn.Module, example_input=None, *, input_shape=None,
     if example_input is None:
         if input_shape is None:
             raise ValueError("give example_input or input_shape")
-        example_input = torch.randn(*[int(s) for s in input_shape])
+        example_input = torch.randn(*check_sizes("input_shape", input_shape, minimum=1))
     if not isinstance(example_input, torch.Tensor):
         raise TypeError(f"example_input must be a torch.Tensor, got {type(example_input).__name__}")
     if device not in (None, "meta"):
@@ -395,6 +396,8 @@ def measure_baseline(model: torch.nn.Module, input_shape, *, training: bool = Tr
     ``{"tool", "joules" (per pass), "note"}``; without either tool ``joules`` is
     None and the note says so — the simulated figures stand on their own.
     """
+    input_shape = check_sizes("input_shape", input_shape, minimum=1)
+    repeats = check_size("repeats", repeats, minimum=1)
     try:
         meter = _energy_meter()
     except Exception as exc:  # a tool present but unusable on this machine (no RAPL/NVML access)
