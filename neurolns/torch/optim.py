@@ -17,9 +17,11 @@ apart):
   taken at the first step. LNS-Madam: on the signed code ``c`` of the update
   grid, ``|c| ← clamp(|c| − k·rint(ĝ)·sign c, 1, c_max)``, ``k = η γ_u``, i.e.
   ``w ← w·2^(−η rint(ĝ) sign w)``. Signs never flip, zero stays zero.
-  Both compute in float64 per element in the order of the Numba kernels of
-  :mod:`neurolns.learning`, so LNS-Madam's codes equal the simulator's bit
-  for bit and Madam's float32 weights agree to the last ulp.
+  Both compute in float64 per element, with the second moment ``v`` kept in
+  float64, in the order of the Numba kernels of :mod:`neurolns.learning`, so
+  LNS-Madam's codes equal the simulator's bit for bit on both backends (for
+  every finite gradient, 1e-45 and 3e38 included: ``ĝ`` is scale-invariant)
+  and Madam's float32 weights agree to the last ulp.
 * :class:`SignSGD` ``w ← w − η sign(g)``, :class:`Signum`
   ``m ← βm + (1−β)g, w ← w − η sign(m)`` (Bernstein et al., ICML 2018) and
   :class:`EFSignSGD` ``p = ηg + e, Δ = (‖p‖₁/d) sign(p), w ← w − Δ, e ← p − Δ``
@@ -27,15 +29,27 @@ apart):
 
 Sign convention (as :mod:`neurolns.learning`): ``sign(0) = +1`` in the sign
 rules — a sign is one bit; in Madam ``sign(0) = 0``, which keeps zero at zero.
+
+Non-finite gradients (as :mod:`neurolns.learning`): ``step`` checks every
+gradient of every group first (one device sync for all of them). If any holds
+NaN or ±inf the whole step is skipped — no parameter, no state, no step count
+changes, as ``torch.amp.GradScaler`` skips — with a :class:`RuntimeWarning`
+naming the group and parameter index, the count and the first index, and
+``skipped_steps`` (saved in ``state_dict``) grows by one; ``nonfinite="raise"``
+(per group, in ``defaults``) raises :class:`ValueError` instead. Hyperparameters
+are validated at construction and in ``add_param_group`` (a bad group raises and
+leaves the optimizer unchanged).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
 from neurolns.formats import LNS8, LNSFormat, Underflow
+from neurolns.learning._checks import NonFinite, nonfinite_message
 
 __all__ = ["Madam", "LNSMadam", "SignSGD", "Signum", "EFSignSGD"]
 
@@ -69,31 +83,120 @@ def _fmt(d: dict) -> LNSFormat:
 
 
 class _Base(torch.optim.Optimizer):
-    """Validation of hyperparameters (at construction and per added group) and grouping helpers."""
+    """Validation of hyperparameters (at construction and per added group), the
+    non-finite-gradient policy of :meth:`step`, and grouping helpers.
+
+    Subclasses implement ``_check_group`` (validate and normalise a group's
+    hyperparameters) and ``_update`` (one group's update); ``nonfinite`` is
+    added to every optimizer's defaults here, and ``skipped_steps`` counts the
+    skipped steps.
+    """
+
+    #: state entries kept in float64 whatever the parameter's dtype (torch's
+    #: load_state_dict would cast them to it; they are restored exactly)
+    _float64_state: tuple = ()
 
     def __init__(self, params, defaults):
-        super().__init__(params, self._check_group(dict(defaults)))
+        defaults = dict(defaults)
+        defaults.setdefault("nonfinite", NonFinite.SKIP.value)
+        self.skipped_steps = 0
+        super().__init__(params, self._check_all(defaults))
+
+    def _check_all(self, g: dict) -> dict:
+        g = self._check_group(g)
+        g["nonfinite"] = NonFinite(g.get("nonfinite", NonFinite.SKIP.value)).value
+        return g
 
     def add_param_group(self, param_group):
-        merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-        self._check_group(merged)
-        super().add_param_group(param_group)
+        """Validate the group's hyperparameters (merged with ``defaults``) and its parameters
+        first: a bad group raises and leaves the optimizer unchanged."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        merged = self._check_all({**self.defaults, **{k: v for k, v in group.items() if k != "params"}})
+        for k in group:
+            if k != "params":
+                group[k] = merged[k]  # the normalised value (e.g. a format as a dict)
+        ps = group.get("params")
+        if ps is not None and not isinstance(ps, (torch.Tensor, set)):
+            group["params"] = list(ps)
+        if isinstance(group.get("params"), (list, torch.Tensor)):
+            self._check_params(group["params"] if isinstance(group["params"], list) else [group["params"]], merged)
+        super().add_param_group(group)
 
     def _check_group(self, g: dict) -> dict:  # pragma: no cover - overridden
         return g
 
+    def _check_params(self, params, group: dict) -> None:
+        """Checks that need the parameters as well as the hyperparameters (none by default)."""
+
     @torch.no_grad()
     def step(self, closure=None):
-        """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss."""
+        """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss.
+
+        A NaN or ±inf in any gradient skips the whole step (warning, ``skipped_steps``)
+        or raises (``nonfinite="raise"``); nothing changes either way.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            ps, gs = self._with_grads(group)
+        work = [(group, *self._with_grads(group)) for group in self.param_groups]
+        if not self._finite_or_skip(work):
+            return loss
+        for group, ps, gs in work:
             if ps:
                 self._update(group, ps, gs)
         return loss
+
+    def _finite_or_skip(self, work) -> bool:
+        """True when every gradient is finite (one sync); else apply the group's ``nonfinite`` policy."""
+        flags = [torch.isfinite(g).all() for _, _, gs in work for g in gs]
+        if not flags or bool(torch.stack([f.to(flags[0].device) for f in flags]).all()):
+            return True
+        for gi, (group, ps, gs) in enumerate(work):
+            for p, g in zip(ps, gs):
+                if bool(torch.isfinite(g).all()):
+                    continue
+                j = next(k for k, q in enumerate(group["params"]) if q is p)
+                label = f"param_groups[{gi}]['params'][{j}]"
+                msg = f"{type(self).__name__}.step: the gradient of " + nonfinite_message(
+                    label, g.detach().to(torch.float64).cpu().numpy())
+                if group["nonfinite"] == NonFinite.RAISE.value:
+                    raise ValueError(msg + "; nothing was changed (nonfinite='raise'); allowed: finite gradients")
+                self.skipped_steps += 1
+                warnings.warn(msg + "; the whole step was skipped, nothing changed "
+                              f"(skipped_steps={self.skipped_steps}; nonfinite='raise' raises instead)",
+                              RuntimeWarning, stacklevel=4)
+                return False
+        return True  # pragma: no cover - the flags said otherwise
+
+    def state_dict(self):
+        """torch's state dict plus ``"skipped_steps"``."""
+        sd = super().state_dict()
+        sd["skipped_steps"] = int(self.skipped_steps)
+        return sd
+
+    def load_state_dict(self, state_dict):
+        """torch's ``load_state_dict``, then: ``skipped_steps`` restored (0 if absent),
+        hyperparameters missing from an older state dict (``nonfinite``) taken from
+        ``defaults``, and float64 state entries restored in float64."""
+        skipped = int(state_dict.get("skipped_steps", 0))
+        if skipped < 0:
+            raise ValueError(f"skipped_steps={skipped} is out of range; allowed: skipped_steps >= 0")
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for k, v in self.defaults.items():
+                group.setdefault(k, v)
+        self.skipped_steps = skipped
+        if self._float64_state:
+            ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+            params = [p for g in self.param_groups for p in g["params"]]
+            for pid, p in zip(ids, params):
+                saved = state_dict["state"].get(pid, {})
+                for key in self._float64_state:
+                    if key in saved and p in self.state:
+                        self.state[p][key] = saved[key].to(device=p.device, dtype=torch.float64, copy=True)
 
     def _update(self, group, ps, gs) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -108,7 +211,9 @@ class _Base(torch.optim.Optimizer):
 
 
 class _MadamBase(_Base):
-    """The normalised gradient ĝ shared by Madam and LNS-Madam (float64)."""
+    """The normalised gradient ĝ shared by Madam and LNS-Madam (float64, float64 ``v``)."""
+
+    _float64_state = ("v",)
 
     def _normalised(self, group, ps, gs):
         """Flat float64 ``ĝ`` of the concatenated gradients; updates every ``v`` (in its dtype)."""
@@ -129,8 +234,9 @@ class _MadamBase(_Base):
         else:
             per = torch.tensor(inv, dtype=torch.float64, device=g.device)
             den = torch.sqrt(v_new * per.repeat_interleave(torch.tensor(sizes, device=g.device)))
-        gh = torch.div(g, den).nan_to_num_(nan=0.0)  # den = 0 only when every g so far was 0: 0/0 := 0
-        gh.clamp_(-gb, gb)
+        gh = torch.div(g, den)
+        # not finite: 0/0 (every g so far was 0): no move, as the Numba kernel and the numpy reference
+        gh = torch.where(gh.abs() < math.inf, gh, torch.zeros_like(gh)).clamp_(-gb, gb)
         torch._foreach_copy_(vs, [x.view(t.shape) for x, t in zip(v_new.split(sizes), vs)])
         return gh, sizes
 
@@ -159,6 +265,9 @@ class Madam(_MadamBase):
         ``|w| ≤ p_scale·RMS(w)`` with the RMS taken at the parameter's first
         step (``inf``: no cap); the paper's code uses 3, small networks
         prefer ~10 (see ``docs/learning.md``).
+    nonfinite : {"skip", "raise"}
+        A step whose gradients hold NaN or ±inf is skipped with a warning
+        (counted in ``skipped_steps``) or raises :class:`ValueError`.
 
     Examples
     --------
@@ -170,8 +279,9 @@ class Madam(_MadamBase):
     tensor([ 0.4950, -0.2525])
     """
 
-    def __init__(self, params, lr: float = 0.01, beta: float = 0.999, g_bound: float = 10.0, p_scale: float = 3.0):
-        super().__init__(params, dict(lr=lr, beta=beta, g_bound=g_bound, p_scale=p_scale))
+    def __init__(self, params, lr: float = 0.01, beta: float = 0.999, g_bound: float = 10.0, p_scale: float = 3.0,
+                 nonfinite: NonFinite | str = NonFinite.SKIP):
+        super().__init__(params, dict(lr=lr, beta=beta, g_bound=g_bound, p_scale=p_scale, nonfinite=nonfinite))
 
     _check_group = staticmethod(_check_madam)
 
@@ -181,7 +291,7 @@ class Madam(_MadamBase):
             st = self.state[p]
             if not st:
                 st["step"] = 0
-                st["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["v"] = torch.zeros(p.shape, dtype=torch.float64, device=p.device)  # float64: scale-invariant ĝ
                 w = p.detach().to(torch.float64)
                 rms = math.sqrt(float((w * w).mean())) if w.numel() else 0.0
                 st["p_max"] = math.inf if math.isinf(group["p_scale"]) else group["p_scale"] * rms
@@ -237,7 +347,15 @@ class LNSMadam(_MadamBase):
     backend : {"auto", "torch"}
         ``"auto"``: the Numba kernel for CPU parameters, torch operations on
         other devices; ``"torch"``: torch operations everywhere (what a GPU
-        runs, selectable on CPU to compare the two).
+        runs, selectable on CPU to compare the two). Both give the same codes
+        bit for bit: ``ĝ`` is computed in float64 from a float64 ``v`` in the
+        same order of IEEE operations (see
+        :func:`neurolns.learning.lns_madam_update`).
+    nonfinite : {"skip", "raise"}
+        As :class:`Madam`.
+
+    ``lr`` must be a whole number of steps of every parameter's update grid;
+    that is checked at construction and in ``add_param_group``.
 
     Examples
     --------
@@ -251,10 +369,10 @@ class LNSMadam(_MadamBase):
 
     def __init__(self, params, lr: float | None = None, beta: float = 0.999, g_bound: float = 10.0,
                  p_scale: float = math.inf, forward_format=LNS8, update_gamma: int = 128, headroom: int = 3,
-                 backend: str = "auto"):
+                 backend: str = "auto", nonfinite: NonFinite | str = NonFinite.SKIP):
         super().__init__(params, dict(lr=lr, beta=beta, g_bound=g_bound, p_scale=p_scale,
                                       forward_format=_fmt_dict(forward_format), update_gamma=update_gamma,
-                                      headroom=headroom, backend=backend))
+                                      headroom=headroom, backend=backend, nonfinite=nonfinite))
 
     @staticmethod
     def _check_group(g):
@@ -272,7 +390,20 @@ class LNSMadam(_MadamBase):
             raise ValueError(f"headroom={h!r} is out of range; allowed: an int in [0, 32]")
         if g["backend"] not in ("auto", "torch"):
             raise ValueError(f"backend={g['backend']!r} is not known; allowed: 'auto', 'torch'")
+        from neurolns.learning import code_step_size, update_format
+
+        # the grid of parameters outside LNS layers: lr must be whole steps of it (and γ_u a refinement)
+        code_step_size(update_format(_fmt(g["forward_format"]), ug), g["lr"])
         return g
+
+    def _check_params(self, params, group):
+        """``lr`` must also be whole steps of the grid of every parameter an LNS layer stores."""
+        from neurolns.learning import code_step_size
+
+        for p in params:
+            grid = _find_grid(p) if isinstance(p, torch.Tensor) else None
+            if grid is not None:
+                code_step_size(grid[0], group["lr"])
 
     def _init_param(self, p, group):
         from neurolns.learning import code_step_size, lns_code_cap, update_format
@@ -290,7 +421,7 @@ class LNSMadam(_MadamBase):
             scale = float(s)
             codes, _ = encode_codes_t(p.detach(), fmt, scale=scale)
         code_step_size(fmt, group["lr"])  # lr must be a whole number of grid steps
-        self.state[p].update(step=0, v=torch.zeros(p.shape, dtype=torch.float32, device=p.device),
+        self.state[p].update(step=0, v=torch.zeros(p.shape, dtype=torch.float64, device=p.device),
                              fmt=_fmt_dict(fmt), scale=scale, codes=codes.to(p.device), version=p._version,
                              max_code=lns_code_cap(codes.cpu().numpy(), fmt, group["p_scale"]))
 
@@ -306,7 +437,7 @@ class LNSMadam(_MadamBase):
             s = torch.tensor(st["scale"], dtype=torch.float32, device=p.device)
             m = grid_magnitudes(p.detach(), fmt, s)
             st["codes"] = torch.where(p.detach() < 0, -m, m).to(getattr(torch, str(fmt.code_dtype)))
-            st["v"] = st["v"].to(torch.float32)
+            st["v"] = st["v"].to(torch.float64)
             st["version"] = p._version
         return st["codes"]
 
@@ -342,7 +473,7 @@ class LNSMadam(_MadamBase):
             codes = st["codes"].numpy()
             lns_madam_update(codes, g.detach().contiguous().numpy(), st["v"].numpy(), st["step"], fmt=fmt,
                              beta=group["beta"], g_bound=group["g_bound"], lr=group["lr"],
-                             max_code=st["max_code"])
+                             max_code=st["max_code"], check_finite=False)  # checked once in step()
             p.copy_(decode_codes_t(st["codes"], fmt, st["scale"], dtype=p.dtype))
             st["version"] = p._version
 
@@ -407,8 +538,8 @@ class SignSGD(_Base):
     tensor([-0.0100,  0.0100])
     """
 
-    def __init__(self, params, lr: float = 1e-3):
-        super().__init__(params, dict(lr=lr))
+    def __init__(self, params, lr: float = 1e-3, nonfinite: NonFinite | str = NonFinite.SKIP):
+        super().__init__(params, dict(lr=lr, nonfinite=nonfinite))
 
     _check_group = staticmethod(_check_lr)
 
@@ -427,8 +558,8 @@ class Signum(_Base):
     tensor([-0.2000])
     """
 
-    def __init__(self, params, lr: float = 1e-3, beta: float = 0.9):
-        super().__init__(params, dict(lr=lr, beta=beta))
+    def __init__(self, params, lr: float = 1e-3, beta: float = 0.9, nonfinite: NonFinite | str = NonFinite.SKIP):
+        super().__init__(params, dict(lr=lr, beta=beta, nonfinite=nonfinite))
 
     @staticmethod
     def _check_group(g):
@@ -460,8 +591,8 @@ class EFSignSGD(_Base):
     tensor([-2.,  2.])
     """
 
-    def __init__(self, params, lr: float = 1e-2):
-        super().__init__(params, dict(lr=lr))
+    def __init__(self, params, lr: float = 1e-2, nonfinite: NonFinite | str = NonFinite.SKIP):
+        super().__init__(params, dict(lr=lr, nonfinite=nonfinite))
 
     _check_group = staticmethod(_check_lr)
 
