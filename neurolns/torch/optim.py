@@ -184,10 +184,11 @@ class _Base(torch.optim.Optimizer):
         skipped = int(state_dict.get("skipped_steps", 0))
         if skipped < 0:
             raise ValueError(f"skipped_steps={skipped} is out of range; allowed: skipped_steps >= 0")
+        expected = {k for g in self.param_groups for k in g if k != "params"}
         super().load_state_dict(state_dict)
         for group in self.param_groups:
-            for k, v in self.defaults.items():
-                group.setdefault(k, v)
+            for k in expected - set(group):
+                group[k] = self.defaults[k]
         self.skipped_steps = skipped
         if self._float64_state:
             ids = [i for g in state_dict["param_groups"] for i in g["params"]]
