@@ -135,16 +135,22 @@ def codes_to_values(codes, table, scale, out):
     """``out = sign(c) · scale · table[|c|]`` (one table lookup per synapse).
 
     ``table`` maps a master-format field value to the magnitude of the forward
-    format at scale 1, so re-gridding and decoding are one step.
+    format at scale 1, so re-gridding and decoding are one step. Returns -1, or
+    the flat index of the first code with ``|c| >= table.size`` (out of the
+    format's range: nothing is read out of bounds, the caller raises).
     """
+    n = np.int64(table.size)
     for i in range(codes.size):
         c = np.int64(codes[i])
+        if c >= n or c <= -n:
+            return i
         if c > 0:
             out[i] = scale * table[c]
         elif c < 0:
             out[i] = -scale * table[-c]
         else:
             out[i] = 0.0
+    return -1
 
 
 @jit

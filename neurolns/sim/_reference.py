@@ -71,6 +71,7 @@ def col2im(dcols, k, stride, pad, shape):
 
 
 def codes_to_values(codes, table, scale):
+    """Raises ``IndexError`` for a code out of the table (the caller names it)."""
     c = np.asarray(codes, dtype=np.int64)
     return np.sign(c) * scale * np.asarray(table)[np.abs(c)]
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from neurolns.formats import LNS8, LNSFormat, _StrEnum
 from neurolns.learning import update_format
-from neurolns.lns import LNSArray, choose_scale, encode_codes, quantize
+from neurolns.lns import LNSArray, check_codes, choose_scale, encode_codes, quantize
 from neurolns.sim import _kernels as _k
 from neurolns.sim import _reference as _ref
 
@@ -192,10 +192,16 @@ class Param:
         self.data = np.ascontiguousarray(codes, dtype=self.master_format.code_dtype)
         self.scale = scale
 
+    def _check_codes(self) -> None:
+        """Raise ValueError naming the first code out of the master format's range
+        (``data`` is public and mutable; a bad code must not index past the table)."""
+        check_codes(self.data, self.master_format, name=f"{self.name} codes")
+
     def value(self) -> np.ndarray:
         """The master copy as float64 values."""
         if self.master_format is None:
             return self.data.astype(np.float64)
+        self._check_codes()
         return _ref.codes_to_values(self.data, forward_table(self.master_format, None), self.scale)
 
     def forward_value(self, *, reference: bool = False) -> np.ndarray:
@@ -206,9 +212,11 @@ class Param:
             return quantize(self.data, self.forward_format).astype(np.float32)
         table = forward_table(self.master_format, self.forward_format)
         if reference:
+            self._check_codes()
             return _ref.codes_to_values(self.data, table, self.scale).astype(np.float32)
         out = np.empty(self.shape, dtype=np.float32)
-        _k.codes_to_values(self.data.reshape(-1), table, self.scale, out.reshape(-1))
+        if _k.codes_to_values(self.data.reshape(-1), table, self.scale, out.reshape(-1)) >= 0:
+            self._check_codes()  # names the first bad code
         return out
 
     def forward_array(self) -> LNSArray:

@@ -149,3 +149,19 @@ def test_lns_layer_with_nan_input_gives_nan_logits_and_nan_gradients():
     loss, _ = net.loss_and_grads(x, np.array([0, 1]))
     assert np.isnan(loss)
     assert np.isnan(net.layers[2].weight.grad).any()
+
+
+@pytest.mark.parametrize("bad", [2048, -2048, 30000, -32768])
+@pytest.mark.parametrize("reference", [False, True])
+def test_code_out_of_range_in_a_param_raises_instead_of_reading_past_the_table(bad, reference):
+    """Param.data is public: a code written into it past the master format's range
+    (LNS12: |c| <= 2047) makes the forward copy raise ValueError naming the index,
+    on the kernel and the reference path alike, instead of reading out of bounds."""
+    from neurolns.sim import storage_kwargs
+
+    d = Dense(3, 2, seed=0, **storage_kwargs("lns"))
+    d.weight.data[1, 2] = bad
+    with pytest.raises(ValueError, match=rf"weight codes holds 1 value.*{bad} at index \(1, 2\).*2047"):
+        d.weight.forward_value(reference=reference)
+    with pytest.raises(ValueError, match=r"index \(1, 2\)"):
+        d.weight.value()
