@@ -329,6 +329,7 @@ def test_a_nan_weight_is_never_reported_as_a_finite_loss(small, weights, rule):
     assert np.isnan(tr.net.evaluate(small.x_train[:50], small.y_train[:50])[0])
 
 
+@pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
 def test_a_non_finite_loss_is_reported_as_non_finite(small):
     """Finite but huge output weights overflow float32 to ±inf logits: the loss is
     NaN and is returned as NaN. The optimizer then either skips the step with a
