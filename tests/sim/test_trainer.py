@@ -266,6 +266,7 @@ def _set(d, key, value):
     ("lns", "lns-madam", "scalenan", lambda m, a: m["scales"].__setitem__(0, float("nan")), r"scales\[0\].*nan"),
     ("lns", "lns-madam", "scalestr", lambda m, a: m["scales"].__setitem__(0, "big"), r"scales\[0\]"),
     ("fp32", "adam", "step", lambda m, a: _set(m["optimizer"], "t", -1), r"optimizer\.t=-1"),
+    ("fp32", "adam", "skipped", lambda m, a: _set(m["optimizer"], "skipped_steps", -2), r"optimizer\.skipped_steps=-2"),
     ("fp32", "adam", "state", lambda m, a: a[m["optimizer"]["state"][0]["v"]["__nd__"]].flat.__setitem__(2, np.inf),
      r"optimizer\.state\[0\]\.v.*inf"),
     ("lns", "lns-madam", "lnsstate",
@@ -349,3 +350,24 @@ def test_a_non_finite_loss_is_reported_as_non_finite(small):
     else:
         with pytest.raises(ValueError, match="after the optimizer step"):
             tr.step(x, y)
+
+
+@pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
+def test_an_epoch_with_skipped_steps_reports_a_non_finite_loss_and_the_count(small):
+    """Finite but huge output weights overflow every batch's logits to ±inf: each
+    step's loss is NaN and the optimizer skips it; the epoch's train_loss is NaN
+    (never a finite mean) and history counts the skipped steps."""
+    from types import SimpleNamespace
+
+    tr = Trainer(_net(), "adam", batch_size=50)
+    if not hasattr(tr.optimizer, "skipped_steps"):
+        pytest.skip("this optimizer does not skip non-finite steps")
+    tr.params[2].data[...] = np.where(tr.params[2].data > 0, 3e38, -3e38).astype(np.float32)
+    before = _codes(tr)
+    with pytest.warns(RuntimeWarning, match="(?i)skip"):
+        hist = tr.fit(SimpleNamespace(x_train=small.x_train, y_train=small.y_train), 1)
+    n_batches = len(small.x_train) // 50
+    assert np.isnan(hist[-1]["train_loss"]) and hist[-1]["skipped_steps"] == n_batches
+    assert tr.optimizer.state_dict()["t"] == 0
+    for a, b in zip(before, _codes(tr)):
+        np.testing.assert_array_equal(a, b)
