@@ -371,3 +371,18 @@ def test_an_epoch_with_skipped_steps_reports_a_non_finite_loss_and_the_count(sma
     assert tr.optimizer.state_dict()["t"] == 0
     for a, b in zip(before, _codes(tr)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
+def test_nonfinite_raise_reaches_the_optimizer_through_the_trainer(small):
+    """Trainer(..., nonfinite="raise") hands the policy to the optimizer: a NaN-loss
+    step raises ValueError and changes nothing."""
+    tr = Trainer(_net(), "adam", batch_size=50, nonfinite="raise")
+    if tr.optimizer.defaults.get("nonfinite") != "raise":
+        pytest.skip("this optimizer has no non-finite policy")
+    tr.params[2].data[...] = np.where(tr.params[2].data > 0, 3e38, -3e38).astype(np.float32)
+    before = _codes(tr)
+    with pytest.raises(ValueError, match="non-finite"):
+        tr.step(small.x_train[:50], small.y_train[:50])
+    for a, b in zip(before, _codes(tr)):
+        np.testing.assert_array_equal(a, b)
