@@ -255,6 +255,7 @@ def format_table(reports, *, per_sample: bool = False, baseline: int = 0) -> str
 def counts_table(counts: Counts, fmt="fp32", *, phase=None) -> str:
     """Per layer and phase: MACs, multiplies, adds, compares, other operations and
     bytes read/written at ``fmt``'s width (named-format entries at their own)."""
+    _check_counts(counts)
     head = (f"{'layer':<28s} {'kind':<14s} {'phase':<9s} {'MACs':>14s} {'mul':>11s} {'add':>11s} {'cmp':>11s} "
             f"{'other':>9s} {'read':>10s} {'written':>10s}")
     lines = [head, "-" * len(head)]

@@ -14,6 +14,7 @@ from neurolns.accounting import (
     LayerCounts,
     conv_counts,
     count_sim,
+    counts_table,
     dense_counts,
     exchange_counts,
     inference_energy,
@@ -136,6 +137,10 @@ def test_pricing_rechecks_counts_mutated_after_they_were_built():
     c.layers[1].reads[(-5, None)] = 3
     with pytest.raises(ValueError, match="reads tensor size=-5"):
         inference_energy(c)
+    c = mlp_counts([4, 3, 2], 2)
+    c.layers[2].link_bits = -1.0
+    with pytest.raises(ValueError, match=r"link_bits=-1\.0"):
+        counts_table(c)
 
 
 def test_count_sim_checks_input_shape():
