@@ -15,7 +15,8 @@ Stateful optimizers with one interface (``step``, ``state_dict``,
 :class:`LNSMadam`, :class:`SignSGD`, :class:`Signum`, :class:`EFSignSGD`,
 :class:`MajorityVote`, built by name with :func:`make_optimizer` and :class:`Rule`; the
 architecture-aware rules :class:`Fromage`, :class:`Nero`, :class:`AGD`,
-:class:`Dualised`, :class:`Muon` (:mod:`neurolns.learning.architecture`). Learning-rate
+:class:`Dualised`, :class:`Muon` and :class:`LNSNero` on codes
+(:mod:`neurolns.learning.architecture`). Learning-rate
 schedules (:class:`Schedule`, :func:`scheduled_lr`) keep code rules on whole
 grid steps.
 
@@ -34,6 +35,7 @@ from neurolns.learning.architecture import (
     AGD,
     Dualised,
     Fromage,
+    LNSNero,
     Muon,
     Nero,
     agd_gain,
@@ -42,6 +44,7 @@ from neurolns.learning.architecture import (
     dualise,
     dualised_update,
     fromage_update,
+    lns_nero_update,
     muon_update,
     nero_update,
     newton_schulz,
@@ -131,6 +134,8 @@ __all__ = [
     "muon_update",
     "Fromage",
     "Nero",
+    "LNSNero",
+    "lns_nero_update",
     "AGD",
     "Dualised",
     "Muon",

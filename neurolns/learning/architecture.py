@@ -42,9 +42,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from neurolns.formats import _StrEnum
+from neurolns.formats import LNSFormat, _StrEnum
 from neurolns.learning._checks import check_array, check_real, check_step, check_writeable, inv_bias_correction
-from neurolns.learning.optim import Optimizer
+from neurolns.learning.madam import code_step_size
+from neurolns.learning.optim import DEFAULT_UPDATE_FORMAT, Optimizer, _check_code_dtypes, _check_fmt
 
 __all__ = [
     "Norm",
@@ -52,6 +53,7 @@ __all__ = [
     "fromage_update",
     "nero_project",
     "nero_update",
+    "lns_nero_update",
     "agd_scale",
     "agd_init",
     "agd_gain",
@@ -64,6 +66,7 @@ __all__ = [
     "muon_update",
     "Fromage",
     "Nero",
+    "LNSNero",
     "AGD",
     "Dualised",
     "Muon",
@@ -260,6 +263,85 @@ def nero_update(w, g, v, t: int, *, lr: float = 0.01, beta: float = 0.999, scale
     nero_rows(x, np.ascontiguousarray(_rows(g)), vv, lr * scale, beta, inv_bc, project)
     v[...] = vv
     w[...] = x.reshape(w.shape)
+
+
+def lns_nero_update(codes, g, v, t: int, *, fmt: LNSFormat = DEFAULT_UPDATE_FORMAT, lr: float | None = None,
+                    beta: float = 0.999, g_bound: float = 10.0, constraints: bool = True) -> None:
+    """One step of Nero on LNS codes, in place (``codes`` and ``v``): the relative step is an
+    integer add on each exponent code, the norm constraint a per-row shift of the codes.
+
+    Codes are signed, ``w = sign(c)·2^((|c| − β)/γ)`` (scale 1: a unit-norm
+    row needs no other scale). Per neuron ``r`` with ``n`` inputs:
+
+    1. ``v_r ← βv_r + (1−β)‖g_r‖²`` and ``q = rint(clamp(√n·g_r/√(v_r/(1−βᵗ)), ±g_bound))``:
+       Nero's per-neuron normalised gradient, times ``√n`` so that its entries
+       have RMS 1 and round to whole code steps;
+    2. ``|c| ← clamp(|c| − k·q·sign(c), 1, c_max)`` with ``k = lr·γ`` (LNS-Madam's
+       step: ``|w| ← |w|·2^(−lr·q·sign w)``; signs never flip, 0 stays 0);
+    3. with ``constraints`` (≥2-D only): ``d_r = rint(γ·log2‖w_r‖)`` and every
+       nonzero ``|c|`` of the row moves by ``−d_r``, which multiplies the row by
+       ``2^(−d_r/γ)`` exactly, so ``|log2‖w_r‖| ≤ 1/(2γ)`` afterwards
+       (unless a code saturates).
+
+    Nero's re-centring (subtracting the row mean) has no counterpart: it is
+    an addition, and a multiplicative rule cannot move a weight through 0 (see
+    ``docs/architecture_aware.md``).
+
+    Parameters
+    ----------
+    codes : ndarray, signed int
+        Codes on the update grid ``fmt`` (updated in place).
+    g : ndarray, float
+        Gradient with respect to the decoded weights.
+    v : ndarray, float64
+        ``(rows,)`` for ≥2-D codes, ``codes.shape`` for 1-D.
+    t : int
+    fmt : LNSFormat
+        Update grid (default LNS16, γ = 128).
+    lr : float, optional
+        Step in octaves per unit ``q``, a whole number of grid steps (None: ``1/γ``).
+    beta, g_bound : float
+    constraints : bool
+
+    Examples
+    --------
+    >>> from neurolns.formats import LNSFormat
+    >>> f = LNSFormat(bits=16, gamma=128); c = np.array([[f.bias, -f.bias]], np.int32)   # row (1, −1), norm √2
+    >>> lns_nero_update(c, np.array([[1.0, 1.0]]), np.zeros(1), 1, fmt=f); c - f.bias * np.array([[1, -1]])
+    array([[-65,  63]])
+
+    (``q = ±1`` moves the codes to ``bias − 1`` and ``−(bias + 1)``; the row
+    norm ``√2`` is then shifted away by ``d = rint(128·log2 √2) = 64``.)
+    """
+    check_array("codes", codes, "i")
+    check_writeable("codes", codes)
+    if codes.ndim == 0:
+        raise ValueError("codes must have at least one dimension (a neuron per row or per element)")
+    fmt = _check_fmt(fmt)
+    t = check_step(t)
+    beta = check_real("beta", beta, 0.0, 1.0, hi_open=True)
+    g_bound = check_real("g_bound", g_bound, 0.0, math.inf, lo_open=True)
+    k = code_step_size(fmt, 1.0 / fmt.gamma if lr is None else lr)
+    g = _check_grad(g, codes)
+    vshape = (codes.shape[0],) if codes.ndim > 1 else codes.shape
+    check_array("v", v, "f", vshape)
+    check_writeable("v", v)
+    c, gr = _rows(codes).astype(np.int64), _rows(g)
+    n = c.shape[1]
+    vn = beta * v.astype(np.float64) + (1.0 - beta) * (gr * gr).sum(axis=1)
+    den = np.sqrt(vn * inv_bias_correction(beta, t))[:, None]
+    gh = np.divide(math.sqrt(n) * gr, den, out=np.zeros_like(gr), where=den > 0)
+    q = np.rint(np.clip(gh, -g_bound, g_bound)).astype(np.int64)
+    sg = np.where(c > 0, 1, -1)
+    live = c != 0
+    m = np.clip(np.abs(c) - k * q * sg, 1, fmt.max_code)
+    if constraints and codes.ndim > 1:
+        mag = np.where(live, np.exp2((m - fmt.bias) / fmt.gamma), 0.0)
+        norm = np.sqrt((mag * mag).sum(axis=1, keepdims=True))
+        d = np.where(norm > 0, np.rint(fmt.gamma * np.log2(np.where(norm > 0, norm, 1.0))), 0).astype(np.int64)
+        m = np.clip(m - d, 1, fmt.max_code)
+    v[...] = vn
+    codes[...] = np.where(live, sg * m, 0).reshape(codes.shape)
 
 
 def _nero_scale(w: np.ndarray) -> float:
@@ -649,6 +731,52 @@ class Nero(_ArchOptimizer):
             st["scale"] = _nero_scale(p)
         nero_update(p, g, st["v"], self.t, lr=d["lr"], beta=d["beta"], scale=st["scale"],
                     constraints=d["constraints"])
+
+
+class LNSNero(_ArchOptimizer):
+    """Nero on LNS codes (:func:`lns_nero_update`); parameters are signed integer codes of ``fmt``.
+
+    Hyperparameters: ``fmt`` (LNS16, γ = 128), ``lr`` (octaves, a whole number
+    of grid steps; default 2/128 ≈ 0.0108 nat, Nero's 0.01), ``beta`` (0.999),
+    ``g_bound`` (10), ``constraints`` (True).
+
+    Examples
+    --------
+    >>> f = LNSFormat(bits=16, gamma=128); c = np.array([[f.bias + 5, -(f.bias - 3)]], np.int16)
+    >>> opt = LNSNero([c], fmt=f); opt.step([np.array([[0.5, 0.0]])]); c - np.array([[f.bias, -f.bias]])
+    array([[-61,  67]])
+
+
+    (``q = (1, 0)``: k = 2 steps off the first code, then the row norm ≈ √2 is
+    shifted away by 64 codes.)
+    """
+
+    rule = "lns-nero"
+    _param_kind = "i"
+    _min_ndim = (1, "code tensors with a neuron axis")
+    _hyper: ClassVar = {
+        "fmt": (DEFAULT_UPDATE_FORMAT, _check_fmt),
+        "lr": (2.0 / 128, lambda x: None if x is None else check_real("lr", x, 0.0, math.inf, lo_open=True)),
+        "beta": (0.999, _unit("beta")),
+        "g_bound": (10.0, _positive("g_bound")),
+        "constraints": (True, _bool("constraints")),
+    }
+
+    def _validate(self, hp):
+        hp = super()._validate(hp)
+        if hp["lr"] is None:
+            hp["lr"] = 1.0 / hp["fmt"].gamma
+        code_step_size(hp["fmt"], hp["lr"])  # a whole number of grid steps
+        _check_code_dtypes(self.params, hp["fmt"])
+        return hp
+
+    def _init_state(self, p):
+        return {"v": np.zeros((p.shape[0],) if p.ndim > 1 else p.shape, np.float64)}
+
+    def _update(self, i, p, g, st):
+        d = self.defaults
+        lns_nero_update(p, g, st["v"], self.t, fmt=d["fmt"], lr=d["lr"], beta=d["beta"], g_bound=d["g_bound"],
+                        constraints=d["constraints"])
 
 
 class AGD(_ArchOptimizer):

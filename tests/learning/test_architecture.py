@@ -12,10 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from neurolns.formats import LNSFormat
 from neurolns.learning.architecture import (
     AGD,
     Dualised,
     Fromage,
+    LNSNero,
     Muon,
     Nero,
     agd_gain,
@@ -26,6 +28,7 @@ from neurolns.learning.architecture import (
     dualise,
     dualised_update,
     fromage_update,
+    lns_nero_update,
     muon_update,
     nero_project,
     nero_update,
@@ -148,6 +151,71 @@ def test_nero_kernel_matches_reference(seed, rows, cols, constraints):
     if constraints and cols > 1:
         np.testing.assert_allclose(w.reshape(rows, -1).mean(1), 0.0, atol=1e-14)
         np.testing.assert_allclose(np.linalg.norm(w.reshape(rows, -1), axis=1), 1.0, rtol=1e-13)
+
+
+# --------------------------------------------------------------------- LNS-Nero
+def lns_nero_oracle(c, g, v, t, *, gamma, bias, max_code, k, beta, g_bound):
+    """Scalar transcription of lns_nero_update on one row list (decoded values in float64)."""
+    n = len(c)
+    v = beta * v + (1 - beta) * sum(x * x for x in g)
+    den = math.sqrt(v / (1 - beta**t))
+    out = []
+    for ci, gi in zip(c, g):
+        if ci == 0:
+            out.append(0)
+            continue
+        gh = max(-g_bound, min(g_bound, math.sqrt(n) * gi / den)) if den > 0 else 0.0
+        q = round(gh)  # Python round: ties to even, as rint
+        s = 1 if ci > 0 else -1
+        out.append(s * max(1, min(max_code, abs(ci) - k * q * s)))
+    norm = math.sqrt(sum(2.0 ** (2 * (abs(x) - bias) / gamma) for x in out if x))
+    d = round(gamma * math.log2(norm)) if norm > 0 else 0
+    return [0 if x == 0 else (1 if x > 0 else -1) * max(1, min(max_code, abs(x) - d)) for x in out], v
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, rows=st.integers(1, 5), cols=st.integers(1, 12), k=st.sampled_from([1, 2, 4]))
+def test_lns_nero_matches_scalar_oracle_and_keeps_unit_rows(seed, rows, cols, k):
+    """Codes equal the scalar transcription exactly; signs never flip, zeros stay zero, and every row's
+    norm ends within 2^(±1/(2γ)) of 1 (the per-row shift is exact: all codes move by the same d)."""
+    f = LNSFormat(bits=16, gamma=128)
+    rng = np.random.default_rng(seed)
+    c = (np.where(rng.random((rows, cols)) < 0.5, -1, 1)
+         * (f.bias + rng.integers(-300, 300, (rows, cols)))).astype(np.int32)
+    c[0, 0] = 0
+    v = np.zeros(rows)
+    c0 = c.copy()
+    for t in (1, 2):
+        g = rng.standard_normal((rows, cols))
+        expect = [lns_nero_oracle(list(map(int, c[r])), list(g[r]), v[r], t, gamma=128, bias=f.bias,
+                                  max_code=f.max_code, k=k, beta=0.9, g_bound=10.0) for r in range(rows)]
+        lns_nero_update(c, g, v, t, fmt=f, lr=k / 128, beta=0.9)
+        assert c.tolist() == [e[0] for e in expect]
+        np.testing.assert_allclose(v, [e[1] for e in expect], rtol=1e-15)
+    assert np.all(np.sign(c) == np.sign(c0))
+    mags = np.where(c != 0, np.exp2((np.abs(c) - f.bias) / 128.0), 0.0)
+    norms = np.linalg.norm(mags, axis=1)
+    live = norms > 0
+    assert np.all(np.abs(128 * np.log2(norms[live])) <= 0.5 + 1e-9)
+
+
+def test_lns_nero_state_dict_round_trip():
+    """LNSNero resumes bit for bit from its state_dict (codes are integers: equality is exact)."""
+    rng = np.random.default_rng(4)
+    f = LNSFormat(bits=16, gamma=128)
+    c = (f.bias + rng.integers(-200, 200, (6, 5))).astype(np.int16)
+    opt = LNSNero([c], fmt=f, lr=2 / 128)
+    grads = [rng.standard_normal((6, 5)) for _ in range(6)]
+    for g in grads[:3]:
+        opt.step([g])
+    other = LNSNero([c.copy()], fmt=f, lr=4 / 128)
+    other.load_state_dict(opt.state_dict())
+    for g in grads[3:]:
+        opt.step([g])
+        other.step([g])
+    np.testing.assert_array_equal(opt.params[0], other.params[0])
+    with pytest.raises(ValueError, match="lr"):
+        LNSNero([c], fmt=f, lr=1.5 / 128)
 
 
 # --------------------------------------------------------------------- AGD
