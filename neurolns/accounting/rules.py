@@ -19,10 +19,25 @@ lns_madam  in LNS: g²: 1 mul; v: 2 mul 1 LNS add; ĝ = g/√v̂: 1 sqrt       v
            int cmp (Zhao et al. 2022)
 signum     m: 2 mul 1 add; sign: 1 cmp; w -= η sign: 1 add                m
            (Bernstein et al. 2018)
+fromage    ‖w‖², ‖g‖²: 2 mul 2 add; w − (η‖w‖/‖g‖)g: 1 mul 1 add;         —
+           ÷√(1+η²): 1 mul (Bernstein et al. 2020)
+nero       ‖g_r‖²: 1 mul 1 add; step g·ηs/√v̂_r: 1 mul 1 add; re-centre:   — (v per row)
+           2 add; ‖w_r‖²: 1 mul 1 add; ÷‖w_r‖: 1 mul (Liu et al. 2021)
+agd        ‖∇W‖²: 1 mul 1 add; W −= (η s/L)∇W/‖∇W‖: 1 mul 1 add           —
+           (Bernstein et al. 2023)
+dualised   b = μb + g, g + μb: 2 mul 2 add; ‖·‖_F²: 1 mul 1 add; ÷‖·‖:     b
+           1 mul; W −= η√(d_out/d_in)·O: 1 mul 1 add; plus Newton–Schulz
+           (Muon; Bernstein & Newhouse 2024), see below
 ========== ============================================================ ==========================
 
 Each reads the weight, its gradient and its state and writes the weight and
-the state once.
+the state once. The dualised update also orthogonalises each tensor with
+:data:`NS_STEPS` quintic Newton–Schulz steps, ``X ← aX + (bA + cA²)X`` with
+``A = XXᵀ``: per step ``2m²n + m³`` multiply-adds for an ``m × n`` matrix
+(``m ≤ n``), priced in the state format. The counts know only each tensor's
+size ``N``, so it is priced as a square matrix, ``3N^{3/2}`` per step: exact
+for square matrices and an upper bound for any other shape
+(``2mN + m³ ≤ 3N^{3/2}`` when ``m ≤ √N``).
 
 Gradient exchange among ``W`` workers of ``d`` gradients (per worker):
 
@@ -37,6 +52,7 @@ Gradient exchange among ``W`` workers of ``d`` gradients (per worker):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from neurolns.accounting._checks import check_size, check_sizes
@@ -55,6 +71,10 @@ class Rule(_StrEnum):
     MADAM = "madam"
     LNS_MADAM = "lns_madam"
     SIGNUM = "signum"
+    FROMAGE = "fromage"
+    NERO = "nero"
+    AGD = "agd"
+    DUALISED = "dualised"
 
 
 class Exchange(_StrEnum):
@@ -66,7 +86,11 @@ class Exchange(_StrEnum):
 
 
 #: state tensors per parameter
-STATE_TENSORS = {Rule.NONE: 0, Rule.SGD: 0, Rule.ADAM: 2, Rule.MADAM: 1, Rule.LNS_MADAM: 1, Rule.SIGNUM: 1}
+STATE_TENSORS = {Rule.NONE: 0, Rule.SGD: 0, Rule.ADAM: 2, Rule.MADAM: 1, Rule.LNS_MADAM: 1, Rule.SIGNUM: 1,
+                 Rule.FROMAGE: 0, Rule.NERO: 0, Rule.AGD: 0, Rule.DUALISED: 1}
+
+#: Newton–Schulz steps of the dualised update (Muon's 5)
+NS_STEPS = 5
 
 
 def rule_ops_per_param(rule, state_fmt: str, master_fmt: str, grad_fmt: str) -> dict:
@@ -83,10 +107,34 @@ def rule_ops_per_param(rule, state_fmt: str, master_fmt: str, grad_fmt: str) -> 
         return {("mul", s): 6, ("add", s): 1, ("sqrt", s): 1, ("div", s): 1, ("exp", s): 1, ("cmp", s): 4}
     if rule is Rule.SIGNUM:
         return {("mul", s): 2, ("add", s): 1, ("cmp", s): 1, ("add", master_fmt): 1}
+    if rule in _ARCH_OPS:
+        return {(op, s): c for op, c in _ARCH_OPS[rule].items()}
     # LNS-Madam: the weight is an exponent code; the step is an integer add on it
     code = f"int{format_bits(master_fmt)}"
     return {("mul", grad_fmt): 1, ("mul", s): 3, ("add", s): 1, ("sqrt", s): 1, ("div", s): 1, ("lut", s): 1,
             ("cmp", "int8"): 2, ("add", code): 1, ("cmp", code): 2}
+
+
+#: per-parameter operations of the architecture-aware rules (module docstring)
+_ARCH_OPS = {
+    Rule.FROMAGE: {"mul": 4, "add": 3},
+    Rule.NERO: {"mul": 4, "add": 5},
+    Rule.AGD: {"mul": 2, "add": 2},
+    Rule.DUALISED: {"mul": 5, "add": 4},
+}
+
+
+def newton_schulz_macs(size: int, steps: int = NS_STEPS) -> int:
+    """Multiply-adds of ``steps`` quintic Newton–Schulz steps on a tensor of ``size`` elements,
+    priced as a square ``d × d`` matrix (``3d³`` per step; an upper bound for other shapes).
+
+    >>> newton_schulz_macs(256 * 256)     # 5 · 3 · 256³
+    251658240
+    """
+    size = check_size("size", size)
+    d = math.isqrt(size)
+    d += d * d < size  # ceil(√size)
+    return steps * 3 * d**3
 
 
 @dataclass(frozen=True)
@@ -182,6 +230,9 @@ def update_counts(recipe: Recipe, param_tensors, *, replicas: int = 1) -> list:
         k = n * replicas
         for (op, f), c in ops.items():
             lc.op(op, c * k, f)
+        if recipe.rule is Rule.DUALISED:  # Newton–Schulz, priced as a square matrix (an upper bound)
+            lc.op("mul", newton_schulz_macs(n) * replicas, recipe.state_fmt)
+            lc.op("add", newton_schulz_macs(n) * replicas, recipe.state_fmt)
         lc.read(n, k, recipe.master_fmt).read(n, k, recipe.grad_fmt).write(n, k, recipe.master_fmt)
         for _ in range(n_state):
             lc.read(n, k, recipe.state_fmt).write(n, k, recipe.state_fmt)
