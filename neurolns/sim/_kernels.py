@@ -142,14 +142,11 @@ def codes_to_values(codes, table, scale, out):
     n = np.int64(table.size)
     for i in range(codes.size):
         c = np.int64(codes[i])
-        if c >= n or c <= -n:
+        a = c if c >= 0 else -c
+        if a >= n:
             return i
-        if c > 0:
-            out[i] = scale * table[c]
-        elif c < 0:
-            out[i] = -scale * table[-c]
-        else:
-            out[i] = 0.0
+        v = scale * table[a]  # table[0] = 0: code 0 is exact zero
+        out[i] = v if c >= 0 else -v
     return -1
 
 
@@ -166,7 +163,7 @@ def maxpool_forward(x, k, out, arg):
                 best = x[n, c, t * k]
                 bi = t * k
                 for j in range(1, k):
-                    if best != best:
+                    if best != best:  # the first NaN wins and stays
                         break
                     v = x[n, c, t * k + j]
                     if v > best or v != v:
