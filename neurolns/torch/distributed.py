@@ -35,10 +35,25 @@ feedback gives up the Byzantine robustness of the majority vote.
 Per-parameter state (momentum, residuals) is keyed by the parameter, not by
 the bucket, so it survives DDP's rebuild of its buckets after the first
 iteration. Bytes are counted per step (:attr:`MajorityVoteState.last_step_bytes`).
+
+Non-finite gradients: a NaN has no sign, and one worker's NaN must neither
+vote nor make the ranks disagree. Every worker appends one byte to what it
+sends for a bucket, 1 if its gradient there holds NaN or ±inf (checked on the
+device, no synchronisation). Every rank receives every worker's flag with the
+signs (all-gather: the byte travels with the packed row; two-phase: one flag
+byte with each slice of the ``all_to_all``), so if any flag is set all ranks
+return zeros for that bucket — the optimizer's update of those parameters is
+skipped consistently everywhere — leave the momentum and error-feedback
+residuals of the bucket's parameters as they were (the new values are only
+committed after a clean exchange), count it in
+:attr:`ByteCountState.skipped_buckets` and warn. The FP32 baseline does the
+same on the all-reduced bucket (identical on every rank). Cost: one byte per
+worker per bucket (all-gather), ``W`` bytes (two-phase).
 """
 
 # no `from __future__ import annotations`: DDP checks the hooks' return annotation at runtime
 import datetime as _dt
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -146,12 +161,16 @@ class ByteCountState:
     last_step_bytes, total_bytes : int
         Bytes this worker sent in the last completed step / since the start,
         under the ring model of :func:`ring_bytes`.
+    skipped_buckets : int
+        Buckets whose update was skipped (zeros returned on every rank) because
+        some worker's gradient there held NaN or ±inf.
     """
 
     process_group: object = None
     step: int = 0
     last_step_bytes: int = 0
     total_bytes: int = 0
+    skipped_buckets: int = 0
     _current: int = field(default=0, repr=False)
 
     def _count(self, op: str, payload: int, world: int) -> None:
@@ -165,16 +184,40 @@ class ByteCountState:
             self._current = 0
             self.step += 1
 
+    def _skip(self, buf: torch.Tensor, bucket_name: str, why: str) -> torch.Tensor:
+        """Zero the bucket's result, count and warn (every rank takes this branch together)."""
+        self.skipped_buckets += 1
+        warnings.warn(f"{bucket_name}: {why}; its update was skipped on every rank (zeros returned, "
+                      f"skipped_buckets={self.skipped_buckets})", RuntimeWarning, stacklevel=2)
+        return buf.zero_()
+
+
+def _nonfinite_flag(x: torch.Tensor) -> torch.Tensor:
+    """One uint8 byte on ``x``'s device: 1 if ``x`` holds NaN or ±inf (no host synchronisation)."""
+    return (~torch.isfinite(x)).any().to(torch.uint8).reshape(1)
+
 
 def fp32_allreduce_hook(state: ByteCountState, bucket) -> torch.futures.Future[torch.Tensor]:
-    """The FP32 baseline: average the bucket with one all-reduce, counting bytes."""
+    """The FP32 baseline: average the bucket with one all-reduce, counting bytes.
+
+    A non-finite result (some worker sent NaN or ±inf; the reduced bucket is the
+    same on every rank) is returned as zeros and counted in ``skipped_buckets``.
+    """
     group = state.process_group
     world = dist.get_world_size(group)
     buf = bucket.buffer().div_(world)
     state._count("all_reduce", buf.numel() * buf.element_size(), world)
     state._end_bucket(bucket)
     fut = dist.all_reduce(buf, group=group, async_op=True).get_future()
-    return fut.then(lambda f: f.value()[0])
+    name = f"bucket {bucket.index()}"
+
+    def finish(f):
+        out = f.value()[0]
+        if not bool(torch.isfinite(out).all()):
+            return state._skip(out, name, "the all-reduced gradient holds NaN or ±inf")
+        return out
+
+    return fut.then(finish)
 
 
 @dataclass
@@ -242,7 +285,12 @@ class MajorityVoteState(ByteCountState):
             )
 
     def direction(self, param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """What this worker signs for one parameter: g, its momentum, or g + residual."""
+        """What this worker signs for one parameter: g, its new momentum, or g + residual.
+
+        Nothing is stored here: the new momentum (or residual) is committed by
+        :meth:`_commit` once the exchange came back clean, so a skipped bucket
+        leaves the state as it was.
+        """
         if not (self.momentum or self.error_feedback):
             return grad
         st = self._param_state.get(id(param))
@@ -250,9 +298,15 @@ class MajorityVoteState(ByteCountState):
             st = {"buf": torch.zeros_like(grad)}
             self._param_state[id(param)] = st
         if self.momentum:
-            st["buf"].mul_(self.momentum).add_(grad, alpha=1.0 - self.momentum)
-            return st["buf"]
-        return st["buf"] + grad  # p = g + e (the residual is updated after sending)
+            return st["buf"].mul(self.momentum).add_(grad, alpha=1.0 - self.momentum)
+        return st["buf"] + grad  # p = g + e
+
+    def _commit(self, params, new_bufs) -> None:
+        """Store the new momenta (or residuals) of a bucket's parameters."""
+        for p, x in zip(params, new_bufs):
+            st = self._param_state.get(id(p))
+            if st is not None:
+                st["buf"].copy_(x)
 
 
 def _exchange_error(bucket_name: str, exc: Exception) -> RuntimeError:
@@ -290,18 +344,20 @@ def majority_vote_hook(state: MajorityVoteState, bucket) -> torch.futures.Future
         return fp32_allreduce_hook(state, bucket)
     params = bucket.parameters()
     grads = bucket.gradients()
+    flag = _nonfinite_flag(buf)  # this worker's bucket holds NaN or ±inf
     dirs = [state.direction(p, g) for p, g in zip(params, grads)]
     d = torch.cat([x.reshape(-1) for x in dirs]) if len(dirs) > 1 else dirs[0].reshape(-1)
     if state.flip_signs:
         d = -d
     n = d.numel()
     name = f"bucket {bucket.index()}"
+    why = "a worker's gradient holds NaN or ±inf"
 
     if state.error_feedback:
-        return _ef_exchange(state, bucket, params, dirs, d, world, group, name)
+        return _ef_exchange(state, bucket, params, dirs, d, flag, world, group, name)
 
     if state.exchange == Exchange.ALLGATHER:
-        packed = pack_signs(d)
+        packed = torch.cat([pack_signs(d), flag])  # the packed row, then the flag byte
         out = torch.empty(world * packed.numel(), dtype=torch.uint8, device=buf.device)
         state._count("all_gather", packed.numel(), world)
         state._end_bucket(bucket)
@@ -309,7 +365,12 @@ def majority_vote_hook(state: MajorityVoteState, bucket) -> torch.futures.Future
 
         def finish(f):
             f.wait()
-            buf.copy_(vote_from_packed(out.view(world, -1), n, state.ties, buf.dtype))
+            rows = out.view(world, -1)
+            if bool(rows[:, -1].any()):
+                return state._skip(buf, name, why)
+            buf.copy_(vote_from_packed(rows[:, :-1], n, state.ties, buf.dtype))
+            if state.momentum:
+                state._commit(params, dirs)
             return buf
 
         return fut.then(_result(finish, state, name))
@@ -319,42 +380,46 @@ def majority_vote_hook(state: MajorityVoteState, bucket) -> torch.futures.Future
     # collectives in the same order (bucket by bucket); issuing phase 2 from a future's
     # callback would interleave with the next bucket's phase 1 differently on each rank.
     n_pad = -(-n // (8 * world)) * 8 * world
-    packed = pack_signs(d, n_pad)
-    slice_bytes = packed.numel() // world
-    recv = torch.empty_like(packed)
-    state._count("all_to_all", packed.numel(), world)
+    slice_bytes = n_pad // 8 // world
+    # every slice carries the sender's flag byte, so every rank learns every worker's flag in phase 1
+    send = torch.cat([pack_signs(d, n_pad).view(world, slice_bytes), flag.expand(world, 1)], dim=1).reshape(-1)
+    recv = torch.empty_like(send)
+    state._count("all_to_all", send.numel(), world)
     state._count("all_gather", slice_bytes, world)
     state._end_bucket(bucket)
     try:
-        dist.all_to_all_single(recv, packed, group=group, async_op=True).wait(
+        dist.all_to_all_single(recv, send, group=group, async_op=True).wait(
             timeout=_dt.timedelta(seconds=state.timeout_s))
     except Exception as exc:
         raise _exchange_error(name, exc) from exc
-    mine = vote_from_packed(recv.view(world, slice_bytes), slice_bytes * 8, state.ties, torch.float32)
+    rows = recv.view(world, slice_bytes + 1)
+    skip = bool(rows[:, -1].any())  # the same on every rank: all of them received every flag
+    mine = vote_from_packed(rows[:, :-1], slice_bytes * 8, state.ties, torch.float32)
     gathered = torch.empty(world * slice_bytes, dtype=torch.uint8, device=buf.device)
-    fut = _all_gather_flat(gathered, pack_signs(mine), group).get_future()
+    fut = _all_gather_flat(gathered, pack_signs(mine), group).get_future()  # sent anyway: the ranks stay in step
 
     def finish(f):
         f.wait()
+        if skip:
+            return state._skip(buf, name, why)
         bits = unpack_signs(gathered, n)
         buf.copy_(1 - 2 * bits.to(buf.dtype))
+        if state.momentum:
+            state._commit(params, dirs)
         return buf
 
     return fut.then(_result(finish, state, name))
 
 
-def _ef_exchange(state, bucket, params, dirs, d, world, group, name):
-    """Error feedback: all-gather signs + per-parameter scales, return the mean Δ."""
+def _ef_exchange(state, bucket, params, dirs, d, flag, world, group, name):
+    """Error feedback: all-gather signs (+ the flag byte) and per-parameter scales, return the mean Δ."""
     buf = bucket.buffer()
     sizes = [x.numel() for x in dirs]
     scales = torch.stack([x.abs().mean() for x in dirs]).to(torch.float32)
-    packed = pack_signs(d)
+    packed = torch.cat([pack_signs(d), flag])
     delta_local = torch.cat([torch.where(x >= 0, s, -s).reshape(-1) for x, s in zip(dirs, scales)])
-    # residual e <- p - Δ for every parameter (before sending, so a failure cannot skip it)
-    offset = 0
-    for p, x, k in zip(params, dirs, sizes):
-        state._param_state[id(p)]["buf"].copy_(x - delta_local[offset:offset + k].view_as(x))
-        offset += k
+    # new residuals e <- p - Δ, committed only after a clean exchange
+    residuals = [x - dl.view_as(x) for x, dl in zip(dirs, delta_local.split(sizes))]
     out_bits = torch.empty(world * packed.numel(), dtype=torch.uint8, device=buf.device)
     out_scales = torch.empty(world * scales.numel(), dtype=torch.float32, device=buf.device)
     state._count("all_gather", packed.numel() + scales.numel() * 4, world)
@@ -367,9 +432,13 @@ def _ef_exchange(state, bucket, params, dirs, d, world, group, name):
         if not w1.wait(timeout=_dt.timedelta(seconds=state.timeout_s)):
             raise RuntimeError(f"all_gather did not complete within {state.timeout_s} s")
         f.wait()
-        signs = 1.0 - 2.0 * unpack_signs(out_bits.view(world, -1), n).to(torch.float32)
+        rows = out_bits.view(world, -1)
+        if bool(rows[:, -1].any()):
+            return state._skip(buf, name, "a worker's gradient holds NaN or ±inf")
+        signs = 1.0 - 2.0 * unpack_signs(rows[:, :-1], n).to(torch.float32)
         per_elem = torch.repeat_interleave(out_scales.view(world, -1), torch.tensor(sizes, device=buf.device), dim=1)
         buf.copy_((signs * per_elem).mean(dim=0).to(buf.dtype))
+        state._commit(params, residuals)
         return buf
 
     return fut.then(_result(finish, state, name))

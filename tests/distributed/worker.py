@@ -5,6 +5,9 @@ usage: worker.py RANK WORLD INIT_FILE OUT_DIR CONFIG_JSON
 Trains a small MLP under DDP with the majority-vote hook and, every step,
 checks the gradient DDP hands to the optimizer against the vote computed from
 all ranks' full local gradients gathered separately (the reference).
+With ``nan_at: [step, rank]`` that rank's input is NaN at that step, so its
+whole gradient is NaN: the reference is then zeros on every rank and no
+worker's momentum moves.
 """
 import json
 import os
@@ -29,7 +32,8 @@ def main() -> None:
     shadow = nn.Sequential(nn.Linear(13, 17), nn.Tanh(), nn.Linear(17, 5))  # computes local grads
     shadow.load_state_dict(model.state_dict())
     ddp = DDP(model, bucket_cap_mb=cfg.get("bucket_cap_mb", 25))
-    state = MajorityVoteState(exchange=cfg["exchange"], momentum=cfg.get("momentum", 0.0), ties=cfg.get("ties", "plus"))
+    state = MajorityVoteState(exchange=cfg["exchange"], momentum=cfg.get("momentum", 0.0), ties=cfg.get("ties", "plus"),
+                              error_feedback=cfg.get("error_feedback", False))
     ddp.register_comm_hook(state, majority_vote_hook)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.01)
     beta = cfg.get("momentum", 0.0)
@@ -41,6 +45,8 @@ def main() -> None:
         g = torch.Generator().manual_seed(1000 * step + rank)
         x = torch.randn(8, 13, generator=g)
         y = torch.randint(0, 5, (8,), generator=g)
+        if cfg.get("nan_at") == [step, rank]:
+            x[0, 0] = float("nan")
         # reference: every rank's full local gradient, gathered separately
         shadow.zero_grad()
         nn.functional.cross_entropy(shadow(x), y).backward()
@@ -49,7 +55,11 @@ def main() -> None:
         for t, outs in zip(local, gathered):
             dist.all_gather(outs, t)
         expected = []
+        skip = any(not torch.isfinite(t).all() for outs in gathered for t in outs)
         for i, p in enumerate(model.parameters()):
+            if skip:  # some worker's gradient is NaN: every rank skips, no momentum moves
+                expected.append(torch.zeros_like(p))
+                continue
             total = torch.zeros_like(p)
             for k in range(world):
                 d = gathered[i][k]
@@ -61,6 +71,9 @@ def main() -> None:
             expected.append(torch.where(total > 0, 1.0, torch.where(total < 0, -1.0, tie)))
         opt.zero_grad()
         nn.functional.cross_entropy(ddp(x), y).backward()
+        if cfg.get("error_feedback"):
+            # the mean of scaled signs (not a vote): only the skipped step has a reference (zeros)
+            expected = expected if skip else [p.grad for p in model.parameters()]
         for p, e in zip(model.parameters(), expected):
             mismatches += int((p.grad != e).sum())
         opt.step()
@@ -73,7 +86,8 @@ def main() -> None:
     n_params = flat.numel()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"mismatches": mismatches, "identical": identical, "bytes": bytes_per_step,
-                   "n_params": n_params, "steps": state.step}, f)
+                   "n_params": n_params, "steps": state.step, "skipped": state.skipped_buckets,
+                   "finite": bool(torch.isfinite(flat).all())}, f)
     # every rank done before any tears its connections down: a gloo pair closed under a peer still
     # finishing can abort that peer's process at exit ("terminate called without an active exception")
     dist.barrier()
