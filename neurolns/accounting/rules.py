@@ -131,7 +131,7 @@ def newton_schulz_macs(size: int, steps: int = NS_STEPS) -> int:
     >>> newton_schulz_macs(256 * 256)     # 5 · 3 · 256³
     251658240
     """
-    size = check_size("size", size)
+    size, steps = check_size("size", size), check_size("steps", steps)
     d = math.isqrt(size)
     d += d * d < size  # ceil(√size)
     return steps * 3 * d**3

@@ -28,6 +28,7 @@ from neurolns.accounting import (
     training_step_energy,
     update_counts,
 )
+from neurolns.accounting.rules import newton_schulz_macs
 
 NAN, INF = math.nan, math.inf
 M = EnergyModel.preset()
@@ -95,6 +96,9 @@ BAD = [
     (lambda: exchange_counts(R, [10], 2.5), "workers"),
     (lambda: exchange_counts(R, [NAN], 2), r"param_tensors\[0\]"),
     (lambda: training_step_energy(mlp_counts([4, 2], 2), "fp32_adam", workers=-1), "workers|replicas"),
+    (lambda: newton_schulz_macs(-4), "size"),
+    (lambda: newton_schulz_macs(16, steps=-1), "steps"),
+    (lambda: newton_schulz_macs(16, steps=2.5), "steps"),
 ]
 
 
