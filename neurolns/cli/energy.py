@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--train", action="store_true",
                    help="one training step (fp32: Adam; bf16: mixed precision; lns8: LNS-Madam + 1-bit exchange)")
     p.add_argument("--workers", type=int, default=1, help="data-parallel workers for --train (default 1)")
+    p.add_argument("--rule", default=None,
+                   help="update rule for --train in place of each format's (sgd, adam, madam, lns_madam, signum, "
+                        "fromage, nero, agd, dualised)")
     p.add_argument("--preset", default="horowitz45", help="energy preset (horowitz45, 7nm)")
     p.add_argument("--energy-toml", default=None, help="TOML file of entries overriding the preset")
     p.add_argument("--json", default=None, help="write the report as JSON here")
@@ -114,6 +117,10 @@ def run(args, extra) -> int:
                 else:
                     recipe = Recipe(f"{k.upper()} + FP32-master Adam", compute=f, rule="adam", exchange="allreduce",
                                     master="fp32", weight_copy=True, state="fp32")
+                if args.rule:
+                    recipe = Recipe(f"{k.upper()} + {args.rule}", compute=recipe.compute, rule=args.rule,
+                                    exchange=recipe.exchange, master=recipe.master, weight_copy=recipe.weight_copy,
+                                    grad=recipe.grad, state=recipe.state)
                 reports.append(training_step_energy(counts, recipe, emodel, workers=args.workers))
             else:
                 reports.append(inference_energy(counts, f, emodel))

@@ -61,3 +61,14 @@ def test_dualised_training_step_is_priced():
     e_fromage = training_step_energy(counts, Recipe("FP32 Fromage", rule="fromage", exchange="none"), model).total.total
     assert e_dual > e_fromage > 0
     assert Rule("nero") is Rule.NERO
+
+
+def test_energy_cli_prices_a_new_rule(capsys):
+    """`neurolns energy mlp --train --rule R` prints a training-step row for rule R; an unknown rule is an error."""
+    from neurolns.cli.main import main
+
+    for rule in ("nero", "dualised"):
+        assert main(["energy", "mlp", "--train", "--formats", "fp32", "--rule", rule]) == 0
+        assert any(x.startswith(f"FP32 + {rule}") for x in capsys.readouterr().out.splitlines())
+    assert main(["energy", "mlp", "--train", "--rule", "lion"]) == 2
+    assert "lion" in capsys.readouterr().out
