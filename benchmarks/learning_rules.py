@@ -1,9 +1,9 @@
 """Throughput of the learning-rule kernels against the memory-bandwidth bound.
 
 LNS-Madam is a streaming update: per synapse it reads the code, the float32
-gradient and the float32 second moment, and writes the code and the moment
+gradient and the float64 second moment, and writes the code and the moment
 back. Bytes counted per synapse: codes read + write (2 × 1 or 2 × 2 bytes),
-gradient read (4), moment read + write (8): 14 bytes for int8 codes, 16 for
+gradient read (4), moment read + write (16): 22 bytes for int8 codes, 24 for
 int16. The bound is those bytes divided by the copy bandwidth measured in the
 same run: the best of ``np.copyto`` (one thread) and a Numba ``prange`` copy
 (all threads), so the fraction is never flattered by a weak baseline. The copies
@@ -15,7 +15,14 @@ other work on the machine does not inflate it) and the compute ceiling it
 implies on all threads, as a fraction of the same bound: on a shared machine
 the wall-clock fraction falls when the kernel does not get every core, the
 ceiling does not. And, as ratios to the same bound, Madam on float32 weights
-(4+4 r/w, 4 r, 4+4 r/w = 20 bytes) and pack_signs (4 bytes read, 1/8 written).
+with a float64 moment (4+4 r/w, 4 r, 8+8 r/w = 28 bytes) and pack_signs (4 bytes
+read, 1/8 written).
+
+The finiteness check: the int16 update is also timed with the check the
+optimizers make once per step (one pass over the gradient, as
+``LNSMadam.step``) and with the pure function's default ``check_finite=True``
+(gradient and moment); the fractions keep counting only the update's bytes,
+so they show what the check costs.
 
 Usage::
 
@@ -39,6 +46,7 @@ from _common import best_of_rounds, machine_line, report  # noqa: E402
 from neurolns._jit import pjit, prange  # noqa: E402
 from neurolns.formats import LNS8  # noqa: E402
 from neurolns.learning import lns_madam_update, madam_update, pack_signs, update_format  # noqa: E402
+from neurolns.learning._checks import all_finite  # noqa: E402
 
 
 @pjit
@@ -51,9 +59,9 @@ def _serial_lns(codes, g, v, fmt):
     """The serial LNS-Madam kernel, called as lns_madam_update calls it (t = 5)."""
     from neurolns.learning import _kernels
 
-    f32 = np.float32
+    f32, f64 = np.float32, np.float64
     beta = 0.999
-    _kernels.lns_madam_serial(codes, g, v, f32(beta), f32(1.0 - beta), f32(1.0 / (1.0 - beta**5)), f32(10.0),
+    _kernels.lns_madam_serial(codes, g, v, f64(beta), f64(1.0 - beta), f64(1.0 / (1.0 - beta**5)), f64(10.0),
                               f32, f32(1.0), f32(fmt.max_code))
 
 
@@ -75,21 +83,27 @@ def main(argv=None) -> int:
     dst = np.empty_like(src)
     fmts = {"int8 codes (LNS8 γ=8)": LNS8, "int16 codes (update grid of LNS8, γ=128)": update_format(LNS8)}
     codes = {k: rng.integers(-f.max_code, f.max_code + 1, size=n).astype(f.code_dtype) for k, f in fmts.items()}
-    vs = {k: np.zeros(n, np.float32) for k in list(fmts) + ["madam"]}
+    vs = {k: np.zeros(n) for k in list(fmts) + ["madam"]}
     step = {"t": 0}
+    checked = list(fmts)[1]  # the int16 update grid
 
-    def lns_step(label):
+    def lns_step(label, check="none"):
         step["t"] += 1
-        lns_madam_update(codes[label], g, vs[label], step["t"], fmt=fmts[label])
+        if check == "grad":  # what LNSMadam.step does: one pass over the gradient, then the unchecked update
+            assert all_finite(g)
+        lns_madam_update(codes[label], g, vs[label], step["t"], fmt=fmts[label], check_finite=check == "all")
 
     def madam_step():
         step["t"] += 1
-        madam_update(w, g, vs["madam"], step["t"], p_max=10.0)
+        madam_update(w, g, vs["madam"], step["t"], p_max=10.0, check_finite=False)
 
     jobs = {
         "copy np": lambda: np.copyto(dst, src),
         "copy prange": lambda: _parallel_copy(dst, src),
         **{label: (lambda label=label: lns_step(label)) for label in fmts},
+        "checked grad": lambda: lns_step(checked, "grad"),
+        "checked all": lambda: lns_step(checked, "all"),
+        "finite pass": lambda: all_finite(g),
         "madam": madam_step,
         "pack": lambda: pack_signs(g),
     }
@@ -103,7 +117,7 @@ def main(argv=None) -> int:
     ok = True
     for label, f in fmts.items():
         t = best[label]
-        frac = n * (2 * codes[label].itemsize + 4 + 8) / t / 1e9 / bw
+        frac = n * (2 * codes[label].itemsize + 4 + 16) / t / 1e9 / bw
         ok &= frac >= 0.70
         report(f"LNS-Madam {label}: synapses/s", n / t, "1/s")
         report(f"LNS-Madam {label}: fraction of bandwidth bound", frac, "", goal=">= 0.70", ok=frac >= 0.70)
@@ -118,10 +132,16 @@ def main(argv=None) -> int:
             t0 = time.process_time()
             _serial_lns(c, gg, vv, f)
             cpu = min(cpu, time.process_time() - t0)
-        nbytes = 2 * c.itemsize + 4 + 8
+        nbytes = 2 * c.itemsize + 4 + 16
         report(f"LNS-Madam {label}: CPU ns per synapse (1 thread)", 1e9 * cpu / m, "ns")
         report(f"  compute ceiling on {threads} threads: fraction of bound", threads * m * nbytes / cpu / 1e9 / bw, "")
-    report("Madam float32 (float64 exp): fraction of bandwidth bound", n * 20 / best["madam"] / 1e9 / bw, "")
+    nb16 = n * (2 * 2 + 4 + 16) / 1e9 / bw
+    report(f"LNS-Madam {checked}, no finite check: fraction of bound", nb16 / best[checked], "")
+    report("  + the optimizer's check (gradient, once per step): fraction of bound", nb16 / best["checked grad"], "")
+    report("  + check_finite=True (gradient and moment): fraction of bound", nb16 / best["checked all"], "")
+    report("  finite check of the float32 gradient alone: GB/s read", n * 4 / best["finite pass"] / 1e9, "GB/s")
+    report("  the optimizer's check: share of the checked update's time", best["finite pass"] / best["checked grad"], "")
+    report("Madam float32 (float64 exp, float64 v): fraction of bandwidth bound", n * 28 / best["madam"] / 1e9 / bw, "")
     report("pack_signs float32 -> bits: fraction of bandwidth bound", n * (4 + 1 / 8) / best["pack"] / 1e9 / bw, "")
     return 0 if ok else 1
 

@@ -68,6 +68,34 @@ def madam_parallel(w, g, v, lr, beta, inv_bc, g_bound, p_max):
 # LNS-Madam (integer codes on the update grid)
 
 
+@jit(inline="always")
+def _lns_madam_q(g, v, q, beta, omb, inv_bc, g_bound):
+    """Normalisation of one block: ``v`` updated in place, ``q = rint(clamp(ĝ))`` into ``q``."""
+    for i in range(g.size):
+        gi = np.float64(g[i])
+        v_new = beta * v[i] + omb * (gi * gi)
+        v[i] = v_new
+        gh = gi / np.sqrt(v_new * inv_bc)
+        # not finite: 0/0 (every g so far was 0) or a non-finite input passed unchecked: no move
+        gh = gh if abs(gh) < np.inf else 0.0
+        q[i] = np.rint(min(max(gh, -g_bound), g_bound))
+
+
+@jit(inline="always")
+def _lns_madam_codes(c, q, ft, k, cap):
+    """Signed-form code update of one block from ``q``."""
+    one = ft(1.0)
+    for i in range(c.size):
+        ci = c[i]
+        pos = ci > 0
+        new = min(max(ft(ci) - k * ft(q[i]), one if pos else -cap), cap if pos else -one)
+        c[i] = new if ci != 0 else ft(0.0)  # never reaches 0 (a synapse cannot die); 0 stays 0
+
+
+#: elements per block of the LNS-Madam kernel (its ``q`` buffer stays in L1)
+LNS_MADAM_BLOCK = 256
+
+
 @jit
 def lns_madam_serial(c, g, v, beta, omb, inv_bc, g_bound, ft, k, cap):
     """One LNS-Madam step over flat arrays, in place (codes ``c`` and float64 state ``v``).
@@ -83,22 +111,18 @@ def lns_madam_serial(c, g, v, beta, omb, inv_bc, g_bound, ft, k, cap):
     Signed form of the update: ``c ← clamp(c − k·round(ĝ), 1, cap)`` for
     ``c > 0`` and ``clamp(c − k·round(ĝ), −cap, −1)`` for ``c < 0`` (the sign of
     ``c`` times the clamped magnitude ``|c| − k·round(ĝ)·sign(c)``); 0 stays 0.
+
+    The work runs in blocks of :data:`LNS_MADAM_BLOCK`: the float64
+    normalisation of a block into a small ``q`` buffer, then the code update.
+    Each loop then has one element width and LLVM vectorises both; fused into
+    one loop (int16 codes, float32 g, float64 v) it did not, at 1.6× the time.
     """
-    zero = 0.0
-    inf = np.inf
-    one = ft(1.0)
-    for i in range(c.size):
-        gi = np.float64(g[i])
-        v_new = beta * v[i] + omb * (gi * gi)
-        v[i] = v_new
-        gh = gi / np.sqrt(v_new * inv_bc)
-        # not finite: 0/0 (every g so far was 0) or a non-finite input passed unchecked: no move
-        gh = gh if abs(gh) < inf else zero
-        q = ft(np.rint(min(max(gh, -g_bound), g_bound)))
-        ci = c[i]
-        pos = ci > 0
-        new = min(max(ft(ci) - k * q, one if pos else -cap), cap if pos else -one)
-        c[i] = new if ci != 0 else ft(0.0)  # never reaches 0 (a synapse cannot die); 0 stays 0
+    n = c.size
+    q = np.empty(LNS_MADAM_BLOCK, np.float32)
+    for lo in range(0, n, LNS_MADAM_BLOCK):
+        hi = min(n, lo + LNS_MADAM_BLOCK)
+        _lns_madam_q(g[lo:hi], v[lo:hi], q[:hi - lo], beta, omb, inv_bc, g_bound)
+        _lns_madam_codes(c[lo:hi], q[:hi - lo], ft, k, cap)
 
 
 @pjit
