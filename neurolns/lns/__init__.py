@@ -8,6 +8,7 @@
 array([ 0.595,  4.   , 26.909])
 """
 
+from neurolns.lns.checks import check_codes, check_scale
 from neurolns.lns.array import LNSArray, load, save
 from neurolns.lns.codec import (
     as_rng,
@@ -39,6 +40,8 @@ from neurolns.lns.dot import (
 )
 
 __all__ = [
+    "check_codes",
+    "check_scale",
     "LNSArray",
     "encode",
     "decode",
