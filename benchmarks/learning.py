@@ -11,6 +11,12 @@ of the digits MLP 64-256-10 on a batch of 64, timed for:
 Each figure is printed as a ratio to the torch step measured in the same run
 (goal for LNS8 LNS-Madam: ≤ 2×). ``--quick`` takes fewer repeats.
 
+Then the optimizer update alone on the same MLP's parameters (LNS-Madam on
+``update_format(LNS8)`` codes), with the once-per-step finiteness check of
+``LNSMadam.step`` and without it (the pure update with ``check_finite=False``),
+so the cost of the non-finite policy is visible: the check is one streaming
+pass over each gradient.
+
     .venv/bin/python benchmarks/learning.py [--quick] [--threads 1] [--batch 64]
 """
 
@@ -96,7 +102,40 @@ def main(argv=None) -> int:
         else:
             report(name, t / base, "x", goal=f"<= {goal}x", ok=t / base <= goal)
         report(f"  ({rule} step time)", t * 1e6, "us")
+    update_with_and_without_check(args.hidden, repeat * number)
     return 0
+
+
+def update_with_and_without_check(hidden: int, rounds: int) -> None:
+    """LNS-Madam update of the MLP's parameters: LNSMadam.step (checks every gradient
+    first) against the same pure updates with check_finite=False."""
+    from neurolns.formats import LNS8
+    from neurolns.learning import LNSMadam, lns_madam_update, update_format
+    from neurolns.learning._checks import all_finite
+
+    fmt = update_format(LNS8)
+    rng = np.random.default_rng(1)
+    shapes = [(64, hidden), (hidden,), (hidden, 10), (10,)]
+    codes = [rng.integers(-fmt.max_code, fmt.max_code + 1, s).astype(fmt.code_dtype) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    opt = LNSMadam([c.copy() for c in codes], fmt=fmt)
+    raw = [c.copy() for c in codes]
+    vs = [np.zeros(s) for s in shapes]
+    t = {"t": 0}
+
+    def unchecked():
+        t["t"] += 1
+        for c, g, v in zip(raw, grads, vs):
+            lns_madam_update(c, g, v, t["t"], fmt=fmt, check_finite=False)
+
+    best = best_of_rounds({"step": lambda: opt.step(grads), "unchecked": unchecked,
+                           "check": lambda: [all_finite(g) for g in grads]}, rounds=rounds)
+    n = sum(c.size for c in codes)
+    print(f"LNS-Madam update alone, {n} synapses (the MLP's parameters)")
+    report("  LNSMadam.step, with the finite check", best["step"] * 1e6, "us")
+    report("  pure updates, check_finite=False", best["unchecked"] * 1e6, "us")
+    report("  the finite check alone", best["check"] * 1e6, "us")
+    report("  step with check / without", best["step"] / best["unchecked"], "x")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from neurolns.formats import _StrEnum
+from neurolns.learning import _kernels as _k
 
 
 def check_array(name: str, a, kind: str, shape=None) -> np.ndarray:
@@ -72,14 +73,15 @@ class NonFinite(_StrEnum):
     RAISE = "raise"
 
 
+#: below this many elements ``np.isfinite(a).all()`` is faster than dispatching the kernel
+_FAST_MIN = 1 << 15
+
 _EXPONENT_MASKS = {np.dtype(np.float32): (np.uint32, np.uint32(0x7F800000)),
                    np.dtype(np.float64): (np.uint64, np.uint64(0x7FF0000000000000))}
 
 
 def _finite_fast(a: np.ndarray) -> bool:
     """True when every element of the float array ``a`` is finite (one streaming pass)."""
-    from neurolns.learning import _kernels as _k  # Numba kernels load lazily
-
     if a.dtype not in _EXPONENT_MASKS:
         return bool(np.isfinite(a).all())
     utype, mask = _EXPONENT_MASKS[a.dtype]
@@ -89,17 +91,18 @@ def _finite_fast(a: np.ndarray) -> bool:
 def all_finite(a: np.ndarray, *, reference: bool = False) -> bool:
     """True when every element of ``a`` is finite; integer arrays are always finite.
 
-    The fast path is one Numba pass over the IEEE bit patterns (the largest
+    The fast path, for C-contiguous float32/float64 arrays of at least 2^15
+    elements, is one Numba pass over the IEEE bit patterns (the largest
     exponent field of the array is all ones exactly when an element is NaN or
-    ±inf), which streams at the memory bandwidth; ``reference=True`` is
-    ``np.isfinite(a).all()``. ``a`` must be C-contiguous for the fast path
-    (otherwise numpy is used).
+    ±inf), which streams at the memory bandwidth without numpy's temporary
+    boolean array; otherwise, or with ``reference=True``, it is
+    ``np.isfinite(a).all()``.
     """
     a = np.asarray(a)
     if a.dtype.kind not in "fc":
         return True
-    if reference or a.dtype.kind == "c" or not a.flags.c_contiguous or a.size == 0:
-        return bool(np.isfinite(a).all())
+    if reference or a.size < _FAST_MIN or not a.flags.c_contiguous or a.dtype.kind == "c":
+        return bool(np.isfinite(a).all())  # small arrays: numpy's call is cheaper than a kernel dispatch
     return _finite_fast(a)
 
 

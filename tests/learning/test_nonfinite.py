@@ -44,7 +44,7 @@ from neurolns.learning import (
     sign_sgd_update,
     signum_update,
 )
-from neurolns.learning._checks import all_finite
+from neurolns.learning._checks import _finite_fast, all_finite
 
 from .test_optim import ALL, _make, _roundtrip_npz
 
@@ -231,11 +231,17 @@ finite_or_not = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=3
 @given(arrays(st.sampled_from([np.float32, np.float64, np.float16]), st.integers(0, 300), elements=finite_or_not),
        st.integers(0, 299), st.sampled_from([np.nan, np.inf, -np.inf, 1.0]))
 def test_fast_finiteness_pass_equals_numpy(a, where, value):
-    """The bit-pattern pass (float32, float64) and the float16 fallback give np.isfinite(a).all()."""
+    """The bit-pattern kernel (float32, float64), the numpy path and all_finite's choice between
+    them (by size) give np.isfinite(a).all()."""
     if a.size:
         a[where % a.size] = value
-    assert all_finite(a) == bool(np.isfinite(a).all()) == all_finite(a, reference=True)
-    assert all_finite(a.reshape(-1, 1)) == bool(np.isfinite(a).all())
+    want = bool(np.isfinite(a).all())
+    assert all_finite(a) == want == all_finite(a, reference=True)
+    if a.dtype != np.float16:
+        assert _finite_fast(a) == want and _finite_fast(a.reshape(-1, 1)) == want
+    big = np.ones(1 << 16, a.dtype)  # large enough for the fast path of all_finite
+    big[-1 - where] = value
+    assert all_finite(big) == bool(np.isfinite(big).all())
 
 
 def test_lr_off_the_grid_and_infinite_hyperparameters_raise_at_construction():
