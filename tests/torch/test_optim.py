@@ -494,3 +494,21 @@ def test_state_dict_keeps_skipped_steps_and_old_state_dicts_load(tmp_path):
     third.load_state_dict(old)
     assert third.skipped_steps == 0 and third.param_groups[0]["nonfinite"] == "raise"
     assert third.state[next(iter(m.parameters()))]["v"].dtype == torch.float64
+
+
+@pytest.mark.gpu
+def test_lns_madam_codes_on_cuda_equal_the_numpy_reference_for_extreme_gradients():
+    """The CUDA path (torch operations, float64 ĝ) gives the numpy reference's codes bit for bit
+    on gradients from the float32 subnormals to 3e38 (CUDA's float64 sqrt and division are
+    correctly rounded, as the CPU's)."""
+    torch.manual_seed(0)
+    layer = LNSLinear(40, 30, storage="lns").to("cuda")
+    fmt = layer.master_format
+    c_ref = layer.param_codes("weight")[0].cpu().numpy().copy()
+    v_ref = np.zeros(c_ref.shape)
+    opt = LNSMadam([layer.weight])
+    for t, g in enumerate(_extreme_grads((30, 40), 8, 11), start=1):
+        learning.lns_madam_update(c_ref, g, v_ref, t, fmt=fmt, reference=True)
+        layer.weight.grad = torch.from_numpy(g).to("cuda")
+        opt.step()
+        np.testing.assert_array_equal(opt.codes(layer.weight).cpu().numpy(), c_ref)
