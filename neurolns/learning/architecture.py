@@ -806,9 +806,9 @@ class AGD(_ArchOptimizer):
 
     _min_ndim = (2, "weight matrices or convolution kernels, no biases")
 
-    def step(self, grads) -> None:
-        grads = self._check_grads(grads)
-        self.t += 1
+    def _step(self, grads) -> None:
+        """One step over all tensors together (``G`` and ``η`` are global); the base class has
+        checked the gradients and applied the ``nonfinite`` policy."""
         self.last_G, self.last_eta = agd_update(self.params, grads, gain=self.defaults["gain"])
 
 

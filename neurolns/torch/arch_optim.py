@@ -15,7 +15,9 @@ every hyperparameter in ``defaults`` (so in ``state_dict``):
   gradient (or its momentum) orthogonalised by Newton–Schulz and scaled by
   ``√(d_out/d_in)``.
 
-Fromage, Nero and AGD compute in float64 and write back in the parameter's
+Every optimizer takes ``nonfinite`` (``"skip"``: a step with a NaN or ±inf
+gradient is skipped whole and counted in ``skipped_steps``; ``"raise"``), as
+the base class defines. Fromage, Nero and AGD compute in float64 and write back in the parameter's
 dtype, as the numpy rules do, so float64 parameters follow the simulator's
 trajectory to rounding. Newton–Schulz runs in the parameter's dtype (float32
 on CPU: its matrix products are the cost).
@@ -64,8 +66,8 @@ class Fromage(_Base):
     tensor([2.4000, 0.2000], dtype=torch.float64)
     """
 
-    def __init__(self, params, lr: float = 0.01, p_bound: float = math.inf):
-        super().__init__(params, dict(lr=lr, p_bound=p_bound))
+    def __init__(self, params, lr: float = 0.01, p_bound: float = math.inf, nonfinite: str = "skip"):
+        super().__init__(params, dict(lr=lr, p_bound=p_bound, nonfinite=nonfinite))
 
     @staticmethod
     def _check_group(g):
@@ -129,8 +131,9 @@ class Nero(_Base):
     tensor([[0.5293, 0.8707]], dtype=torch.float64)
     """
 
-    def __init__(self, params, lr: float = 0.01, beta: float = 0.999, constraints: bool = True):
-        super().__init__(params, dict(lr=lr, beta=beta, constraints=constraints))
+    def __init__(self, params, lr: float = 0.01, beta: float = 0.999, constraints: bool = True,
+                 nonfinite: str = "skip"):
+        super().__init__(params, dict(lr=lr, beta=beta, constraints=constraints, nonfinite=nonfinite))
 
     @staticmethod
     def _check_group(g):
@@ -221,8 +224,8 @@ class AGD(_Base):
     0.693147
     """
 
-    def __init__(self, params, gain: float = 1.0):
-        super().__init__(params, dict(gain=gain))
+    def __init__(self, params, gain: float = 1.0, nonfinite: str = "skip"):
+        super().__init__(params, dict(gain=gain, nonfinite=nonfinite))
         self.last_eta = 0.0
         for group in self.param_groups:
             for p in group["params"]:
@@ -309,9 +312,9 @@ class Dualised(_Base):
     """
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.0, nesterov: bool = False,
-                 ns_steps: int = 5, coefficients: str = "muon"):
+                 ns_steps: int = 5, coefficients: str = "muon", nonfinite: str = "skip"):
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                                      coefficients=coefficients))
+                                      coefficients=coefficients, nonfinite=nonfinite))
 
     @staticmethod
     def _check_group(g):
@@ -353,6 +356,6 @@ class Muon(Dualised):
     """
 
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                 ns_steps: int = 5, coefficients: str = "muon"):
+                 ns_steps: int = 5, coefficients: str = "muon", nonfinite: str = "skip"):
         super().__init__(params, lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                         coefficients=coefficients)
+                         coefficients=coefficients, nonfinite=nonfinite)

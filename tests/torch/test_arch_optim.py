@@ -140,3 +140,25 @@ def test_agd_rejects_biases_and_trains_without_a_rate():
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0] and math.isfinite(opt.last_eta)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_nonfinite_gradient_skips_the_whole_step(name):
+    """A NaN in one gradient: torch and numpy optimizers change nothing, warn and count the skip
+    (the base classes' policy, inherited)."""
+    w0 = [np.random.default_rng(0).standard_normal(s) for s in _shapes(name)]
+    tp = [nn.Parameter(torch.tensor(w)) for w in w0]
+    npp = [w.copy() for w in w0]
+    topt, nopt = PAIRS[name][0](tp), PAIRS[name][1](npp)
+    grads = [np.ones(s) for s in _shapes(name)]
+    grads[-1][0] = np.nan
+    for p, g in zip(tp, grads):
+        p.grad = torch.tensor(g)
+    with pytest.warns(RuntimeWarning):
+        topt.step()
+    with pytest.warns(RuntimeWarning):
+        nopt.step(grads)
+    assert topt.skipped_steps == 1 and nopt.skipped_steps == 1 and nopt.t == 0
+    for p, q, w in zip(tp, npp, w0):
+        np.testing.assert_array_equal(p.detach().numpy(), w)
+        np.testing.assert_array_equal(q, w)
