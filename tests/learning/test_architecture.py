@@ -189,7 +189,7 @@ def test_lns_nero_matches_scalar_oracle_and_keeps_unit_rows(seed, rows, cols, k)
         g = rng.standard_normal((rows, cols))
         expect = [lns_nero_oracle(list(map(int, c[r])), list(g[r]), v[r], t, gamma=128, bias=f.bias,
                                   max_code=f.max_code, k=k, beta=0.9, g_bound=10.0) for r in range(rows)]
-        lns_nero_update(c, g, v, t, fmt=f, lr=k / 128, beta=0.9)
+        lns_nero_update(c, g, v, t, fmt=f, lr=k / 128, beta=0.9, constraints=True)
         assert c.tolist() == [e[0] for e in expect]
         np.testing.assert_allclose(v, [e[1] for e in expect], rtol=1e-15)
     assert np.all(np.sign(c) == np.sign(c0))
@@ -204,7 +204,7 @@ def test_lns_nero_state_dict_round_trip():
     rng = np.random.default_rng(4)
     f = LNSFormat(bits=16, gamma=128)
     c = (f.bias + rng.integers(-200, 200, (6, 5))).astype(np.int16)
-    opt = LNSNero([c], fmt=f, lr=2 / 128)
+    opt = LNSNero([c], fmt=f, lr=2 / 128, constraints=True)
     grads = [rng.standard_normal((6, 5)) for _ in range(6)]
     for g in grads[:3]:
         opt.step([g])
