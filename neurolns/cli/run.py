@@ -17,6 +17,8 @@ SCENARIOS = {
     "stdp": ("stdp_weights", "STDP weight distributions under additive, soft-bound and log-domain rules"),
     "sysid": ("sysid_retina", "fit sign-constrained retina circuit models (Bagherian et al. 2021)"),
     "majority-vote": ("majority_vote_ddp", "1-bit majority-vote training on torch.distributed"),
+    "edge-of-stability": ("edge_of_stability", "sharpness vs 2/η under full-batch GD, LNS, Adam, Madam, signs"),
+    "bayes-point": ("bayes_point", "single nets vs an ensemble vote against normalised margin"),
     "lr-transfer": ("lr_transfer", "does a rate tuned on a small MLP transfer across width and depth, per optimizer"),
 }
 
