@@ -393,14 +393,14 @@ def majority_vote_hook(state: MajorityVoteState, bucket) -> torch.futures.Future
     except Exception as exc:
         raise _exchange_error(name, exc) from exc
     rows = recv.view(world, slice_bytes + 1)
-    skip = bool(rows[:, -1].any())  # the same on every rank: all of them received every flag
+    skip = rows[:, -1].any()  # the same on every rank: all of them received every flag (read in finish)
     mine = vote_from_packed(rows[:, :-1], slice_bytes * 8, state.ties, torch.float32)
     gathered = torch.empty(world * slice_bytes, dtype=torch.uint8, device=buf.device)
     fut = _all_gather_flat(gathered, pack_signs(mine), group).get_future()  # sent anyway: the ranks stay in step
 
     def finish(f):
         f.wait()
-        if skip:
+        if bool(skip):
             return state._skip(buf, name, why)
         bits = unpack_signs(gathered, n)
         buf.copy_(1 - 2 * bits.to(buf.dtype))
