@@ -37,7 +37,7 @@ Examples
 .. code-block:: bash
 
     neurolns run edge-of-stability --quick
-    neurolns run edge-of-stability --etas 0.15,0.1,0.075 --steps 2500
+    neurolns run edge-of-stability --etas 0.15,0.1,0.075 --steps 2500   # the run recorded in docs/dynamics.md
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 #: defaults (full run) and --quick
-FULL = {"n": 1000, "width": 200, "steps": 2500, "every": 50, "etas": (0.15, 0.1, 0.075), "adam_lr": 2e-3,
+FULL = {"n": 1000, "width": 200, "steps": 2000, "every": 50, "etas": (0.15, 0.1, 0.075), "adam_lr": 2e-3,
         "madam_lr": 0.01, "lnsmadam_lr": 1 / 128, "sign_lr": 1e-3}
 QUICK = {"n": 200, "width": 48, "steps": 500, "every": 25, "etas": (0.2, 0.1), "adam_lr": 3e-3,
          "madam_lr": 0.01, "lnsmadam_lr": 1 / 128, "sign_lr": 1e-3}

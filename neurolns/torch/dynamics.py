@@ -371,6 +371,19 @@ def sharpness(model: nn.Module, loss_fn, data, *, k: int = 1, params=None, iters
     return float(vals[0]) if k == 1 else vals.cpu()
 
 
+def _stepped(optimizer, params, key: str):
+    """``(group, parameter, state)`` of the optimizer's parameters (those in ``params`` if given), in group
+    order; ``ValueError`` if one has no ``key`` in its state yet."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if params is not None and not any(p is q for q in params):
+                continue
+            st = optimizer.state.get(p)
+            if not st or key not in st:
+                raise ValueError(f"the optimizer has not taken a step for this parameter (no {key})")
+            yield group, p, st
+
+
 def adam_preconditioner(optimizer: torch.optim.Optimizer, params=None) -> list:
     """Adam's diagonal preconditioner ``P = (1 − β₁ᵗ)·(sqrt(v_t/(1 − β₂ᵗ)) + ε)`` (Cohen et al. 2022, eq. 2).
 
@@ -399,17 +412,11 @@ def adam_preconditioner(optimizer: torch.optim.Optimizer, params=None) -> list:
     [0.2, 0.4]
     """
     out = []
-    for group in optimizer.param_groups:
+    for group, _, st in _stepped(optimizer, params, "exp_avg_sq"):
         b1, b2 = group["betas"]
-        for p in group["params"]:
-            if params is not None and not any(p is q for q in params):
-                continue
-            st = optimizer.state.get(p)
-            if not st or "exp_avg_sq" not in st:
-                raise ValueError("the optimizer has not taken a step for this parameter (no exp_avg_sq)")
-            t = float(st["step"])
-            v = st["exp_avg_sq"].detach().to(torch.float64)
-            out.append((1 - b1**t) * (torch.sqrt(v / (1 - b2**t)) + group["eps"]))
+        t = float(st["step"])
+        v = st["exp_avg_sq"].detach().to(torch.float64)
+        out.append((1 - b1**t) * (torch.sqrt(v / (1 - b2**t)) + group["eps"]))
     return out
 
 
@@ -452,18 +459,12 @@ def madam_preconditioner(optimizer: torch.optim.Optimizer, params=None) -> list:
         raise TypeError(f"optimizer must be neurolns.torch.Madam or LNSMadam, got {type(optimizer).__name__}")
     c = math.log(2.0) if isinstance(optimizer, LNSMadam) else 1.0
     out = []
-    for group in optimizer.param_groups:
+    for group, p, st in _stepped(optimizer, params, "v"):
         beta = group["beta"]
-        for p in group["params"]:
-            if params is not None and not any(p is q for q in params):
-                continue
-            st = optimizer.state.get(p)
-            if not st or "v" not in st:
-                raise ValueError("the optimizer has not taken a step for this parameter (no v)")
-            vhat = st["v"].detach().to(torch.float64) / ((1 - beta ** st["step"]) if beta > 0 else 1.0)
-            w = p.detach().to(torch.float64).abs()
-            pinv = c * w / torch.sqrt(vhat)
-            out.append(torch.where((w > 0) & (vhat > 0), 1.0 / pinv, torch.full_like(w, math.inf)))
+        vhat = st["v"].detach().to(torch.float64) / ((1 - beta ** st["step"]) if beta > 0 else 1.0)
+        w = p.detach().to(torch.float64).abs()
+        pinv = c * w / torch.sqrt(vhat)
+        out.append(torch.where((w > 0) & (vhat > 0), 1.0 / pinv, torch.full_like(w, math.inf)))
     return out
 
 
@@ -490,10 +491,9 @@ def preconditioned_sharpness(model: nn.Module, loss_fn, data, preconditioner, *,
     Examples
     --------
     >>> import torch
-    >>> from torch import nn
-    >>> m = nn.Linear(2, 1, bias=False)
-    >>> x = torch.tensor([[1.0, 0.0], [0.0, 3.0]]); y = torch.zeros(2, 1)
-    >>> round(preconditioned_sharpness(m, nn.functional.mse_loss, (x, y), [torch.tensor([[0.5, 90.0]])]), 6)
+    >>> lin = torch.nn.Linear(2, 1, bias=False)            # H = diag(1, 9); P⁻¹H = diag(2, 0.1)
+    >>> data = (torch.tensor([[1.0, 0.0], [0.0, 3.0]]), torch.zeros(2, 1))
+    >>> round(preconditioned_sharpness(lin, torch.nn.functional.mse_loss, data, [torch.tensor([[0.5, 90.0]])]), 6)
     2.0
     """
     with _observing(model):
