@@ -87,6 +87,8 @@ def _parse(argv):
     p.add_argument("--quick", action="store_true", help="a sub-minute smoke run (1 seed, 3 epochs, a subset)")
     p.add_argument("--backend", choices=["sim", "torch"], default="sim")
     p.add_argument("--device", default="cpu", help="torch backend only: cpu or cuda")
+    p.add_argument("--track", default="", help="torch backend: comma-separated training-dynamics quantities per "
+                                               "epoch, e.g. sharpness,margin (docs/dynamics.md)")
     p.add_argument("--out", default="results/lns_vs_float")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -95,6 +97,9 @@ def _parse(argv):
     if bad or not methods:
         p.error(f"unknown method(s) {bad}; allowed: {', '.join(METHODS)}")
     args.methods = methods
+    args.track = tuple(q.strip() for q in args.track.split(",") if q.strip())
+    if args.track and args.backend != "torch":
+        p.error("--track needs --backend torch")
     cfg = SETTINGS[args.dataset]
     args.model = args.model or cfg["model"]
     args.epochs = args.epochs if args.epochs is not None else (3 if args.quick else cfg["epochs"])
@@ -152,7 +157,7 @@ def run_torch(method: str, args, data, seed: int) -> dict:
     model_kwargs = {"channels": args.channels} if args.model == "cnn" else {}
     out = run_method(method, args.model, data, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
                      device=args.device, lr_schedule=args.lr_schedule, model_kwargs=model_kwargs,
-                     progress=not args.no_progress, **hyper)
+                     progress=not args.no_progress, track=args.track, **hyper)
     return {**out, "seconds": out.get("seconds", time.perf_counter() - t0)}
 
 
@@ -191,7 +196,8 @@ def write_outputs(out: Path, args, runs, summary) -> None:
             "seeds": args.seeds, "backend": args.backend, "quick": args.quick, "lr_schedule": args.lr_schedule,
             "channels": args.channels if args.model == "cnn" else None}
     (out / "runs.json").write_text(json.dumps({"config": meta, "summary": summary, "runs": runs}, indent=1))
-    keys = ["method", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
+    keys = ["method", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "sharpness", "threshold",
+            "margin_min", "margin_median"]
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()

@@ -144,3 +144,22 @@ def test_margin_control_pieces():
     gap = (fhat.max(1).values - fhat.scatter(1, y_best[:, None], -math.inf).amax(1)).min()
     assert float(bp.hinge(fhat, y_best, float(gap) * 0.99)) == 0.0
     assert float(bp.hinge(fhat, y_best, float(gap) * 2)) > 0.0
+
+
+def test_lns_vs_float_track_adds_sharpness_and_margin(tmp_path):
+    """Invariant: --track sharpness,margin adds, per epoch, λ_max (> 0) of the cross-entropy on the first 512
+    training examples and the min ≤ median normalised margins to runs.csv; the sim backend refuses it."""
+    from neurolns.scenarios import lns_vs_float
+
+    out = tmp_path / "lvf"
+    rc = lns_vs_float.main(["--quick", "--methods", "fp32-adam,lns8-lnsmadam", "--backend", "torch", "--epochs", "1",
+                            "--track", "sharpness,margin", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    rows = _csv(out / "runs.csv")
+    assert len(rows) == 2
+    for r in rows:
+        assert float(r["sharpness"]) > 0
+        assert float(r["margin_min"]) <= float(r["margin_median"])
+    assert rows[0]["threshold"] == ""  # Adam: its threshold is for the preconditioned sharpness, not tracked here
+    with pytest.raises(SystemExit):
+        lns_vs_float.main(["--quick", "--track", "sharpness", "--out", str(out)])

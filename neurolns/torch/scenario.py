@@ -145,7 +145,7 @@ def _accuracy(model, x, y, batch=2048) -> float:
 
 def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, seed: int, device: str = "cpu",
                progress: bool = False, lr_schedule: str = "constant", model_kwargs: dict | None = None,
-               threads: int | None = 1, **overrides) -> dict:
+               threads: int | None = 1, track=(), **overrides) -> dict:
     """Train ``model`` on ``data`` with ``method`` through the torch bridge.
 
     Parameters
@@ -173,6 +173,11 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
         for BLAS: these products are too small to share, and on a busy machine
         a team of threads that waits for busy cores made a 128-channel CNN
         epoch about 4× slower than one thread (2 cores, load average 5).
+    track : sequence of str
+        Quantities of :class:`neurolns.torch.dynamics.Tracker` (e.g.
+        ``("sharpness", "margin")``) added to each epoch's history row,
+        measured after the epoch on the first 512 training examples with the
+        cross-entropy loss (see ``docs/dynamics.md``).
     **overrides
         Hyperparameters replacing the trainer defaults (e.g. ``lr=``).
 
@@ -204,12 +209,14 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
         torch.set_num_threads(threads)
     try:
         return _run(method, model, data, epochs=epochs, batch_size=batch_size, seed=seed, device=device,
-                    progress=progress, lr_schedule=lr_schedule, model_kwargs=model_kwargs, overrides=overrides)
+                    progress=progress, lr_schedule=lr_schedule, model_kwargs=model_kwargs, overrides=overrides,
+                    track=track)
     finally:
         torch.set_num_threads(before)
 
 
-def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_schedule, model_kwargs, overrides):
+def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_schedule, model_kwargs, overrides,
+         track=()):
     from neurolns.learning import TRAINER_DEFAULTS, Rule
 
     batch_size = _check_int_at_least("batch_size", batch_size, 1)
@@ -235,6 +242,12 @@ def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_
     min_batch = vote.k if vote is not None else 1
     per_epoch = sum(1 for start in range(0, len(xtr), batch_size) if min(batch_size, len(xtr) - start) >= min_batch)
     history = []
+    tracker = None
+    if track:
+        from neurolns.torch.dynamics import Tracker
+
+        tracker = Tracker(track, loss_fn=loss_fn, data=(xtr[:512], ytr[:512]),
+                          sharpness_kwargs={"iters": 20, "tol": 1e-3})
     t0 = time.perf_counter()
     epochs_iter = range(1, epochs + 1)
     if progress:
@@ -277,5 +290,8 @@ def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_
             seen += len(idx)
         history.append({"epoch": epoch, "train_loss": float(total) / seen, "train_acc": int(correct) / seen,
                         "test_acc": _accuracy(net, xte, yte)})
+        if tracker is not None:
+            row = tracker.after_step(epoch, net, opt)
+            history[-1].update({k: v for k, v in row.items() if k not in ("step", "lr")})
     return {"method": method.value, "model": model, "seed": seed, "device": str(dev), "history": history,
             "test_acc": history[-1]["test_acc"], "seconds": time.perf_counter() - t0}
