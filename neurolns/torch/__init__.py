@@ -14,6 +14,9 @@ given, CPU or CUDA.
   :class:`AGD`, :class:`Dualised`, :class:`Muon` (``torch.optim.Optimizer`` subclasses);
 * :func:`to_sim`, :func:`from_sim`.
 
+Training-dynamics instruments (sharpness, preconditioned sharpness, normalised
+margins, a tracker) are in :mod:`neurolns.torch.dynamics` (``docs/dynamics.md``).
+
 See ``docs/torch.md``.
 """
 
