@@ -98,6 +98,19 @@ def test_float_gd_settles_at_two_over_eta():
     assert s["settled_ratio"] == pytest.approx(1.0, abs=0.15)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer, lr", [("adam", 3e-3), ("madam", 0.01)])
+def test_adaptive_rules_settle_at_their_thresholds(optimizer, lr):
+    """Physics, quick setting: full-batch Adam's λ_max(P⁻¹H) settles within 15% of 38/η (Cohen et al. 2022),
+    and Madam's, with P = sqrt(v̂)/|w|, within 15% of the derived 2/η (docs/dynamics.md)."""
+    data = eos.load(200)
+    run = eos.run_row(eos.Row(optimizer, optimizer, lr), data, width=48, steps=500, every=25, seed=0,
+                      progress=False)
+    s = eos.settled(run, 0.4)
+    assert s["threshold"] == pytest.approx(38 / lr if optimizer == "adam" else 2 / lr)
+    assert s["settled_ratio"] == pytest.approx(1.0, abs=0.15)
+
+
 def test_bayes_point_tiny_run_writes_every_file(tmp_path):
     """Invariant: singles.csv has one row per (family, target, seed), summary.csv per (family, target); the
     agreement and test error are fractions; runs.json holds the ensemble figures; the PNG exists."""
