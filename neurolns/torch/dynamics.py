@@ -316,14 +316,26 @@ def lanczos(matvec, n: int, *, k: int = 1, iters: int = 30, tol: float = 1e-6, s
             off = torch.tensor(betas, dtype=torch.float64)
             t += torch.diag(off, 1) + torch.diag(off, -1)
         theta, s = torch.linalg.eigh(t)
+        invariant = b <= 1e-14 * max(1.0, float(theta.abs().max()))
         if j + 1 >= k:
             top = theta[-k:]
             resid = (b * s[-1, -k:]).abs()
-            if j + 1 == m or b <= 1e-14 * max(1.0, float(theta.abs().max())) or bool(
-                    (resid <= tol * top.abs().clamp_min(1e-30)).all()):
+            if j + 1 == m or (not invariant and bool((resid <= tol * top.abs().clamp_min(1e-30)).all())):
                 break
-        betas.append(b)
-        q = w / b
+        if invariant:
+            # the Krylov space is invariant (e.g. a multiple of the identity, or a repeated eigenvalue that
+            # one start vector sees once): go on from a fresh random direction orthogonal to it (T's
+            # off-diagonal entry is then 0), so that multiplicities are found too
+            w = torch.randn(n, generator=gen, dtype=torch.float64).to(device)
+            for _ in range(2):
+                w -= basis[:j + 1].T @ (basis[:j + 1] @ w)
+            b_next = 0.0
+            w /= torch.linalg.vector_norm(w)
+        else:
+            b_next = b
+            w = w / b
+        betas.append(b_next)
+        q = w
     vals = theta[-k:].flip(0)
     if return_vectors:
         vecs = basis[:len(alphas)].T @ s[:, -k:].flip(1).to(device)

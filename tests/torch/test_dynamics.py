@@ -110,6 +110,15 @@ def test_lanczos_top_k_equals_eigh(n, k, seed):
     np.testing.assert_allclose(got, exact, rtol=1e-7, atol=1e-8 * np.abs(exact).max())
 
 
+def test_lanczos_restarts_on_an_invariant_subspace():
+    """Invariant: a multiple of the identity (Krylov space of dimension 1) still gives k equal eigenvalues,
+    and a matrix with a repeated top eigenvalue gives it k times."""
+    vals = lanczos(lambda v: 2.0 * v, 5, k=3, iters=5)
+    np.testing.assert_allclose(vals.numpy(), [2.0, 2.0, 2.0], rtol=1e-12)
+    a = torch.diag(torch.tensor([4.0, 4.0, 1.0, 0.5], dtype=torch.float64))
+    np.testing.assert_allclose(lanczos(lambda v: a @ v, 4, k=2, iters=4).numpy(), [4.0, 4.0], rtol=1e-12)
+
+
 def test_lanczos_vectors_are_eigenvectors():
     """Invariant: returned Ritz vectors satisfy A v = λ v."""
     rng = np.random.default_rng(3)
