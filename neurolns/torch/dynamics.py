@@ -258,8 +258,11 @@ def lanczos(matvec, n: int, *, k: int = 1, iters: int = 30, tol: float = 1e-6, s
     Builds the Krylov basis ``q_1 … q_m`` of ``A`` from a random unit start vector,
     the tridiagonal ``T_m = Qᵀ A Q`` and its eigenvalues (Ritz values), and stops
     once the residual bound ``|β_m s_{m,i}|`` of each of the top ``k`` Ritz pairs
-    is below ``tol·|θ_i|`` or ``m = min(iters, n)`` (then ``T_n`` is exact). The
-    basis is kept in float64.
+    is below ``tol·|θ_i|`` or ``m = min(iters, n)`` (then ``T_n`` is exact). When
+    the Krylov space closes (``β_m ≈ 0``: a multiple of the identity, or an
+    eigenvalue of multiplicity > 1, which one start vector sees once) it goes on
+    from a fresh random direction orthogonal to the basis. The basis is kept in
+    float64.
 
     Parameters
     ----------
