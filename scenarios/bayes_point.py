@@ -180,8 +180,8 @@ def _parse(argv):
     p.add_argument("--out", default="results/bayes_point")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    args.ensemble = args.ensemble or (11 if args.quick else 51)
-    args.seeds = args.seeds or (1 if args.quick else 2)
+    args.ensemble = args.ensemble if args.ensemble is not None else (11 if args.quick else 51)
+    args.seeds = args.seeds if args.seeds is not None else (1 if args.quick else 2)
     if args.ensemble < 1 or args.seeds < 1 or args.steps < 1:
         p.error("--ensemble, --seeds and --steps must be >= 1")
     try:
@@ -302,9 +302,11 @@ def main(argv=None) -> int:
               f"{100 * r['test_error']:7.2f}%  {100 * r['agreement']:5.1f}%")
     for fam in args.families:
         rs = [r for r in summary if r["family"] == fam]
-        if len(rs) >= 2:
-            rho = np.corrcoef(np.log([r["margin_median"] for r in rs if r["margin_median"] > 0] or [1, 1]),
-                              [r["agreement"] for r in rs if r["margin_median"] > 0] or [0, 0])[0, 1]
+        ms = np.array([r["margin_median"] for r in rs])
+        ag = np.array([r["agreement"] for r in rs])
+        ok = ms > 0
+        if ok.sum() >= 2 and np.ptp(ag[ok]) > 0:
+            rho = np.corrcoef(np.log(ms[ok]), ag[ok])[0, 1]
             print(f"{fam}: agreement from {100 * rs[0]['agreement']:.1f}% (smallest margin) to "
                   f"{100 * rs[-1]['agreement']:.1f}% (largest); correlation with log margin {rho:+.2f}")
     print(f"results written to {out}/ (runs.json, singles.csv, summary.csv, bayes_point.png) "

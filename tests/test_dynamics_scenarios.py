@@ -127,6 +127,9 @@ def test_bayes_point_tiny_run_writes_every_file(tmp_path):
     data = json.loads((out / "runs.json").read_text())
     assert data["ensemble"]["size"] == 3 and len(data["members"]) == 3
     assert (out / "bayes_point.png").stat().st_size > 10_000
+    for bad in (["--seeds", "0"], ["--ensemble", "0"], ["--families", "fp8"], ["--targets", "-1"]):
+        with pytest.raises(SystemExit):
+            bp.main(bad + ["--out", str(out)])
 
 
 def test_vote_ties_go_to_the_lowest_class():
