@@ -23,6 +23,9 @@ The Madam threshold is derived in ``docs/dynamics.md``: to first order a
 Madam step is gradient descent preconditioned by ``P = sqrt(v̂)/|w|``, so with
 ``v̂`` and ``|w|`` frozen it is stable while ``λ_max(P⁻¹H) < 2/η``.
 
+``--model cnn`` runs the same rows with the ReLU CNN of
+``neurolns.models.cnn1d`` (32 channels) on MNIST-1D.
+
 "Settled ratio" of a row: the median of measured/threshold over the last
 ``--settle`` fraction of the steps (default the last 40%); the row is at the
 edge when it lies within 10% of 1.
@@ -98,13 +101,14 @@ def square_loss(out, target):
     return 0.5 * ((out - target) ** 2).sum(1).mean()
 
 
-def load(n: int):
-    """The first ``n`` training examples of digits (pixels in [0, 1]) and one-hot targets, float32 tensors."""
+def load(n: int, model: str = "mlp"):
+    """The first ``n`` training examples and one-hot targets as float32 tensors: digits (pixels in [0, 1])
+    for the MLP, MNIST-1D (generated, 5,000 samples) for the CNN."""
     import torch
 
-    from neurolns.data import load_digits
+    from neurolns.data import load_digits, load_mnist1d
 
-    d = load_digits()
+    d = load_digits() if model == "mlp" else load_mnist1d(num_samples=5000)
     if n > d.n_train:
         raise ValueError(f"n={n} is out of range; allowed: 10 <= n <= {d.n_train}")
     x = torch.tensor(d.x_train[:n], dtype=torch.float32)
@@ -112,18 +116,24 @@ def load(n: int):
     return x, y, torch.nn.functional.one_hot(y, 10).float()
 
 
-def build(row: Row, width: int, seed: int):
-    """The tanh MLP 64-width-width-10 of the row (LNS layers where asked) and its optimizer."""
+def build(row: Row, width: int, seed: int, model: str = "mlp", in_features: int = 64):
+    """The model of the row (LNS layers where asked) and its optimizer: the tanh MLP
+    in-width-width-10, or the MNIST-1D ReLU CNN of ``neurolns.models.cnn1d`` with ``width`` channels."""
     import torch
     from torch import nn
 
     from neurolns import LNS8
     from neurolns.torch import LNSMadam, Madam, SignSGD, convert
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(),
-                              nn.Linear(width, 10))
+    if model == "cnn":
+        from neurolns.models.cnn1d import build_torch
+
+        model = build_torch(in_features, channels=width, n_classes=10, seed=seed)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = nn.Sequential(nn.Linear(in_features, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(),
+                                  nn.Linear(width, 10))
     if row.lns == "w":
         convert(model, LNS8)
     elif row.lns == "wag":
@@ -144,14 +154,15 @@ def build(row: Row, width: int, seed: int):
     return model, opt
 
 
-def run_row(row: Row, data, *, width: int, steps: int, every: int, seed: int, progress: bool = True) -> dict:
+def run_row(row: Row, data, *, width: int, steps: int, every: int, seed: int, progress: bool = True,
+            model: str = "mlp") -> dict:
     """Train one row full-batch for ``steps`` steps, tracking every ``every`` steps."""
     import torch
 
     from neurolns.torch.dynamics import Tracker
 
     x, y, y1 = data
-    model, opt = build(row, width, seed)
+    model, opt = build(row, width, seed, model, int(x.shape[1]))
     quantities = ["sharpness", "update_size"]
     if row.optimizer in ("adam", "madam", "lns-madam"):
         quantities.append("preconditioned")
@@ -260,7 +271,7 @@ def write_outputs(out: Path, config: dict, runs, summary) -> None:
         w.writeheader()
         w.writerows(summary)
     plot(runs, summary, out / "eos.png",
-         f"digits n={config['n']}, tanh MLP width {config['width']}, full batch, square loss (measured)")
+         f"{config['data']}, {config['model']}, full batch, square loss (measured)")
 
 
 def _parse(argv):
@@ -270,7 +281,10 @@ def _parse(argv):
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--every", type=int, default=None, help="track every N steps")
     p.add_argument("--n", type=int, default=None, help="training examples (digits)")
-    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--width", type=int, default=None, help="MLP width (default 200, quick 48) or CNN channels "
+                                                          "(default 32)")
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                   help="mlp: tanh MLP on digits; cnn: the ReLU CNN of neurolns.models.cnn1d on MNIST-1D")
     p.add_argument("--rows", default=None, help="comma-separated subset: gd, lns8w-gd, lns8wag-gd, adam, madam, "
                                                 "lns-madam, signsgd (default: all)")
     p.add_argument("--settle", type=float, default=0.4, help="fraction of the last steps for the settled ratio")
@@ -279,6 +293,8 @@ def _parse(argv):
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
+    if args.model == "cnn":
+        cfg["width"] = 16 if args.quick else 32
     for k in ("steps", "every", "n", "width"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
@@ -289,8 +305,9 @@ def _parse(argv):
             p.error(f"--etas {args.etas!r}: allowed: comma-separated floats > 0")
     if any(not (e > 0) for e in cfg["etas"]) or cfg["steps"] < 1 or cfg["every"] < 1 or cfg["width"] < 1:
         p.error("--etas must be > 0, --steps, --every and --width >= 1")
-    if not 10 <= cfg["n"] <= 1438:
-        p.error(f"--n {cfg['n']} is out of range; allowed: 10 <= n <= 1438")
+    top = 1438 if args.model == "mlp" else 4000
+    if not 10 <= cfg["n"] <= top:
+        p.error(f"--n {cfg['n']} is out of range; allowed: 10 <= n <= {top}")
     if not 0 < args.settle <= 1:
         p.error(f"--settle {args.settle} is out of range; allowed: (0, 1]")
     args.cfg = cfg
@@ -306,12 +323,12 @@ def main(argv=None) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        data = load(cfg["n"])
+        data = load(cfg["n"], args.model)
         plan = rows(cfg["etas"], cfg, args.only)
         runs = []
         for row in plan:
             r = run_row(row, data, width=cfg["width"], steps=cfg["steps"], every=cfg["every"], seed=args.seed,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, model=args.model)
             runs.append(r)
             s = settled(r, args.settle)
             ratio = "—" if s["settled_ratio"] is None else f"{s['settled_ratio']:.3f}"
@@ -323,7 +340,9 @@ def main(argv=None) -> int:
     summary = [settled(r, args.settle) for r in runs]
     config = {**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}, "seed": args.seed,
               "settle": args.settle, "quick": args.quick, "loss": "square, (1/2n) sum ||f - y||^2",
-              "model": f"tanh MLP 64-{cfg['width']}-{cfg['width']}-10", "data": f"digits, first {cfg['n']} train"}
+              "model": (f"tanh MLP 64-{cfg['width']}-{cfg['width']}-10" if args.model == "mlp" else
+                        f"ReLU CNN, {cfg['width']} channels"),
+              "data": f"{'digits' if args.model == 'mlp' else 'MNIST-1D'}, first {cfg['n']} train"}
     out = Path(args.out)
     write_outputs(out, config, runs, summary)
     gd = [s for s in summary if s["optimizer"] == "gd" and s["lns"] == "none" and s["settled_ratio"] is not None]

@@ -179,3 +179,16 @@ def test_lns_vs_float_track_adds_sharpness_and_margin(tmp_path):
     assert rows[0]["threshold"] == ""  # Adam: its threshold is for the preconditioned sharpness, not tracked here
     with pytest.raises(SystemExit):
         lns_vs_float.main(["--quick", "--track", "sharpness", "--out", str(out)])
+
+
+@pytest.mark.slow
+def test_edge_of_stability_cnn_tiny_run(tmp_path):
+    """Invariant: --model cnn trains the MNIST-1D CNN (LNS layers included) and records its config."""
+    out = tmp_path / "cnn"
+    rc = eos.main(["--model", "cnn", "--n", "40", "--width", "4", "--steps", "4", "--every", "2", "--etas", "0.1",
+                   "--rows", "gd,lns-madam", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert [r["row"] for r in _csv(out / "summary.csv")] == ["gd-0.1", "lns8w-gd", "lns8wag-gd", "lns-madam"]
+    cfg = json.loads((out / "runs.json").read_text())["config"]
+    assert cfg["model"] == "ReLU CNN, 4 channels" and cfg["data"].startswith("MNIST-1D")
+    assert len(_csv(out / "history.csv")) == 4 * 3
