@@ -103,7 +103,8 @@ def _parse(argv):
     p.add_argument("--epochs", type=int, default=None, help="default 6 (quick 3)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--points", type=int, default=None, help=f"rates per grid, <= {GRID_POINTS} (default 7, quick 5)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small MLPs)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: 2 threads were 14-40x slower on a shared 2-core machine)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a minute or two")
     p.add_argument("--out", default="results/lr_transfer")
     p.add_argument("--no-progress", action="store_true")
