@@ -13,7 +13,7 @@ array([   3, -127,    0], dtype=int16)
 >>> check_codes(np.array([3, 200]), LNS8)
 Traceback (most recent call last):
 ...
-ValueError: codes holds 1 value(s) outside the LNS8(γ=8, bias=64, underflow=zero) code range; the first is 200 at index (1,); allowed: -127 <= code <= 127
+ValueError: codes holds 1 value(s) out of range for LNS8(γ=8, bias=64, underflow=zero); the first is 200 at index (1,); allowed: -127 <= code <= 127
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _code_range_error(c: np.ndarray, fmt: LNSFormat, name: str) -> ValueError:
     idx = first_index(bad)
     value = int(c[idx]) if c.ndim else int(c)
     return ValueError(
-        f"{name} holds {int(bad.sum())} value(s) outside the {fmt} code range; the first is {value} "
+        f"{name} holds {int(bad.sum())} value(s) out of range for {fmt}; the first is {value} "
         f"at index {idx}; allowed: {-fmt.max_code} <= code <= {fmt.max_code}"
     )
 

@@ -32,7 +32,9 @@ import numpy as np
 
 from neurolns.formats import LNSFormat, Rounding
 from neurolns.lns import _codec_kernels as _k
-from neurolns.lns._reference import decode_reference, encode_reference, wider_than_float64
+from neurolns.lns._exact import exp2_floor, exp2_table
+from neurolns.lns._reference import decode_reference, encode_reference, log2_scale_of, wider_than_float64
+from neurolns.lns.checks import check_codes, check_scale, first_index
 
 __all__ = ["encode", "decode", "encode_codes", "decode_codes", "choose_scale", "quantize", "as_rng"]
 
@@ -108,11 +110,35 @@ def choose_scale(x, fmt: LNSFormat, *, channel_axis: int | None = None) -> np.nd
             raise ValueError(f"channel_axis={channel_axis} is out of range for an array of ndim {a.ndim}")
         axes = tuple(i for i in range(a.ndim) if i != ax)
         amax = a.max(axis=axes, keepdims=True) if a.size else np.zeros([1] * a.ndim)
-    with np.errstate(divide="ignore"):
-        k = np.ceil(np.log2(amax) - fmt.e_max / fmt.gamma)
-    # keep the scale a normal float64 (subnormal inputs would otherwise give 2**-1081 = 0)
-    k = np.clip(np.where(amax > 0, k, 0.0), -1022.0, 1023.0)
-    return np.exp2(k)
+    return np.ldexp(1.0, scale_exponent(amax, fmt)).astype(np.float64)
+
+
+def scale_threshold(fmt: LNSFormat, precision: int) -> tuple[int, float]:
+    """``(Q, thr)`` with ``e_max = Qγ + R`` and ``thr`` the largest ``precision``-bit
+    float ``≤ 2^(R/γ)`` (exactly, from :func:`neurolns.lns._exact.exp2_floor`)."""
+    q, r = divmod(fmt.e_max, fmt.gamma)
+    if r == 0:
+        return q, 1.0
+    h = exp2_floor(fmt.gamma)[r]  # ⌊2^(r/γ)·2^128⌋; 2^(r/γ) is irrational, so truncation rounds down
+    n = h >> (128 - (precision - 1))
+    return q, float(np.ldexp(float(n), -(precision - 1)))
+
+
+def scale_exponent(amax, fmt: LNSFormat) -> np.ndarray:
+    """``k = ⌈log2 amax − e_max/γ⌉`` decided exactly (0 where ``amax`` is 0), clipped to
+    ``[-1022, 1023]`` so that ``2**k`` is a normal float64.
+
+    With ``amax = 2^E·μ`` (``1 ≤ μ < 2``) and ``e_max = Qγ + R``:
+    ``k = E − Q + [μ > 2^(R/γ)]``, and ``μ > 2^(R/γ)`` holds exactly when ``μ``
+    exceeds the largest float64 at or below ``2^(R/γ)`` (``μ`` is a float64).
+    No ``log2`` is evaluated, so the scale is the same on every machine.
+    """
+    amax = np.asarray(amax, dtype=np.float64)
+    mant, ex = np.frexp(amax)  # amax = mant·2^ex, mant in [0.5, 1): μ = 2·mant, E = ex − 1
+    q, thr = scale_threshold(fmt, 53)
+    k = (ex - 1) - q + (2.0 * mant > thr)
+    k = np.where(amax > 0, k, 0)
+    return np.clip(k, -1022, 1023).astype(np.int64)
 
 
 def _resolve_scale(x: np.ndarray, fmt: LNSFormat, scale, channel_axis) -> np.ndarray:
@@ -120,9 +146,7 @@ def _resolve_scale(x: np.ndarray, fmt: LNSFormat, scale, channel_axis) -> np.nda
         return choose_scale(x, fmt, channel_axis=channel_axis)
     if channel_axis is not None:
         raise ValueError("give either scale or channel_axis, not both (channel_axis picks scales)")
-    s = np.asarray(scale, dtype=np.float64)
-    if not np.all(np.isfinite(s)) or not np.all(s > 0):
-        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+    s = check_scale(scale)
     try:
         shape = np.broadcast_shapes(s.shape, x.shape)
     except ValueError:
@@ -242,20 +266,20 @@ def encode_codes(
         check_out(out, x.shape, fmt.code_dtype)
     s = _resolve_scale(x, fmt, scale, None)
     u = as_rng(seed).random(x.size) if rounding == Rounding.STOCHASTIC else np.zeros(1)
-    log2s = np.log2(s)
     if reference:
-        codes = encode_reference(x, fmt, log2s, rounding, u)
+        codes = encode_reference(x, fmt, s, rounding, u)
         n_nan = int(np.isnan(x).sum())
         n_inf = int(np.isinf(x).sum())
         if out is not None:
             np.copyto(out, codes)
             codes = out
     else:
+        log2s, pow2 = log2_scale_of(s)
         flat = np.ascontiguousarray(x).reshape(-1)
         buf, direct = out_buffer(out, flat.size, fmt.code_dtype, (flat,))
         n_nan, n_inf = _k.encode_kernel(
-            flat, _flat_scale(log2s, x.shape), float(fmt.gamma), fmt.bias, fmt.e_min, fmt.e_max,
-            fmt.underflow.value == "saturate", rounding == Rounding.STOCHASTIC, u, buf,
+            flat, _flat_scale(s, x.shape), _flat_scale(log2s, x.shape), pow2, float(fmt.gamma), fmt.bias,
+            fmt.e_min, fmt.e_max, fmt.underflow.value == "saturate", rounding == Rounding.STOCHASTIC, u, buf,
         )
         codes = buf.reshape(x.shape)
         if out is not None:
@@ -273,21 +297,48 @@ def encode_codes(
     return codes
 
 
-@lru_cache(maxsize=32)
-def decode_table(fmt: LNSFormat) -> np.ndarray:
-    """``table[m] = 2**((m - β)/γ)`` for ``m = 0..max_code`` with ``table[0] = 0``."""
-    m = np.arange(fmt.max_code + 1, dtype=np.float64)
-    t = np.exp2((m - fmt.bias) / fmt.gamma)
-    t[0] = 0.0
-    t.setflags(write=False)
-    return t
+def decode_table(fmt: LNSFormat, dtype=np.float64) -> np.ndarray:
+    """``table[m]`` = the correctly rounded ``2**((m - β)/γ)`` in ``dtype`` for
+    ``m = 1..max_code``, ``table[0] = 0`` (read-only; cached per format).
+
+    Computed once from exact integers (:func:`neurolns.lns._exact.exp2_table`),
+    never with ``exp2``: the same bits on every machine. Entries below the
+    dtype's range are 0 or subnormal, above it ``inf`` (IEEE rounding).
+
+    >>> from neurolns import LNS8
+    >>> decode_table(LNS8)[[0, 64, 72, 77]]
+    array([0.        , 1.        , 2.        , 3.08442165])
+    """
+    return exp2_table(fmt.gamma, fmt.bias, fmt.max_code, np.dtype(dtype).name, 0)
+
+
+def _value_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype whose correctly rounded table serves ``dtype``: itself for float32/float64."""
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
 @lru_cache(maxsize=16)
-def _pattern_values(fmt: LNSFormat, scale: float, code_dtype: np.dtype, dtype: np.dtype) -> np.ndarray:
-    """Values of every bit pattern of ``code_dtype`` at one scale (see :func:`_k.pattern_values`);
-    16 tables of 16-bit codes in float64 hold 8 MiB at most."""
-    return _k.pattern_values(decode_table(fmt), scale, code_dtype, dtype)
+def _pattern_values(fmt: LNSFormat, log2_scale: int, code_dtype: np.dtype, dtype: np.dtype) -> np.ndarray:
+    """Values of every bit pattern of ``code_dtype`` at the scale ``2**log2_scale``, correctly
+    rounded in ``dtype`` (see :func:`_k.pattern_values`); 16 tables of 16-bit codes in float64
+    hold 8 MiB at most."""
+    table = exp2_table(fmt.gamma, fmt.bias, fmt.max_code, _value_dtype(dtype).name, int(log2_scale))
+    return _k.pattern_values(table, 1.0, code_dtype, dtype)
+
+
+def _raise_bad_codes(c: np.ndarray, fmt: LNSFormat) -> None:
+    check_codes(c, fmt)  # raises with the first bad index
+    raise AssertionError("unreachable: a kernel counted a bad code that check_codes accepts")  # pragma: no cover
+
+
+def _decode_pow2_normal(fmt: LNSFormat, fs: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether ``table[m]·σ`` stays in ``dtype``'s normal range for every code (then the
+    product of the correctly rounded table and a power-of-two ``σ`` is exact)."""
+    fi = np.finfo(dtype)
+    lo_e = (1 - fmt.bias) / fmt.gamma  # log2 of the smallest magnitude, at scale 1
+    hi_e = fmt.e_max / fmt.gamma
+    ls = np.log2(fs)  # exact for powers of two
+    return bool(lo_e + ls.min() >= fi.minexp + 1 and hi_e + ls.max() < fi.maxexp - 1)
 
 
 def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=None, reference: bool = False,
@@ -311,7 +362,20 @@ def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=None, reference: boo
     Returns
     -------
     numpy.ndarray of ``dtype`` with the shape of ``codes`` (``out`` when given).
-    The values are the float64 ones rounded once to ``dtype``.
+    With a power-of-two ``σ`` every value is the correctly rounded
+    ``σ·2**((|c| - β)/γ)`` in ``dtype`` (float32 and float64; ties to even,
+    subnormals rounded once, overflow to ``inf``). With any other ``σ`` it is
+    the correctly rounded float64 ``2**((|c| - β)/γ)`` times ``σ`` in float64
+    (one more rounding, at most half an ulp), then rounded to ``dtype``.
+
+    Raises
+    ------
+    TypeError
+        If ``codes`` is not an integer array or ``dtype`` not a float dtype.
+    ValueError
+        If a code lies outside ``±fmt.max_code`` (naming the first, by index;
+        ``out`` is then left in an unspecified state), or ``scale`` is not
+        finite and positive, or does not broadcast to the codes.
 
     Examples
     --------
@@ -326,7 +390,7 @@ def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=None, reference: boo
     """
     fmt = _check_format(fmt)
     c = np.asarray(codes)
-    if c.dtype.kind not in "iu":
+    if c.dtype.kind not in "iu" or c.dtype == np.bool_:
         raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
     if dtype is None:
         dtype = out.dtype if isinstance(out, np.ndarray) else np.float64
@@ -335,28 +399,48 @@ def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=None, reference: boo
         raise TypeError(f"dtype must be a float dtype, got {dtype}")
     if out is not None:
         check_out(out, c.shape, dtype)
-    s = np.asarray(scale, dtype=np.float64)
+    s = check_scale(scale)
+    try:
+        shape = np.broadcast_shapes(c.shape, s.shape)
+    except ValueError:
+        shape = None
+    if shape != c.shape:
+        raise ValueError(f"scale of shape {s.shape} does not broadcast to the codes' shape {c.shape}")
     if reference:
-        values = decode_reference(c, fmt, s).astype(dtype, copy=False)
+        check_codes(c, fmt)
+        values = decode_reference(c, fmt, s, _value_dtype(dtype)).astype(dtype, copy=False)
         if out is None:
             return values
         np.copyto(out, values)
         return out
-    shape = np.broadcast_shapes(c.shape, s.shape)
-    if shape != c.shape:
-        raise ValueError(f"scale of shape {s.shape} does not broadcast to the codes' shape {c.shape}")
     flat = np.ascontiguousarray(c).reshape(-1)
     buf, direct = out_buffer(out, flat.size, dtype, (flat,))
     fs = _flat_scale(s, c.shape)
-    if wider_than_float64(fmt):  # rare formats: split 2**(e/γ) so it cannot overflow alone
-        np.copyto(buf, decode_reference(flat, fmt, np.broadcast_to(s, c.shape).reshape(-1)), casting="unsafe")
-    elif fmt.bits > _TABLE_MAX_BITS:
-        _k.pick(_k.decode_exp2_kernel, _k.decode_exp2_serial, flat.size)(flat, float(fmt.gamma), fmt.bias, fs, buf)
-    elif fs.size == 1 and flat.dtype.kind == "i" and flat.dtype.itemsize <= 2 and flat.size > 4 << (8 * flat.dtype.itemsize):
-        # one scale, 8/16-bit codes: look the bit patterns up (a table of 2**bits values)
-        _k.decode_lut(flat, _pattern_values(fmt, float(fs[0]), flat.dtype, dtype), buf)
-    else:
-        _k.decode_kernel(flat, decode_table(fmt), fs, buf)
+    log2s, pow2 = log2_scale_of(fs)
+    vdt = _value_dtype(dtype)
+    if pow2 and fs.size == 1 and fmt.bits <= _TABLE_MAX_BITS:
+        ls = int(log2s[0])
+        if flat.dtype.kind == "i" and flat.dtype.itemsize <= 2 and flat.size > 4 << (8 * flat.dtype.itemsize):
+            # 8/16-bit codes: look the bit patterns up (a table of 2**bits values, scale folded in)
+            lo, hi = _k.decode_lut(flat, _pattern_values(fmt, ls, flat.dtype, dtype), buf)
+            bad = lo < -fmt.max_code or hi > fmt.max_code
+        else:
+            table = exp2_table(fmt.gamma, fmt.bias, fmt.max_code, vdt.name, ls)
+            bad = _k.decode_kernel(flat, table, np.ones(1), fmt.max_code, buf)
+    elif pow2 and fmt.bits <= _TABLE_MAX_BITS and _decode_pow2_normal(fmt, fs, vdt):
+        bad = _k.decode_kernel(flat, decode_table(fmt, vdt), fs, fmt.max_code, buf)
+    elif pow2 and fs.size == 1:  # too wide to tabulate: correctly rounded mantissas, exact ldexp
+        mant = exp2_table(fmt.gamma, 0, fmt.gamma - 1, vdt.name, 0)[:fmt.gamma].copy()
+        mant[0] = 1.0
+        bad = _k.decode_wide(flat, mant, fmt.gamma, fmt.bias, int(log2s[0]), vdt, fmt.max_code, buf)
+    elif not pow2 and fmt.bits <= _TABLE_MAX_BITS and not wider_than_float64(fmt):
+        bad = _k.decode_kernel(flat, decode_table(fmt), fs, fmt.max_code, buf)
+    else:  # rare: per-element scales at the edge of the range, or wide formats at odd scales
+        check_codes(flat, fmt)
+        np.copyto(buf, decode_reference(flat, fmt, np.broadcast_to(s, c.shape).reshape(-1), vdt), casting="unsafe")
+        bad = 0
+    if bad:
+        _raise_bad_codes(c, fmt)
     values = buf.reshape(c.shape)
     if out is None:
         return values
