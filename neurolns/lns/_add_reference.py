@@ -39,6 +39,7 @@ import math
 import numpy as np
 
 from neurolns.formats import LNSFormat, Underflow
+from neurolns.lns._exact import gauss_log_rint
 
 _LN2 = math.log(2.0)
 
@@ -67,7 +68,7 @@ def cutoff(gamma: int) -> int:
     """
     x = -math.expm1(-_LN2 / (2.0 * gamma))  # 1 - 2**(-1/(2γ)), below 2**(1/(2γ)) - 1
     d = max(1, int(math.floor(-gamma * math.log2(x))) - 2)
-    while abs(float(np.rint(phi_minus(d, gamma)))) > 0 or float(np.rint(phi_plus(d, gamma))) > 0:
+    while gauss_log_rint(d, gamma, False) != 0 or gauss_log_rint(d, gamma, True) != 0:
         d += 1
     return d
 
@@ -93,6 +94,22 @@ def default_table_size(gamma: int) -> int:
     """
     n = cutoff(gamma) / math.sqrt(gamma)
     return max(8, 1 << int(math.ceil(math.log2(n))))
+
+
+#: fractional bits of the stored samples of the lookup-table adder (fixed point, as in
+#: hardware): 2^-24 code is far below the interpolation error, and the samples are
+#: decided exactly, so the table is the same on every machine
+LUT_SAMPLE_BITS = 24
+
+
+def _sample_plus(d, gamma):
+    """``Φ+`` at sample points ``d``, rounded exactly to :data:`LUT_SAMPLE_BITS` fractional bits."""
+    return gauss_log_rint(d, gamma, True, LUT_SAMPLE_BITS) / float(1 << LUT_SAMPLE_BITS)
+
+
+def _sample_minus(d, gamma):
+    """``Φ−`` at sample points ``d ≥ 1``, rounded exactly to :data:`LUT_SAMPLE_BITS` fractional bits."""
+    return gauss_log_rint(d, gamma, False, LUT_SAMPLE_BITS) / float(1 << LUT_SAMPLE_BITS)
 
 
 def _lut_interp(d, gamma: int, step_log2: int, fn, first: int) -> np.ndarray:
@@ -129,15 +146,15 @@ def correction_reference(d, gamma: int, mode: str, same_sign, table_size: int | 
     span = cutoff(gamma)
     big = -(1 << 40)
     with np.errstate(invalid="ignore"):
-        ex_minus = np.where(d > 0, np.rint(phi_minus(np.maximum(d, 1), gamma)), big)
+        ex_minus = np.where(d > 0, gauss_log_rint(np.maximum(d, 1), gamma, False), big)
     if mode == "exact":
-        plus = np.rint(phi_plus(d, gamma))
+        plus = gauss_log_rint(d, gamma, True)
         minus = ex_minus
     elif mode == "lut":
         s = lut_step_log2(gamma, table_size or default_table_size(gamma))
-        plus = np.rint(_lut_interp(d, gamma, s, phi_plus, 0))
+        plus = np.rint(_lut_interp(d, gamma, s, _sample_plus, 0))
         # Φ- is interpolated from d = γ on; below, the small exact table.
-        minus = np.where(d < gamma, ex_minus, np.rint(_lut_interp(np.maximum(d, gamma), gamma, s, phi_minus, gamma)))
+        minus = np.where(d < gamma, ex_minus, np.rint(_lut_interp(np.maximum(d, gamma), gamma, s, _sample_minus, gamma)))
     elif mode == "mitchell":
         x = _mitchell_antilog(d, gamma)  # γ · 2**z in codes, truncated
         plus = x  # log2(1 + x) ≈ x on [1, 2)

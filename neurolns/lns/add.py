@@ -39,6 +39,7 @@ from functools import lru_cache
 import numpy as np
 
 from neurolns._jit import use_parallel
+from neurolns.lns.checks import check_codes, first_index
 from neurolns.formats import LNSFormat, Underflow, _StrEnum
 from neurolns.lns import _add_kernels as _k
 from neurolns.lns import _add_reference as _ref
@@ -223,9 +224,8 @@ def add_codes(ca, cb, fmt: LNSFormat, *, mode: AddMode | str = "exact", table_si
     a = np.asarray(ca)
     b = np.asarray(cb)
     for name, arr in (("ca", a), ("cb", b)):
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"{name} must hold integer codes, got dtype {arr.dtype}")
-    sh = np.asarray(shift, dtype=np.int64)
+        check_codes(arr, fmt, name=name)
+    sh = _check_shift(shift, fmt)
     shape = np.broadcast_shapes(a.shape, b.shape, sh.shape)
     if reference or _cutoff(fmt.gamma) + 1 > _MAX_TABLE:
         return _ref.add_codes_reference(
@@ -249,6 +249,20 @@ def add_codes(ca, cb, fmt: LNSFormat, *, mode: AddMode | str = "exact", table_si
     return out.reshape(shape)
 
 
+def _check_shift(shift, fmt: LNSFormat) -> np.ndarray:
+    """Integer code shifts as int64, refused past ``±2**31`` (the kernels add them to
+    codes in int64; any real scale ratio of float64 scales is far inside)."""
+    sh = np.asarray(shift)
+    if sh.dtype.kind not in "iu" or sh.dtype == np.bool_:
+        raise TypeError(f"shift must be an integer or an integer array, got dtype {sh.dtype}")
+    lim = 1 << 31
+    if sh.size and (int(sh.min()) < -lim or int(sh.max()) > lim):
+        bad = (sh < -lim) | (sh > lim)
+        idx = first_index(bad)
+        raise ValueError(f"shift={int(sh[idx])} at index {idx} is out of range; allowed: {-lim} <= shift <= {lim}")
+    return sh.astype(np.int64)
+
+
 def _align(a, b):
     """``b``'s codes and the field shift that put it on ``a``'s format and scale."""
     from neurolns.lns.codec import encode_codes
@@ -257,9 +271,9 @@ def _align(a, b):
     if b.format != fmt:
         b = b.astype(fmt)
     ratio = np.asarray(b.scale / a.scale, dtype=np.float64)
-    k = np.rint(np.log2(ratio))
-    if np.all(np.exp2(k) == ratio):
-        return b.codes, (k * fmt.gamma).astype(np.int64)
+    mant, ex = np.frexp(ratio)  # exact, unlike log2/exp2: a power of two has mantissa 1/2
+    if np.all(mant == 0.5):
+        return b.codes, (ex.astype(np.int64) - 1) * fmt.gamma
     # Not a power-of-two ratio: b is rounded once onto a's scale grid.
     shape = np.broadcast_shapes(a.shape, b.shape)
     s = np.broadcast_to(a.scale, shape)

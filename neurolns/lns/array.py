@@ -18,6 +18,7 @@ import zipfile
 
 import numpy as np
 
+from neurolns.lns.checks import check_codes, check_scale
 from neurolns.formats import LNSFormat, Rounding, Underflow
 
 __all__ = ["LNSArray", "save", "load"]
@@ -55,12 +56,8 @@ class LNSArray:
         codes = np.asarray(codes)
         scale = np.asarray(scale, dtype=np.float64)
         if not _trusted:
-            if codes.dtype.kind not in "iu":
-                raise TypeError(f"codes must be integers, got dtype {codes.dtype}")
-            if codes.size and int(np.abs(codes.astype(np.int64)).max()) > fmt.max_code:
-                raise ValueError(f"codes out of range for {fmt}: |c| must be <= {fmt.max_code}")
-            if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
-                raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+            codes = check_codes(codes, fmt)
+            scale = check_scale(scale)
             if np.broadcast_shapes(scale.shape, codes.shape) != codes.shape:
                 raise ValueError(f"scale of shape {scale.shape} does not broadcast to codes of shape {codes.shape}")
             codes = codes.astype(fmt.code_dtype, copy=False)

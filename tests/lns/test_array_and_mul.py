@@ -109,7 +109,7 @@ def test_constructor_validates():
     """Out-of-range codes, float codes and non-positive scales are refused."""
     with pytest.raises(ValueError, match="out of range"):
         LNSArray(np.array([128]), LNS8)
-    with pytest.raises(TypeError, match="integers"):
+    with pytest.raises(TypeError, match="integer"):
         LNSArray(np.array([1.0]), LNS8)
     with pytest.raises(ValueError, match="scale"):
         LNSArray(np.array([1]), LNS8, scale=-1.0)
