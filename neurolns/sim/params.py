@@ -82,18 +82,20 @@ def storage_kwargs(weights="fp32", *, forward_format=None, update_gamma: int = 1
 
 
 @lru_cache(maxsize=64)
-def forward_table(master: LNSFormat, forward: LNSFormat | None) -> np.ndarray:
+def forward_table(master: LNSFormat, forward: LNSFormat | None, dtype=np.float64) -> np.ndarray:
     """``table[m]``: the forward-format magnitude (scale 1) of master field value ``m``.
 
     Built with the core's own re-gridding (:meth:`LNSArray.astype`, nearest,
-    ties to even), so the table path is bit-identical to
-    ``decode(LNSArray(codes, master, scale).astype(forward))``.
+    ties to even) and decoding (correctly rounded in ``dtype``), so the table
+    path is bit-identical to ``decode(LNSArray(codes, master, scale).astype(forward), dtype)``
+    for power-of-two scales: a float32 table times a power of two is exact,
+    where a float64 value rounded again to float32 could be off in a tie.
     """
     m = np.arange(master.max_code + 1, dtype=np.int64)
     a = LNSArray(m.astype(master.code_dtype), master, 1.0)
     if forward is not None and forward != master:
         a = a.astype(forward)
-    t = a.decode(np.float64)
+    t = a.decode(dtype)
     t.setflags(write=False)
     return t
 
@@ -210,7 +212,7 @@ class Param:
             if self.forward_format is None:
                 return self.data
             return quantize(self.data, self.forward_format).astype(np.float32)
-        table = forward_table(self.master_format, self.forward_format)
+        table = forward_table(self.master_format, self.forward_format, np.float32)
         if reference:
             self._check_codes()
             return _ref.codes_to_values(self.data, table, self.scale).astype(np.float32)

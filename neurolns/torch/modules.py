@@ -126,13 +126,11 @@ def _grid_forward_numba(w: torch.Tensor, master: LNSFormat, forward, scale: floa
 def _f32_table(master: LNSFormat, forward) -> np.ndarray:
     from neurolns.sim import forward_table
 
-    return forward_table(master, forward).astype(np.float32)
+    return forward_table(master, forward, np.float32)
 
 
 def _forward_table(master: LNSFormat, forward: LNSFormat | None, device) -> torch.Tensor:
-    from neurolns.sim import forward_table  # the simulator's own re-gridding table
-
-    return _on(forward_table(master, forward), device, torch.float32)
+    return _on(_f32_table(master, forward), device)  # the simulator's own re-gridding table
 
 
 class _LNSMixin:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
 from neurolns.formats import LNS8, LNSFormat, Underflow
@@ -505,7 +506,7 @@ class LNSMadam(_MadamBase):
         sg = torch.where(c > 0, 1, -1)
         m = torch.minimum(torch.clamp_min(c.abs() - k * q * sg, 1), cap)
         c_new = torch.where(c == 0, torch.zeros_like(m), sg * m)  # zero stays zero
-        v = _on(decode_table(fmt), c.device, torch.float32)[m] * scale
+        v = _on(decode_table(fmt, np.float32), c.device)[m] * scale  # correctly rounded float32
         new = torch.where(c_new == 0, torch.zeros_like(v), torch.where(sg < 0, -v, v))
         sizes = [p.numel() for p in ps]
         torch._foreach_copy_(ps, [x.view(p.shape) for x, p in zip(new.split(sizes), ps)])

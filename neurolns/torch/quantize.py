@@ -40,8 +40,10 @@ import torch
 
 from neurolns.formats import LNSFormat, Rounding, Underflow, _StrEnum
 from neurolns.lns import decode_codes, encode_codes
+from neurolns.lns._exact import exact_exponent, exp2_direction, exp2_table, threshold_ceilings
 from neurolns.lns._reference import wider_than_float64
-from neurolns.lns.codec import decode_table
+from neurolns.lns.checks import check_codes, check_scale
+from neurolns.lns.codec import scale_threshold
 
 __all__ = [
     "Backend",
@@ -90,32 +92,16 @@ def _check_tensor(t) -> torch.Tensor:
 def mantissa_thresholds(gamma: int) -> np.ndarray:
     """float32 mantissas ``T_j`` (``j = 0..γ−1``) at which ``rint(γ log2 2m)`` reaches ``j+1``.
 
-    For ``m`` in ``[0.5, 1)``: ``rint(γ log2 2m) = #{j : m ≥ T_j}``. Each
-    threshold starts at the float32 nearest ``2^((j+½)/γ − 1)`` and is moved
-    by single ulps until the core codec (:func:`neurolns.lns.encode_codes` at
-    scale 1) agrees that ``T_j`` rounds up and its predecessor does not.
+    For ``m`` in ``[0.5, 1)``: ``rint(γ log2 2m) = #{j : m ≥ T_j}``, with
+    ``T_j = (2^23 + ⌈(2^((j+½)/γ) − 1)·2^23⌉)/2^24`` — the first float32 at or
+    above the irrational boundary ``2^((j+½)/γ − 1)``, from the exact integer
+    ceilings of :func:`neurolns.lns._exact.threshold_ceilings`.
 
     >>> mantissa_thresholds(1)        # rint(log2 2m) = 1 from the float32 above 2**-0.5 on
     array([0.7071068], dtype=float32)
     """
-    fmt = LNSFormat(bits=32, gamma=int(gamma))
-
-    def rounds_up(m, j):
-        # code of 2m at scale 1 is e + bias with e = rint(γ log2 2m)
-        e = encode_codes((2.0 * m).astype(np.float32), fmt).astype(np.int64) - fmt.bias
-        return e >= j + 1
-
-    j = np.arange(gamma, dtype=np.int64)
-    t = np.exp2((j + 0.5) / gamma - 1.0).astype(np.float32)
-    for _ in range(64):  # converges in one or two moves; bounded for safety
-        up = rounds_up(t, j)
-        prev = np.nextafter(t, np.float32(0.0))
-        prev_up = rounds_up(prev, j)
-        if np.all(up & ~prev_up):
-            break
-        t = np.where(~up, np.nextafter(t, np.float32(1.0)), np.where(prev_up, prev, t)).astype(np.float32)
-    else:  # pragma: no cover - the codec is monotone, so this cannot happen
-        raise RuntimeError(f"mantissa thresholds for gamma={gamma} did not converge")
+    c = threshold_ceilings(int(gamma), 23)
+    t = np.ldexp((np.int64(1) << 23) + c, -24).astype(np.float32)  # exact: 24 significant bits
     t.setflags(write=False)
     return t
 
@@ -169,13 +155,20 @@ def choose_scale(t: torch.Tensor, fmt: LNSFormat, *, channel_axis: int | None = 
 
 
 def _pow2_scale(amax: torch.Tensor, fmt: LNSFormat) -> torch.Tensor:
-    """``2^ceil(log2 amax − e_max/γ)`` in float64 (1 where ``amax`` is 0), ``k`` clipped to
-    [−1022, 1023] as the core's ``choose_scale``: the scale stays a normal float64 even for
-    formats spanning more octaves than float64 (e.g. 16 bits at γ = 8)."""
+    """``2^k``, ``k = ⌈log2 amax − e_max/γ⌉`` decided exactly as the core's
+    :func:`neurolns.lns.codec.scale_exponent` (1 where ``amax`` is 0), ``k`` clipped to
+    [−1022, 1023]; float64, built from its bits (no ``log2``/``exp2`` on the device)."""
     amax = amax.to(torch.float64)
-    k = torch.ceil(torch.log2(amax) - fmt.e_max / fmt.gamma)
-    k = torch.where(amax > 0, k, torch.zeros_like(k)).clamp(-1022.0, 1023.0)
-    return torch.exp2(k)
+    mant, ex = torch.frexp(amax)
+    q, thr = scale_threshold(fmt, 53)
+    k = (ex.to(torch.int64) - 1) - q + (2.0 * mant > thr).to(torch.int64)
+    k = torch.where(amax > 0, k, torch.zeros_like(k)).clamp(-1022, 1023)
+    return _pow2(k)
+
+
+def _pow2(k: torch.Tensor) -> torch.Tensor:
+    """``2.0**k`` in float64 for integer ``k`` in the normal range, from the bits."""
+    return ((k + 1023) << 52).view(torch.float64)
 
 
 def _cpu_max_abs_if_finite(t: torch.Tensor) -> float | None:
@@ -206,7 +199,7 @@ def _scale_tensor(t: torch.Tensor, fmt: LNSFormat, scale, channel_axis) -> tuple
     if shape != t.shape:
         raise ValueError(f"scale of shape {tuple(s.shape)} would broadcast the data's shape {tuple(t.shape)} to {tuple(shape)}")
     if not bool(torch.all(torch.isfinite(s) & (s > 0))):
-        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+        check_scale(s.cpu().numpy())  # raises, naming the first bad entry
     pow2 = bool(torch.all(torch.frexp(s).mantissa == 0.5))
     return s, pow2
 
@@ -224,42 +217,73 @@ def _finish(e: torch.Tensor, a: torch.Tensor, neg: torch.Tensor, fmt: LNSFormat,
     return torch.where(neg, -m, m).to(code_dtype)
 
 
-def _exponents_pow2(a32: torch.Tensor, fmt: LNSFormat, log2s: torch.Tensor) -> torch.Tensor:
-    """Nearest exponent codes of float32 magnitudes at a power-of-two scale (int64).
+def _exponents_pow2(a: torch.Tensor, fmt: LNSFormat, log2s: torch.Tensor) -> torch.Tensor:
+    """Nearest exponent codes of finite magnitudes at a power-of-two scale (int64), exactly.
 
-    ``r(m)`` is first estimated from a float32 ``log2`` (off by at most one
-    step: its error is below ``γ·2^-23 ≤ 1/8``), then set exactly by comparing
-    the mantissa with the two thresholds around the estimate.
+    ``a = μ·2^E`` (``torch.frexp``: ``μ`` in ``[0.5, 1)``, subnormals too); the
+    mantissa field of ``2μ`` is counted against the exact integer ceilings of
+    the rounding thresholds (:func:`neurolns.lns._exact.threshold_ceilings`):
+    ``e = γ(E − 1 − s) + #{k : m ≥ ⌈T_k⌉}``. float32 magnitudes use the 23-bit
+    table, float64 the 52-bit one. NaN/inf are fixed up by the caller.
     """
-    mant, ex = torch.frexp(a32)
-    mant = torch.nan_to_num(mant, nan=0.5, posinf=0.5, neginf=0.5)  # NaN/inf are fixed up by the caller
-    g = fmt.gamma
-    ext = _on(_extended_thresholds(g), a32.device)
-    k = torch.floor(torch.log2(mant * 2.0) * g + 0.5).clamp_(0, g).to(torch.int64)
-    r = k - (mant < ext[k]).to(torch.int64) + (mant >= ext[k + 1]).to(torch.int64)
-    return (ex.to(torch.int64) - 1 - log2s) * g + r
+    bits = 52 if a.dtype == torch.float64 else 23
+    work = torch.float64 if bits == 52 else torch.float32
+    mant, ex = torch.frexp(a.to(work))
+    mant = torch.nan_to_num(mant, nan=0.5, posinf=0.5, neginf=0.5)
+    field = (mant.to(torch.float64) * float(1 << (bits + 1))).to(torch.int64) - (1 << bits)
+    field = field.clamp_(0, (1 << bits) - 1)  # zeros give mantissa 0: fixed up by the caller
+    thr = _on(threshold_ceilings(fmt.gamma, bits), a.device)
+    r = torch.searchsorted(thr, field, right=True)
+    return (ex.to(torch.int64) - 1 - log2s) * fmt.gamma + r
 
 
-@lru_cache(maxsize=16)
-def _extended_thresholds(gamma: int) -> np.ndarray:
-    """``[-1, T_0, ..., T_{γ-1}, 2]``: the bounds of ``r = k`` are entries ``k`` and ``k+1``."""
-    t = np.concatenate([[-1.0], mantissa_thresholds(gamma), [2.0]]).astype(np.float32)
-    t.setflags(write=False)
-    return t
+#: as the core's guard (:data:`neurolns.lns._codec_kernels._GUARD`)
+_GUARD = 2.0 ** -42
 
 
 def _exponents_f64(a: torch.Tensor, fmt: LNSFormat, s: torch.Tensor, rounding: Rounding, generator) -> torch.Tensor:
-    """``t = γ (log2|x| − log2 σ)`` in float64, rounded nearest or stochastically (int64)."""
-    t = fmt.gamma * (torch.log2(a.to(torch.float64)) - torch.log2(s))
+    """``t = γ (log2|x| − log2 σ)`` in float64, rounded nearest or stochastically (int64).
+
+    Values whose ``t`` lies within a guard of a rounding boundary are decided
+    again exactly on the host (:func:`neurolns.lns._exact.exact_exponent`), as
+    the core codec does; checking for them reads one flag back from the device.
+    """
+    a64 = a.to(torch.float64)
+    lg = torch.log2(a64)
+    ls = torch.log2(s)
+    t = fmt.gamma * (lg - ls)
+    g = (fmt.gamma * (lg.abs() + ls.abs()) + 1.0) * _GUARD
     if rounding == Rounding.NEAREST:
         e = torch.round(t)  # half to even, as np.rint
+        undecided = ((t - e).abs() - 0.5).abs() < g
+        u = None
     else:
-        fl = torch.floor(t)
         u = torch.rand(t.shape, generator=generator, dtype=torch.float64, device=t.device)
-        e = fl + (u < (t - fl)).to(torch.float64)
+        k = torch.round(t)
+        near = (t - k).abs() < g
+        fl = torch.floor(t)
+        f = t - fl
+        e = torch.where(near, k, fl + (u < f).to(torch.float64))
+        undecided = torch.where(near, (u < 2 * g) | (u >= 1 - 2 * g), (f - u).abs() < g)
+    undecided &= torch.isfinite(a64) & (a64 > 0)
+    if bool(undecided.any()):
+        e = _decide_exactly(e, undecided, a64, s, fmt, u)
     # ±inf and 0 give non-finite t: park them inside the int64 range (fixed up by the caller)
     e = torch.nan_to_num(e, nan=0.0, posinf=float(fmt.e_max) + 1, neginf=float(fmt.e_min) - 1)
+    e = e.clamp(float(fmt.e_min) - 1, float(fmt.e_max) + 1)
     return e.to(torch.int64)
+
+
+def _decide_exactly(e, undecided, a64, s, fmt, u):
+    """Replace the flagged entries of ``e`` by their exact exponents (host decimal arithmetic)."""
+    idx = torch.nonzero(undecided.reshape(-1)).reshape(-1)
+    av = a64.reshape(-1)[idx].cpu().tolist()
+    sv = s.expand(a64.shape).reshape(-1)[idx].cpu().tolist()
+    uv = u.reshape(-1)[idx].cpu().tolist() if u is not None else [0.0] * len(av)
+    exact = [exact_exponent(x, sig, fmt.gamma, u is not None, ui) for x, sig, ui in zip(av, sv, uv)]
+    flat = e.reshape(-1).clone()
+    flat[idx] = torch.tensor(exact, dtype=torch.float64).clamp(float(fmt.e_min) - 1, float(fmt.e_max) + 1).to(flat.device)
+    return flat.reshape(e.shape)
 
 
 def _use_numba(t: torch.Tensor, backend) -> bool:
@@ -315,11 +339,10 @@ def _codes(t, fmt, scale, channel_axis, rounding, generator, check_nan: bool, ba
         return _codes_numba(t, fmt, s, rounding, generator), s
     a = t.abs()
     neg = t < 0
-    if rounding == Rounding.NEAREST and pow2 and t.dtype != torch.float64:
-        log2s = torch.round(torch.log2(s)).to(torch.int64)
-        a32 = a.to(torch.float32)
-        e = _exponents_pow2(a32, fmt, log2s)
-        e = torch.where(torch.isinf(a32), torch.full((), fmt.e_max, dtype=e.dtype, device=e.device), e)
+    if rounding == Rounding.NEAREST and pow2:
+        log2s = torch.frexp(s).exponent.to(torch.int64) - 1  # exact for powers of two
+        e = _exponents_pow2(a, fmt, log2s)
+        e = torch.where(torch.isinf(a), torch.full((), fmt.e_max, dtype=e.dtype, device=e.device), e)
     else:
         e = _exponents_f64(a, fmt, s, rounding, generator)
     e = torch.where(torch.isnan(a), torch.zeros((), dtype=e.dtype, device=e.device), e)
@@ -376,9 +399,16 @@ def decode_codes_t(codes: torch.Tensor, fmt: LNSFormat, scale=1.0, *, dtype=torc
                    backend: Backend | str = "auto") -> torch.Tensor:
     """Values ``sign(c)·σ·2^((|c|−β)/γ)`` of integer codes, as :func:`neurolns.lns.decode_codes`.
 
-    A gather from the format's table of magnitudes times the scale (formats
-    wider than 20 bits use ``exp2``); float32 results equal the core's
-    ``decode_codes(..., dtype=float32)`` bit for bit.
+    A gather from the format's table of correctly rounded magnitudes
+    (:func:`neurolns.lns._exact.exp2_table`, in float32 for float32 output)
+    times the scale — never ``exp2`` — so the values equal the core's bit for
+    bit on every device: with a power-of-two ``σ`` the correctly rounded value
+    in float32/float64; with another ``σ`` the float64 table value times ``σ``,
+    then rounded to ``dtype``. Formats wider than 20 bits, and scales that push
+    values out of the normal range, are decoded by the core on the host.
+
+    Raises ``ValueError`` for codes outside ``±fmt.max_code`` or a scale that is
+    not finite and positive (reading one flag back from the device).
 
     >>> import torch
     >>> from neurolns import LNS8
@@ -390,31 +420,62 @@ def decode_codes_t(codes: torch.Tensor, fmt: LNSFormat, scale=1.0, *, dtype=torc
         raise TypeError(f"codes must be an integer tensor, got {getattr(codes, 'dtype', type(codes).__name__)}")
     s = scale.detach() if isinstance(scale, torch.Tensor) else torch.as_tensor(np.asarray(scale, dtype=np.float64))
     s = s.to(device=codes.device, dtype=torch.float64)
+    return _decode(codes, fmt, s, dtype, backend, trusted=False)
+
+
+def _decode(codes, fmt, s, dtype, backend, trusted):
+    """Body of :func:`decode_codes_t`; ``trusted`` skips the checks (codes from the encoder,
+    a power-of-two scale from :func:`choose_scale`), so the hot path reads nothing back."""
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    if _use_numba(codes, backend):
+    if not trusted:
+        if codes.numel() and bool(((codes > fmt.max_code) | (codes < -fmt.max_code)).any()):
+            check_codes(codes.cpu().numpy(), fmt)  # raises, naming the first bad code
+        if s.numel() and not bool(torch.all(torch.isfinite(s) & (s > 0))):
+            check_scale(s.cpu().numpy())
+    pow2 = trusted or bool(torch.all(torch.frexp(s).mantissa == 0.5))
+    host = (_use_numba(codes, backend) or fmt.bits > 20 or wider_than_float64(fmt)
+            or (work == torch.float64 and pow2 and not trusted and not _float64_normal(fmt, s)))
+    if host:
         npdt = np.float64 if work == torch.float64 else np.float32
-        out = torch.from_numpy(decode_codes(codes.contiguous().numpy(), fmt, s.numpy(), dtype=npdt))
-        return out if work == dtype else out.to(dtype)
+        out = decode_codes(codes.cpu().contiguous().numpy(), fmt, s.cpu().numpy(), dtype=npdt)
+        return torch.from_numpy(out).to(device=codes.device, dtype=dtype)
     c = codes.to(torch.int64)
     mag = c.abs()
-    if wider_than_float64(fmt):  # as the core: ldexp(σ·2**(r/γ), q), so 2**(e/γ) cannot overflow alone
-        q = torch.div(mag - fmt.bias, fmt.gamma, rounding_mode="floor")
-        r = (mag - fmt.bias - q * fmt.gamma).to(torch.float64)
-        ms, es = torch.frexp(s.expand_as(r) if s.ndim else s.expand(r.shape))
-        e = q + es.to(torch.int64)  # value = ms·2**(r/γ)·2**e; two half steps keep each factor finite
-        half = torch.div(e, 2, rounding_mode="floor")
-        v = ms * torch.exp2(r / fmt.gamma) * torch.exp2(half.to(torch.float64)) * torch.exp2((e - half).to(torch.float64))
-        v = torch.where(mag == 0, torch.zeros((), dtype=torch.float64, device=c.device), v)
-        return torch.where(c < 0, -v, v).to(dtype)
-    if fmt.bits <= 20:
-        v = _on(decode_table(fmt), codes.device)[mag]
-    else:
-        v = torch.where(mag == 0, torch.zeros((), dtype=torch.float64, device=c.device),
-                        torch.exp2((mag - fmt.bias).to(torch.float64) / fmt.gamma))
-    if work == torch.float32:  # float32(table·σ) = float32(table)·σ for a power-of-two σ
-        v, s = v.to(torch.float32), s.to(torch.float32)
-    v = torch.where(c < 0, -v, v) * s
+    v = _on(exp2_table(fmt.gamma, fmt.bias, fmt.max_code, "float64"), codes.device)[mag] * s
+    if work == torch.float32:
+        if pow2:  # v is exact: round it to float32 once, correctly
+            v = _to_float32_exactly(v, _on(exp2_direction(fmt.gamma, fmt.bias, fmt.max_code), codes.device)[mag])
+        else:
+            v = v.to(torch.float32)
+    v = torch.where(c < 0, -v, v)
     return v.to(dtype)
+
+
+def _to_float32_exactly(v64: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """float32 of non-negative float64 values ``v64 = round64(y)`` that equals the
+    correctly rounded float32 of ``y``: the cast (ties to even) is right unless
+    ``v64`` lies exactly halfway between two float32; then ``y`` lies on the side
+    ``direction = sign(y − v64)`` gives (0: ``v64`` is ``y``, the tie stands)."""
+    v32 = v64.to(torch.float32)
+    back = v32.to(torch.float64)
+    inf = torch.full_like(v32, math.inf)
+    up = torch.nextafter(v32, inf)
+    down = torch.nextafter(v32, -inf)
+    up64, down64 = up.to(torch.float64), down.to(torch.float64)
+    tie_up = (v64 > back) & (v64 - back == (up64 - back) * 0.5)
+    tie_down = (v64 < back) & (back - v64 == (back - down64) * 0.5)
+    v32 = torch.where(tie_up & (direction > 0), up, v32)
+    return torch.where(tie_down & (direction < 0), down, v32)
+
+
+def _float64_normal(fmt: LNSFormat, s: torch.Tensor) -> bool:
+    """Whether ``table[m]·σ`` stays in float64's normal range for every code (reads σ's
+    range back from the device)."""
+    if s.numel() == 0:
+        return True
+    ls = torch.frexp(s).exponent - 1
+    lo, hi = int(ls.min()), int(ls.max())
+    return (1 - fmt.bias) / fmt.gamma + lo >= -1021 and fmt.e_max / fmt.gamma + hi < 1023
 
 
 class _FakeQuant(torch.autograd.Function):
@@ -423,7 +484,7 @@ class _FakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fmt, scale, channel_axis, rounding, generator, check_nan, backend):
         codes, s = _codes(x, fmt, scale, channel_axis, rounding, generator, check_nan, backend)
-        return decode_codes_t(codes, fmt, s, dtype=x.dtype, backend=backend)
+        return _decode(codes, fmt, s, x.dtype, backend, trusted=False)
 
     @staticmethod
     def backward(ctx, g):
@@ -483,7 +544,7 @@ class _GradQuant(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         codes, s = _codes(g, ctx.fmt, None, None, ctx.rounding, ctx.generator, False, ctx.backend)
-        return decode_codes_t(codes, ctx.fmt, s, dtype=g.dtype, backend=ctx.backend), None, None, None, None
+        return _decode(codes, ctx.fmt, s, g.dtype, ctx.backend, trusted=True), None, None, None, None
 
 
 def quantize_grad(t: torch.Tensor, fmt: LNSFormat, *, rounding: Rounding | str = "nearest",
