@@ -476,37 +476,96 @@ _decode_wide_serial = serial_twin(_decode_wide_kernel)
 
 # -- decode by bit pattern --------------------------------------------------------
 @jit
-def _decode_lut_chunk(s, u, table, out, stream):
+def _any_lane_is(words, hi, ones):
+    """Whether any 8- or 16-bit lane of the uint64 ``words`` equals the pattern ``hi`` has
+    in each lane (0x80 or 0x8000): XOR turns that lane into zero, and
+    ``(y − ones) & ~y & hi`` is non-zero exactly when some lane of ``y`` is zero
+    (the classic has-zero-byte test). Plain 64-bit integer operations: one
+    vectorised read of the codes."""
+    acc = np.uint64(0)
+    for i in range(words.size):
+        y = words[i] ^ hi
+        acc |= (y - ones) & ~y & hi
+    return acc != 0
+
+
+@pjit
+def _any_lane_is_parallel(words, hi, ones, found):
+    nchunk = found.size
+    size = (words.size + nchunk - 1) // nchunk
+    for ch in prange(nchunk):
+        lo = min(words.size, ch * size)
+        hi_ = min(words.size, lo + size)
+        found[ch] = _any_lane_is(words[lo:hi_], hi, ones)
+
+
+def _holds_bad_codes(codes, max_code: int) -> bool:
+    """Whether 8- or 16-bit ``codes`` hold a value outside ``±max_code``. When the only
+    such value the dtype can hold is its minimum (−128, −32768: int8 codes of 8-bit
+    formats, int16 codes of 16-bit ones) a lane test on 64-bit words finds it at
+    memory speed; otherwise numpy's min and max."""
+    info = np.iinfo(codes.dtype)
+    if info.max <= max_code and info.min == -max_code - 1:
+        bits = 8 * codes.dtype.itemsize
+        head = codes.size - codes.size % (64 // bits)
+        words = codes[:head].view(np.uint64)
+        hi = np.uint64(0x8080808080808080 if bits == 8 else 0x8000800080008000)
+        ones = np.uint64(0x0101010101010101 if bits == 8 else 0x0001000100010001)
+        if words.size >= _PARALLEL_MIN // 8 and use_parallel(codes.size):
+            found = np.zeros(16, dtype=np.bool_)
+            _any_lane_is_parallel(words, hi, ones, found)
+            hit = bool(found.any())
+        else:
+            hit = bool(_any_lane_is(words, hi, ones)) if words.size else False
+        return hit or bool((codes[head:] == info.min).any())
+    return bool(codes.min() < -max_code or codes.max() > max_code)
+
+
+@jit
+def _decode_lut_chunk(u, table, out, stream):
     """``out[i] = table[u[i]]``: ``u`` are the codes viewed as unsigned integers
     (no sign extension and no negative-index wrap check in the loop). With
-    ``stream``, non-temporal stores (for outputs larger than the cache).
-    Returns the smallest and largest signed code ``s[i]`` (the range check
-    rides along the gather)."""
-    lo = np.int64(0)
-    hi = np.int64(0)
+    ``stream``, non-temporal stores (for outputs larger than the cache)."""
     if stream:
         for i in range(u.size):
             _stream_store(out, i, table[u[i]])
-            lo = min(lo, np.int64(s[i]))
-            hi = max(hi, np.int64(s[i]))
         _store_fence()
     else:
         for i in range(u.size):
             out[i] = table[u[i]]
-            lo = min(lo, np.int64(s[i]))
-            hi = max(hi, np.int64(s[i]))
-    return lo, hi
 
 
 @pjit
-def _decode_lut_parallel(s, u, table, out, stream, los, his):
-    """:func:`_decode_lut_chunk` over ``los.size`` contiguous chunks in parallel."""
-    nchunk = los.size
+def _decode_lut_parallel(u, table, out, nchunk, stream):
+    """:func:`_decode_lut_chunk` over ``nchunk`` contiguous chunks in parallel."""
     size = (u.size + nchunk - 1) // nchunk
     for ch in prange(nchunk):
         lo = min(u.size, ch * size)
         hi = min(u.size, lo + size)
-        los[ch], his[ch] = _decode_lut_chunk(s[lo:hi], u[lo:hi], table, out[lo:hi], stream)
+        _decode_lut_chunk(u[lo:hi], table, out[lo:hi], stream)
+
+
+@jit
+def _decode_lut_checked(u, words, table, out, stream, hi, ones):
+    """:func:`_any_lane_is` on the chunk's 64-bit words, then (if no code is the
+    dtype's minimum pattern) :func:`_decode_lut_chunk`; returns whether one was."""
+    if _any_lane_is(words, hi, ones):
+        return True
+    _decode_lut_chunk(u, table, out, stream)
+    return False
+
+
+@pjit
+def _decode_lut_checked_parallel(u, words, lanes, table, out, stream, hi, ones, found):
+    """:func:`_decode_lut_checked` over ``found.size`` chunks (whole 64-bit words each):
+    a chunk's codes are checked and then gathered while they are still in the cache."""
+    nchunk = found.size
+    size = ((u.size + nchunk - 1) // nchunk + lanes - 1) // lanes * lanes
+    for ch in prange(nchunk):
+        lo = min(u.size, ch * size)
+        hi_ = min(u.size, lo + size)
+        found[ch] = _decode_lut_checked(u[lo:hi_], words[lo // lanes:hi_ // lanes], table, out[lo:hi_],
+                                        stream, hi, ones)
 
 
 def pattern_values(table, scale: float, code_dtype, out_dtype) -> np.ndarray:
@@ -527,22 +586,40 @@ def pattern_values(table, scale: float, code_dtype, out_dtype) -> np.ndarray:
     return vals
 
 
-def decode_lut(codes, values, out) -> tuple[int, int]:
+def decode_lut(codes, values, max_code: int, out) -> int:
     """``out[i] = values[unsigned(codes[i])]`` with ``values`` from :func:`pattern_values`;
-    returns the smallest and largest code.
+    returns 1 if a code lies outside ``±max_code`` (``out`` then partly written), else 0.
 
-    Outputs of :data:`_STREAM_MIN_BYTES` or more, which would not stay in the
-    cache anyway, are written with non-temporal stores.
+    When the dtype's minimum (−128 or −32768) is its only invalid pattern (int8
+    codes of 8-bit formats, int16 codes of 16-bit ones), each block of codes is
+    tested with a 64-bit lane test just before it is gathered: the check costs
+    almost no memory traffic (a count inside the gather loop would stop its
+    vectorisation). Otherwise :func:`_holds_bad_codes` checks first. Outputs of
+    :data:`_STREAM_MIN_BYTES` or more, which would not stay in the cache
+    anyway, are written with non-temporal stores.
     """
-    u = codes.view(np.uint8 if codes.dtype.itemsize == 1 else np.uint16)
+    info = np.iinfo(codes.dtype)
+    bits = 8 * codes.dtype.itemsize
+    u = codes.view(np.uint8 if bits == 8 else np.uint16)
     stream = out.nbytes >= _STREAM_MIN_BYTES
-    if codes.size >= _PARALLEL_MIN and use_parallel(codes.size):
-        los = np.zeros(16, dtype=np.int64)
-        his = np.zeros(16, dtype=np.int64)
-        _decode_lut_parallel(codes, u, values, out, stream, los, his)
-        return int(los.min()), int(his.max())
-    lo, hi = _decode_lut_chunk(codes, u, values, out, stream)
-    return int(lo), int(hi)
+    parallel = codes.size >= _PARALLEL_MIN and use_parallel(codes.size)
+    lanes = 64 // bits
+    if info.max <= max_code and info.min == -max_code - 1 and codes.size % lanes == 0:
+        words = codes.view(np.uint64)
+        hi = np.uint64(0x8080808080808080 if bits == 8 else 0x8000800080008000)
+        ones = np.uint64(0x0101010101010101 if bits == 8 else 0x0001000100010001)
+        if parallel:
+            found = np.zeros(16, dtype=np.bool_)
+            _decode_lut_checked_parallel(u, words, lanes, values, out, stream, hi, ones, found)
+            return int(found.any())
+        return int(_decode_lut_checked(u, words, values, out, stream, hi, ones))
+    if _holds_bad_codes(codes, max_code):
+        return 1
+    if parallel:
+        _decode_lut_parallel(u, values, out, 16, stream)
+    else:
+        _decode_lut_chunk(u, values, out, stream)
+    return 0
 
 
 def decode_kernel(codes, table, scale, max_code, out) -> int:

@@ -422,8 +422,7 @@ def decode_codes(codes, fmt: LNSFormat, scale=1.0, *, dtype=None, reference: boo
         ls = int(log2s[0])
         if flat.dtype.kind == "i" and flat.dtype.itemsize <= 2 and flat.size > 4 << (8 * flat.dtype.itemsize):
             # 8/16-bit codes: look the bit patterns up (a table of 2**bits values, scale folded in)
-            lo, hi = _k.decode_lut(flat, _pattern_values(fmt, ls, flat.dtype, dtype), buf)
-            bad = lo < -fmt.max_code or hi > fmt.max_code
+            bad = _k.decode_lut(flat, _pattern_values(fmt, ls, flat.dtype, dtype), fmt.max_code, buf)
         else:
             table = exp2_table(fmt.gamma, fmt.bias, fmt.max_code, vdt.name, ls)
             bad = _k.decode_kernel(flat, table, np.ones(1), fmt.max_code, buf)

@@ -93,3 +93,18 @@ def test_torch_decode_validates():
         nt.decode_codes_t(torch.tensor([3]), LNS8, -1.0)
     fmt = LNSFormat(bits=8, gamma=8)
     assert nt.decode_codes_t(torch.tensor([fmt.bias]), fmt, dtype=torch.float64).item() == 1.0
+
+
+@pytest.mark.parametrize("n", [300_000, 300_003])
+def test_lane_test_finds_the_dtype_minimum(n):
+    """int16 codes of a 16-bit format: −32768 is the only bad pattern; the 64-bit lane test
+    (and the tail it does not cover) finds it anywhere, the array's end included."""
+    from neurolns import LNS16
+
+    for where in (0, n // 2, n - 1):
+        c = np.zeros(n, np.int16)
+        c[where] = -32768
+        with pytest.raises(ValueError, match=rf"at index \({where},\)"):
+            lns.decode_codes(c, LNS16, 1.0, dtype=np.float32)
+    ok = np.full(n, -32767, np.int16)
+    assert np.isfinite(lns.decode_codes(ok, LNS16, 2.0**-20)).all()
