@@ -6,6 +6,8 @@ and values; the tests compare the two on millions of values and on edge cases.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from neurolns.formats import LNSFormat, Rounding, Underflow
@@ -19,6 +21,11 @@ def log2_scale_of(scale) -> tuple[np.ndarray, bool]:
     """``(log2 σ, all σ are powers of two)``; for powers of two ``log2 σ`` comes
     from ``frexp`` (exact), else from ``np.log2`` (the encoders guard its error)."""
     s = np.asarray(scale, dtype=np.float64)
+    if s.size == 1:  # scalar fast path (math.frexp is exact, as np.frexp)
+        mant, ex = math.frexp(float(s.reshape(-1)[0]))
+        if mant == 0.5:
+            return np.full(s.shape, ex - 1, dtype=np.float64), True
+        return np.log2(s), False
     mant, ex = np.frexp(s)
     if np.all(mant == 0.5):
         return (ex - 1).astype(np.float64), True

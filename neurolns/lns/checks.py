@@ -101,6 +101,10 @@ def check_scale(scale, *, name: str = "scale") -> np.ndarray:
     ...
     ValueError: scale must be finite and > 0; got -1.0 at index ()
     """
+    if type(scale) is float or type(scale) is int:  # the common case, without array overhead
+        if 0 < scale < float("inf"):
+            return np.asarray(float(scale))
+        raise ValueError(f"{name} must be finite and > 0; got {float(scale)!r} at index ()")
     try:
         s = np.asarray(scale)
     except Exception as exc:  # ragged lists and the like
