@@ -484,7 +484,10 @@ class _FakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fmt, scale, channel_axis, rounding, generator, check_nan, backend):
         codes, s = _codes(x, fmt, scale, channel_axis, rounding, generator, check_nan, backend)
-        return _decode(codes, fmt, s, x.dtype, backend, trusted=False)
+        out = _decode(codes, fmt, s, x.dtype, backend, trusted=False)
+        if not check_nan:  # NaN propagates, as through any torch op (no code holds it)
+            out = torch.where(torch.isnan(x), x, out)
+        return out
 
     @staticmethod
     def backward(ctx, g):
@@ -510,8 +513,9 @@ def quantize(t: torch.Tensor, fmt: LNSFormat, *, scale=None, channel_axis: int |
         As :func:`encode_codes_t`.
     check_nan : bool
         Raise on NaN and warn on ±inf as the core codec does (this reads a
-        count back from the device). ``False`` maps NaN silently to the zero
-        code; the modules use it in their hot path.
+        count back from the device). ``False``: NaN passes through unchanged
+        (as through any torch operation) and ±inf saturates, without reading
+        anything back; the modules use it in their hot path.
 
     Returns
     -------
@@ -544,7 +548,9 @@ class _GradQuant(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         codes, s = _codes(g, ctx.fmt, None, None, ctx.rounding, ctx.generator, False, ctx.backend)
-        return _decode(codes, ctx.fmt, s, g.dtype, ctx.backend, trusted=True), None, None, None, None
+        out = _decode(codes, ctx.fmt, s, g.dtype, ctx.backend, trusted=True)
+        # a non-finite error signal stays non-finite, so the optimizer sees it and skips the step
+        return torch.where(torch.isfinite(g), out, g), None, None, None, None
 
 
 def quantize_grad(t: torch.Tensor, fmt: LNSFormat, *, rounding: Rounding | str = "nearest",
@@ -554,6 +560,8 @@ def quantize_grad(t: torch.Tensor, fmt: LNSFormat, *, rounding: Rounding | str =
     The gradient is encoded with a per-tensor power-of-two scale (as
     :func:`quantize`) and decoded: the error signal of an LNS training
     pipeline (Zhao et al. 2022 quantize weights, activations and gradients).
+    NaN and ±inf entries pass through unchanged, so an optimizer downstream
+    sees them and skips the step (``docs/input_policy.md``).
 
     >>> import torch
     >>> from neurolns import LNS8

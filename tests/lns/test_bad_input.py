@@ -108,3 +108,19 @@ def test_lane_test_finds_the_dtype_minimum(n):
             lns.decode_codes(c, LNS16, 1.0, dtype=np.float32)
     ok = np.full(n, -32767, np.int16)
     assert np.isfinite(lns.decode_codes(ok, LNS16, 2.0**-20)).all()
+
+
+def test_torch_quantizers_propagate_non_finite():
+    """An LNS layer's activation quantizer keeps NaN as NaN (it used to become 0), and the
+    gradient quantizer passes NaN and ±inf through, so the optimizer's skip sees them."""
+    torch = pytest.importorskip("torch")
+    import neurolns.torch as nt
+
+    x = torch.tensor([1.0, float("nan"), -3.0, 0.5])
+    y = nt.quantize(x, LNS8, check_nan=False, backend="torch")
+    assert torch.isnan(y[1]) and torch.isfinite(y[[0, 2, 3]]).all()
+    layer = nt.LNSLinear(4, 2, act_format=LNS8)
+    assert torch.isnan(layer(x.reshape(1, 4))).all()
+    t = torch.ones(4, requires_grad=True)
+    (nt.quantize_grad(t, LNS8) * torch.tensor([1.0, float("nan"), float("inf"), 2.0])).sum().backward()
+    assert torch.isnan(t.grad[1]) and torch.isinf(t.grad[2]) and torch.isfinite(t.grad[[0, 3]]).all()
