@@ -13,9 +13,11 @@ debuggable); the reference paths never depend on this module.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numba
+import numpy as np
 from numba import prange  # re-exported for kernels
 
 __all__ = ["jit", "pjit", "prange", "use_parallel", "serial_twin", "pick", "PARALLEL_THRESHOLD"]
@@ -25,6 +27,19 @@ _DISABLED = os.environ.get("NEUROLNS_DISABLE_JIT", "") not in ("", "0")
 #: Element count above which the parallel variant of a kernel pays for its
 #: thread start-up (measured on 2 cores; about 50 µs of overhead per call).
 PARALLEL_THRESHOLD = 1 << 16
+
+def _as_python(f):
+    """``f`` run as plain Python under Numba's arithmetic: integers wrap and
+    floats overflow to inf or nan silently, where numpy scalars would warn."""
+
+    @functools.wraps(f)
+    def run(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return f(*args, **kwargs)
+
+    run.py_func = f
+    return run
+
 
 _OPTIONS = dict(nopython=True, cache=True, error_model="numpy", nogil=True)
 
@@ -39,7 +54,7 @@ def jit(fn=None, *, fastmath: bool = False, inline: str = "never"):
 
     def wrap(f):
         if _DISABLED:
-            return f
+            return _as_python(f)
         return numba.jit(**_OPTIONS, fastmath=fastmath, inline=inline)(f)
 
     return wrap(fn) if fn is not None else wrap
@@ -50,7 +65,7 @@ def pjit(fn=None, *, fastmath: bool = False):
 
     def wrap(f):
         if _DISABLED:
-            return f
+            return _as_python(f)
         return numba.jit(**_OPTIONS, parallel=True, fastmath=fastmath)(f)
 
     return wrap(fn) if fn is not None else wrap

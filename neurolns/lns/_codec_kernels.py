@@ -466,7 +466,7 @@ def _decode_wide_kernel(codes, mant, gamma, bias, ls, emin, emax, max_code, out,
             odd[i] = 1
             out[i] = 0.0
             continue
-        v = math.ldexp(mant[r], k)
+        v = math.ldexp(mant[r], int(k))  # int(): plain Python refuses numpy ints
         out[i] = v if c > 0 else -v
     return bad
 
@@ -475,49 +475,8 @@ _decode_table_serial = serial_twin(_decode_table_kernel)
 _decode_wide_serial = serial_twin(_decode_wide_kernel)
 
 # -- decode by bit pattern --------------------------------------------------------
-@jit
-def _any_lane_is(words, hi, ones):
-    """Whether any 8- or 16-bit lane of the uint64 ``words`` equals the pattern ``hi`` has
-    in each lane (0x80 or 0x8000): XOR turns that lane into zero, and
-    ``(y − ones) & ~y & hi`` is non-zero exactly when some lane of ``y`` is zero
-    (the classic has-zero-byte test). Plain 64-bit integer operations: one
-    vectorised read of the codes."""
-    acc = np.uint64(0)
-    for i in range(words.size):
-        y = words[i] ^ hi
-        acc |= (y - ones) & ~y & hi
-    return acc != 0
-
-
-@pjit
-def _any_lane_is_parallel(words, hi, ones, found):
-    nchunk = found.size
-    size = (words.size + nchunk - 1) // nchunk
-    for ch in prange(nchunk):
-        lo = min(words.size, ch * size)
-        hi_ = min(words.size, lo + size)
-        found[ch] = _any_lane_is(words[lo:hi_], hi, ones)
-
-
 def _holds_bad_codes(codes, max_code: int) -> bool:
-    """Whether 8- or 16-bit ``codes`` hold a value outside ``±max_code``. When the only
-    such value the dtype can hold is its minimum (−128, −32768: int8 codes of 8-bit
-    formats, int16 codes of 16-bit ones) a lane test on 64-bit words finds it at
-    memory speed; otherwise numpy's min and max."""
-    info = np.iinfo(codes.dtype)
-    if info.max <= max_code and info.min == -max_code - 1:
-        bits = 8 * codes.dtype.itemsize
-        head = codes.size - codes.size % (64 // bits)
-        words = codes[:head].view(np.uint64)
-        hi = np.uint64(0x8080808080808080 if bits == 8 else 0x8000800080008000)
-        ones = np.uint64(0x0101010101010101 if bits == 8 else 0x0001000100010001)
-        if words.size >= _PARALLEL_MIN // 8 and use_parallel(codes.size):
-            found = np.zeros(16, dtype=np.bool_)
-            _any_lane_is_parallel(words, hi, ones, found)
-            hit = bool(found.any())
-        else:
-            hit = bool(_any_lane_is(words, hi, ones)) if words.size else False
-        return hit or bool((codes[head:] == info.min).any())
+    """Whether ``codes`` hold a value outside ``±max_code`` (numpy's min and max)."""
     return bool(codes.min() < -max_code or codes.max() > max_code)
 
 
@@ -545,27 +504,44 @@ def _decode_lut_parallel(u, table, out, nchunk, stream):
         _decode_lut_chunk(u[lo:hi], table, out[lo:hi], stream)
 
 
+#: Codes checked and then gathered per block by :func:`_decode_lut_checked`: the
+#: gather reads them again from the L1 cache.
+_CHECK_BLOCK = 4096
+
+
 @jit
-def _decode_lut_checked(u, words, table, out, stream, hi, ones):
-    """:func:`_any_lane_is` on the chunk's 64-bit words, then (if no code is the
-    dtype's minimum pattern) :func:`_decode_lut_chunk`; returns whether one was."""
-    if _any_lane_is(words, hi, ones):
-        return True
-    _decode_lut_chunk(u, table, out, stream)
+def _min_of(c):
+    """Smallest element of a non-empty integer array (a vectorised min reduction)."""
+    m = c[0]
+    for i in range(c.size):
+        m = min(m, c[i])
+    return m
+
+
+@jit
+def _decode_lut_checked(c, u, table, out, stream, floor):
+    """Block by block: if no code of the block is ``floor`` (the dtype's minimum,
+    its only invalid pattern) the gather of :func:`_decode_lut_chunk`; returns
+    whether one was (``out`` is then partly written). The min reduction runs on
+    codes just loaded into the cache, so the check costs almost no memory traffic
+    (a test inside the gather loop would stop its vectorisation)."""
+    for lo in range(0, c.size, _CHECK_BLOCK):
+        hi = min(c.size, lo + _CHECK_BLOCK)
+        if _min_of(c[lo:hi]) == floor:
+            return True
+        _decode_lut_chunk(u[lo:hi], table, out[lo:hi], stream)
     return False
 
 
 @pjit
-def _decode_lut_checked_parallel(u, words, lanes, table, out, stream, hi, ones, found):
-    """:func:`_decode_lut_checked` over ``found.size`` chunks (whole 64-bit words each):
-    a chunk's codes are checked and then gathered while they are still in the cache."""
+def _decode_lut_checked_parallel(c, u, table, out, stream, floor, found):
+    """:func:`_decode_lut_checked` over ``found.size`` contiguous chunks in parallel."""
     nchunk = found.size
-    size = ((u.size + nchunk - 1) // nchunk + lanes - 1) // lanes * lanes
+    size = (c.size + nchunk - 1) // nchunk
     for ch in prange(nchunk):
-        lo = min(u.size, ch * size)
-        hi_ = min(u.size, lo + size)
-        found[ch] = _decode_lut_checked(u[lo:hi_], words[lo // lanes:hi_ // lanes], table, out[lo:hi_],
-                                        stream, hi, ones)
+        lo = min(c.size, ch * size)
+        hi = min(c.size, lo + size)
+        found[ch] = _decode_lut_checked(c[lo:hi], u[lo:hi], table, out[lo:hi], stream, floor)
 
 
 def pattern_values(table, scale: float, code_dtype, out_dtype) -> np.ndarray:
@@ -592,9 +568,8 @@ def decode_lut(codes, values, max_code: int, out) -> int:
 
     When the dtype's minimum (−128 or −32768) is its only invalid pattern (int8
     codes of 8-bit formats, int16 codes of 16-bit ones), each block of codes is
-    tested with a 64-bit lane test just before it is gathered: the check costs
-    almost no memory traffic (a count inside the gather loop would stop its
-    vectorisation). Otherwise :func:`_holds_bad_codes` checks first. Outputs of
+    checked (a min reduction) just before it is gathered
+    (:func:`_decode_lut_checked`). Otherwise :func:`_holds_bad_codes` checks first. Outputs of
     :data:`_STREAM_MIN_BYTES` or more, which would not stay in the cache
     anyway, are written with non-temporal stores.
     """
@@ -603,16 +578,13 @@ def decode_lut(codes, values, max_code: int, out) -> int:
     u = codes.view(np.uint8 if bits == 8 else np.uint16)
     stream = out.nbytes >= _STREAM_MIN_BYTES
     parallel = codes.size >= _PARALLEL_MIN and use_parallel(codes.size)
-    lanes = 64 // bits
-    if info.max <= max_code and info.min == -max_code - 1 and codes.size % lanes == 0:
-        words = codes.view(np.uint64)
-        hi = np.uint64(0x8080808080808080 if bits == 8 else 0x8000800080008000)
-        ones = np.uint64(0x0101010101010101 if bits == 8 else 0x0001000100010001)
+    if info.max <= max_code and info.min == -max_code - 1:
+        floor = codes.dtype.type(info.min)
         if parallel:
             found = np.zeros(16, dtype=np.bool_)
-            _decode_lut_checked_parallel(u, words, lanes, values, out, stream, hi, ones, found)
+            _decode_lut_checked_parallel(codes, u, values, out, stream, floor, found)
             return int(found.any())
-        return int(_decode_lut_checked(u, words, values, out, stream, hi, ones))
+        return int(_decode_lut_checked(codes, u, values, out, stream, floor))
     if _holds_bad_codes(codes, max_code):
         return 1
     if parallel:

@@ -96,12 +96,12 @@ def test_torch_decode_validates():
 
 
 @pytest.mark.parametrize("n", [300_000, 300_003])
-def test_lane_test_finds_the_dtype_minimum(n):
-    """int16 codes of a 16-bit format: −32768 is the only bad pattern; the 64-bit lane test
-    (and the tail it does not cover) finds it anywhere, the array's end included."""
+def test_block_check_finds_the_dtype_minimum(n):
+    """int16 codes of a 16-bit format: −32768 is the only bad pattern; the block-wise
+    check before each gather finds it anywhere, the first and last block included."""
     from neurolns import LNS16
 
-    for where in (0, n // 2, n - 1):
+    for where in (0, 4095, 4096, n // 2, n - 1):
         c = np.zeros(n, np.int16)
         c[where] = -32768
         with pytest.raises(ValueError, match=rf"at index \({where},\)"):
