@@ -6,6 +6,15 @@ same pairs, the decoded weights, delays) and the same plasticity as event-driven
 traces; LNS weights enter as their decoded float values, and Brian2 then
 learns in float64. Brian2 is imported only when :func:`to_brian2` is called.
 
+Times are moved to the time grid the way neurolns moves them before Brian2
+sees them. neurolns rounds a spike-generator time to the nearest step,
+``k = rint(t / dt)`` (a tie goes to the even step), while Brian2's
+``SpikeGeneratorGroup`` truncates, ``k = floor(t / dt + 0.001)``: a spike given
+at 0.16 ms fires at step 2 (0.2 ms) in neurolns and at step 1 (0.1 ms) in Brian2
+with dt = 0.1 ms. The export therefore hands Brian2 the times ``k * dt`` of the
+steps neurolns uses, and likewise synaptic delays of ``round(delay / dt)``
+whole steps, so both simulators deliver every event in the same step.
+
 Brian2's code-generation target is a global preference; set
 ``brian2.prefs.codegen.target`` (``"numpy"``, ``"cython"``) or the device before
 calling.
@@ -20,7 +29,7 @@ from neurolns.sim.spiking.neurons import NeuronGroup, PoissonGroup, SpikeGenerat
 from neurolns.sim.spiking.plasticity import STDPRule
 from neurolns.sim.spiking.synapses import Target
 
-__all__ = ["Brian2Network", "to_brian2"]
+__all__ = ["Brian2Network", "generator_steps", "to_brian2"]
 
 
 @dataclass
@@ -83,7 +92,7 @@ def _neuron_group(b2, g: NeuronGroup, dt):
     return out
 
 
-def _synapses(b2, s, src, dst, dt):
+def _synapses(b2, s, src, dst, dt, dt_ms):
     current = s.post.params.synapse is SynapseModel.CURRENT
     unit = b2.mV if current else 1
     wdim = "volt" if current else "1"
@@ -104,9 +113,37 @@ def _synapses(b2, s, src, dst, dt):
                           on_post=f"Apost += 1\n{pot}", dt=dt, namespace=ns)
     syn.connect(i=np.asarray(s.i), j=np.asarray(s.j))
     syn.w[:] = s.weights * unit
-    if s.delay_ms > 0:
-        syn.delay[:] = s.delay_ms * b2.ms
+    steps = int(round(s.delay_ms / dt_ms))  # the whole steps neurolns delays by
+    if steps > 0:
+        syn.delay[:] = steps * dt
     return syn
+
+
+def generator_steps(times_s, dt_ms: float) -> np.ndarray:
+    """The time steps at which neurolns fires spike-generator times.
+
+    Parameters
+    ----------
+    times_s : array_like of float
+        Spike times in seconds, as given to :class:`SpikeGeneratorGroup`.
+    dt_ms : float
+        The network's time step in milliseconds, > 0.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``rint(t * 1e3 / dt_ms)``: the nearest step, a tie going to the even
+        step (the rule :class:`Network` applies); Brian2 gets ``steps * dt``.
+
+    Examples
+    --------
+    >>> generator_steps([0.16e-3, 0.25e-3, 0.35e-3], 0.1).tolist()
+    [2, 2, 3]
+    """
+    dt = float(dt_ms)
+    if not (np.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt_ms must be finite and > 0; got {dt_ms!r}")
+    return np.rint(np.asarray(times_s, dtype=np.float64) * 1e3 / dt).astype(np.int64)
 
 
 def to_brian2(network, *, record_spikes: bool = True) -> Brian2Network:
@@ -127,6 +164,9 @@ def to_brian2(network, *, record_spikes: bool = True) -> Brian2Network:
     -----
     The third factor of STDP is exported as the constant m = 1; LNS weights are
     exported decoded, and plasticity then runs in float64 in Brian2.
+    Spike-generator times and synaptic delays are moved to the steps neurolns
+    uses (see :func:`generator_steps`) before Brian2 sees them, since Brian2
+    truncates generator times to the step where neurolns rounds them.
 
     Examples
     --------
@@ -144,7 +184,8 @@ def to_brian2(network, *, record_spikes: bool = True) -> Brian2Network:
         elif isinstance(g, PoissonGroup):
             obj = b2.PoissonGroup(g.n, rates=g.rate_hz * b2.Hz, dt=dt)
         elif isinstance(g, SpikeGeneratorGroup):
-            obj = b2.SpikeGeneratorGroup(g.n, g.indices, g.times_s * b2.second, dt=dt)
+            steps = generator_steps(g.times_s, network.dt_ms)
+            obj = b2.SpikeGeneratorGroup(g.n, g.indices, steps * dt, dt=dt)
         else:  # pragma: no cover - every group kind is handled above
             raise TypeError(f"cannot export {type(g).__name__}")
         out.groups[g.name] = obj
@@ -154,7 +195,7 @@ def to_brian2(network, *, record_spikes: bool = True) -> Brian2Network:
             out.spike_monitors[g.name] = mon
             out.network.add(mon)
     for s in network.synapses:
-        syn = _synapses(b2, s, out.groups[s.pre.name], out.groups[s.post.name], dt)
+        syn = _synapses(b2, s, out.groups[s.pre.name], out.groups[s.post.name], dt, network.dt_ms)
         out.synapses[s.name] = syn
         out.network.add(syn)
     return out
