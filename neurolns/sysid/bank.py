@@ -165,24 +165,50 @@ def bank_kernels(bank, size: int = 11) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Geometry:
-    """Layer geometry: image size, bipolar kernel size and stride, amacrine pooling.
+    """Layer geometry: image size, bipolar kernel size, stride and offset, amacrine pooling.
 
-    The bipolar grid is ``ceil(H/stride) × ceil(W/stride)`` with TensorFlow's
-    'SAME' padding (zeros; for 100×100, kernel 11, stride 10: one pixel after
-    the image), as in the reference circuits: a 10×10 grid per type. Each
-    amacrine pools a ``pool × pool`` block of the bipolar grid (a 5×5 grid).
+    The bipolar grid is ``ceil(H/stride) × ceil(W/stride)``. Bipolar cell
+    ``(i, j)`` sees the ``kernel_size × kernel_size`` window whose top-left
+    pixel is ``(offset_row + stride·i, offset_col + stride·j)``; pixels outside
+    the image count as zeros. By default (``offset=None``) the offset is that
+    of TensorFlow's 'SAME' padding, as in the reference circuits: for 100×100,
+    kernel 11, stride 10 the offset is 0 (cell ``i`` sees pixels
+    ``10i … 10i+10``, with one pixel of zeros after the image), a 10×10 grid
+    per type. Each amacrine pools a ``pool × pool`` block of the bipolar grid
+    (a 5×5 grid).
+
+    Parameters
+    ----------
+    image_shape : (int, int)
+        Stimulus height and width in pixels, ≥ 1.
+    kernel_size : int
+        Side of a bipolar kernel in pixels, ≥ 1.
+    stride : int
+        Pixels between neighbouring bipolar cells, ≥ 1.
+    pool : int
+        Side of the bipolar block each amacrine pools, ≥ 1; must divide the grid.
+    offset : int or (int, int), optional
+        Where the bipolar grid sits on the image: the row and column of the
+        first cell's top-left window pixel (one int for both axes). Negative
+        values start the grid in the zero padding before the image. A recording
+        whose cells see pixels ``10i − 3 … 10i + 7`` (kernel 11, stride 10)
+        has ``offset=-3``. ``None``: 'SAME' padding.
 
     Examples
     --------
     >>> g = Geometry()
-    >>> g.grid, g.amacrine_grid, g.padding
-    ((10, 10), (5, 5), ((0, 1), (0, 1)))
+    >>> g.grid, g.amacrine_grid, g.padding, g.origin
+    ((10, 10), (5, 5), ((0, 1), (0, 1)), (0, 0))
+    >>> g = Geometry(offset=-3)        # cells see pixels 10i-3 ... 10i+7
+    >>> g.grid, g.padding, g.origin
+    ((10, 10), ((3, 0), (3, 0)), (-3, -3))
     """
 
     image_shape: tuple[int, int] = (100, 100)
     kernel_size: int = 11
     stride: int = 10
     pool: int = 2
+    offset: int | tuple[int, int] | None = None
 
     def __post_init__(self):
         shape = tuple(self.image_shape) if isinstance(self.image_shape, (tuple, list)) else None
@@ -192,6 +218,17 @@ class Geometry:
         _int("kernel_size", self.kernel_size, 1)
         _int("stride", self.stride, 1)
         _int("pool", self.pool, 1)
+        if self.offset is not None:
+            off = tuple(self.offset) if isinstance(self.offset, (tuple, list)) else (self.offset, self.offset)
+            if len(off) != 2:
+                raise ValueError(f"offset={self.offset!r} must be an int or a pair (row, col) of ints")
+            lim = [(self.kernel_size - 1, s - 1) for s in self.image_shape]
+            off = tuple(_int("offset", o, -k) for o, (k, _) in zip(off, lim))
+            for o, (_, hi) in zip(off, lim):
+                if o > hi:
+                    raise ValueError(f"offset={o} is out of range; allowed: {-self.kernel_size + 1} <= offset <= {hi} "
+                                     "(the first window must overlap the image)")
+            object.__setattr__(self, "offset", off)
         for g in self.grid:
             if g % self.pool:
                 raise ValueError(
@@ -213,10 +250,20 @@ class Geometry:
         return self.amacrine_grid[0] * self.amacrine_grid[1]
 
     @property
-    def padding(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Zero padding ``((top, bottom), (left, right))`` ('SAME')."""
+    def origin(self) -> tuple[int, int]:
+        """Row and column of the first bipolar cell's top-left window pixel: ``offset``, or 'SAME''s."""
+        if self.offset is not None:
+            return self.offset
         out = []
         for s, g in zip(self.image_shape, self.grid):
             total = max((g - 1) * self.stride + self.kernel_size - s, 0)
-            out.append((total // 2, total - total // 2))
+            out.append(-(total // 2))
+        return tuple(out)
+
+    @property
+    def padding(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Zeros ``((top, bottom), (left, right))`` the windows reach beyond the image."""
+        out = []
+        for s, g, o in zip(self.image_shape, self.grid, self.origin):
+            out.append((max(-o, 0), max(o + (g - 1) * self.stride + self.kernel_size - s, 0)))
         return tuple(out)

@@ -220,10 +220,12 @@ def bipolar_drive(images, bank, geometry: Geometry | None = None, *, chunk: int 
     K, _ = bank_kernels(bank, geometry.kernel_size)
     (gh, gw), k, s = geometry.grid, geometry.kernel_size, geometry.stride
     pad = geometry.padding
+    # first window's row and column in the padded image (an offset past 0 skips pixels)
+    r0, c0 = (o + p[0] for o, p in zip(geometry.origin, pad))
     out = np.empty((x.shape[0], K.shape[1], gh, gw), dtype=np.float32)
     for lo in range(0, x.shape[0], chunk):
         xc = np.pad(x[lo : lo + chunk].astype(np.float32, copy=False), ((0, 0), *pad))
-        win = np.lib.stride_tricks.sliding_window_view(xc, (k, k), axis=(1, 2))[:, ::s, ::s][:, :gh, :gw]
+        win = np.lib.stride_tricks.sliding_window_view(xc, (k, k), axis=(1, 2))[:, r0::s, c0::s][:, :gh, :gw]
         prod = win.reshape(-1, k * k) @ K  # (n·gh·gw, T)
         out[lo : lo + chunk] = prod.reshape(-1, gh, gw, K.shape[1]).transpose(0, 3, 1, 2)
     return out
