@@ -43,7 +43,10 @@ from torch.nn import functional as F
 
 from neurolns.formats import LNS8, LNSFormat, _StrEnum
 from neurolns.torch.quantize import (
-    _on,
+    _TABLE_BUILDERS,
+    _compiling,
+    _const_table,
+    _exponents_pow2,
     choose_scale,
     decode_codes_t,
     encode_codes_t,
@@ -95,6 +98,8 @@ class _MasterForward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w, master, forward, scale):
+        if _compiling():
+            return _grid_forward_traced(w, master, forward, scale)
         if w.device.type == "cpu" and w.dtype == torch.float32:
             return _grid_forward_numba(w, master, forward, float(scale))
         s = scale.to(device=w.device, dtype=torch.float32)
@@ -104,6 +109,25 @@ class _MasterForward(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g, None, None, None
+
+
+def _grid_forward_traced(w: torch.Tensor, master: LNSFormat, forward, scale: torch.Tensor) -> torch.Tensor:
+    """The same map in torch operations that read nothing back (the ``torch.compile`` path).
+
+    The master code is the exact nearest code of ``|w|`` on ``master``'s grid
+    (the correctly rounded encoder, saturated at ``e_min``/``e_max``), so for
+    grid values, which LNS-Madam keeps its parameters on, it is the code the
+    CPU kernel and :func:`grid_magnitudes` find; 0 and NaN give 0, as there.
+    """
+    a = w.detach().abs()
+    log2s = torch.frexp(scale.to(device=w.device, dtype=torch.float64)).exponent.to(torch.int64) - 1
+    e = _exponents_pow2(a, master, log2s)
+    e = torch.where(torch.isinf(a), torch.full((), master.e_max, dtype=e.dtype, device=e.device), e)
+    m = e.clamp(master.e_min, master.e_max) + master.bias
+    m = torch.where((a == 0) | torch.isnan(a), torch.zeros((), dtype=m.dtype, device=m.device), m)
+    s = scale.to(device=w.device, dtype=torch.float32)
+    mag = _forward_table(master, forward, w.device)[m]
+    return (torch.where(w < 0, -mag, mag) * s).to(w.dtype)
 
 
 def _grid_forward_numba(w: torch.Tensor, master: LNSFormat, forward, scale: float) -> torch.Tensor:
@@ -129,8 +153,12 @@ def _f32_table(master: LNSFormat, forward) -> np.ndarray:
     return forward_table(master, forward, np.float32)
 
 
+_TABLE_BUILDERS["forward"] = _f32_table
+
+
 def _forward_table(master: LNSFormat, forward: LNSFormat | None, device) -> torch.Tensor:
-    return _on(_f32_table(master, forward), device)  # the simulator's own re-gridding table
+    # the simulator's own re-gridding table (a graph constant under torch.compile)
+    return _const_table("forward", (master, forward), device, torch.float32)
 
 
 class _LNSMixin:

@@ -122,6 +122,43 @@ def _on(arr: np.ndarray, device, dtype=None) -> torch.Tensor:
     return hit[1]
 
 
+def _compiling() -> bool:
+    """Whether the call is being traced by ``torch.compile`` (then only pure torch
+    operations that read nothing back from the device may run)."""
+    return torch.compiler.is_compiling()
+
+
+#: builders of the constant tables the traced path gathers from, by name (numpy arrays)
+_TABLE_BUILDERS: dict = {
+    "thresholds": threshold_ceilings,
+    "exp2": lambda gamma, bias, max_code: exp2_table(gamma, bias, max_code, "float64"),
+    "direction": exp2_direction,
+}
+
+
+@torch._dynamo.assume_constant_result
+def _table_values(kind: str, *args) -> tuple:
+    """The entries of a constant table as Python numbers (exact: int64, or float32/float64
+    values held exactly by Python floats). Under ``torch.compile`` it runs outside the trace,
+    so the exact decimal arithmetic that builds the tables is never traced."""
+    return tuple(_TABLE_BUILDERS[kind](*args).tolist())
+
+
+def _const_table(kind: str, args: tuple, device, dtype: torch.dtype) -> torch.Tensor:
+    """Table ``kind`` on ``device``: a cached copy in eager mode, a constant of the graph
+    (the same entries) under ``torch.compile``."""
+    if _compiling():
+        return torch.tensor(_table_values(kind, *args), dtype=dtype, device=device)
+    return _on(_TABLE_BUILDERS[kind](*args), device)
+
+
+@torch._dynamo.assume_constant_result
+def _scale_threshold(fmt: LNSFormat) -> tuple[int, float]:
+    """:func:`neurolns.lns.codec.scale_threshold` for float64 mantissas (a constant under
+    ``torch.compile``: its exact decimal arithmetic runs outside the trace)."""
+    return scale_threshold(fmt, 53)
+
+
 def choose_scale(t: torch.Tensor, fmt: LNSFormat, *, channel_axis: int | None = None) -> torch.Tensor:
     """Power-of-two scale ``σ = 2^k``, ``k = ceil(log2 max|t| − e_max/γ)``, on ``t``'s device.
 
@@ -160,7 +197,7 @@ def _pow2_scale(amax: torch.Tensor, fmt: LNSFormat) -> torch.Tensor:
     [−1022, 1023]; float64, built from its bits (no ``log2``/``exp2`` on the device)."""
     amax = amax.to(torch.float64)
     mant, ex = torch.frexp(amax)
-    q, thr = scale_threshold(fmt, 53)
+    q, thr = _scale_threshold(fmt)
     k = (ex.to(torch.int64) - 1) - q + (2.0 * mant > thr).to(torch.int64)
     k = torch.where(amax > 0, k, torch.zeros_like(k)).clamp(-1022, 1023)
     return _pow2(k)
@@ -232,7 +269,7 @@ def _exponents_pow2(a: torch.Tensor, fmt: LNSFormat, log2s: torch.Tensor) -> tor
     mant = torch.nan_to_num(mant, nan=0.5, posinf=0.5, neginf=0.5)
     field = (mant.to(torch.float64) * float(1 << (bits + 1))).to(torch.int64) - (1 << bits)
     field = field.clamp_(0, (1 << bits) - 1)  # zeros give mantissa 0: fixed up by the caller
-    thr = _on(threshold_ceilings(fmt.gamma, bits), a.device)
+    thr = _const_table("thresholds", (fmt.gamma, bits), a.device, torch.int64)
     r = torch.searchsorted(thr, field, right=True)
     return (ex.to(torch.int64) - 1 - log2s) * fmt.gamma + r
 
@@ -317,6 +354,8 @@ def _codes(t, fmt, scale, channel_axis, rounding, generator, check_nan: bool, ba
     fmt = _check_format(fmt)
     t = _check_tensor(t).detach()
     rounding = Rounding(rounding)
+    if _compiling():
+        return _codes_traced(t, fmt, scale, channel_axis, rounding, check_nan, trusted)
     numba_path = _use_numba(t, backend)
     amax = _cpu_max_abs_if_finite(t) if (check_nan or scale is None) and not trusted else None
     if trusted:
@@ -336,18 +375,64 @@ def _codes(t, fmt, scale, channel_axis, rounding, generator, check_nan: bool, ba
             warnings.warn(f"{n_inf} infinite value(s) saturated to the largest magnitude of {fmt}",
                           RuntimeWarning, stacklevel=3)
     if numba_path:
+        if amax is None and not check_nan:  # NaN may be present: code 0, as on the torch path
+            t = torch.where(torch.isnan(t), torch.zeros((), dtype=t.dtype), t)
         return _codes_numba(t, fmt, s, rounding, generator), s
-    a = t.abs()
-    neg = t < 0
     if rounding == Rounding.NEAREST and pow2:
-        log2s = torch.frexp(s).exponent.to(torch.int64) - 1  # exact for powers of two
-        e = _exponents_pow2(a, fmt, log2s)
-        e = torch.where(torch.isinf(a), torch.full((), fmt.e_max, dtype=e.dtype, device=e.device), e)
-    else:
-        e = _exponents_f64(a, fmt, s, rounding, generator)
+        return _codes_pow2(t, fmt, s), s
+    a = t.abs()
+    e = _exponents_f64(a, fmt, s, rounding, generator)
     e = torch.where(torch.isnan(a), torch.zeros((), dtype=e.dtype, device=e.device), e)
-    code_dtype = getattr(torch, str(fmt.code_dtype))
-    return _finish(e, a.nan_to_num(0.0), neg, fmt, code_dtype), s
+    return _finish(e, a.nan_to_num(0.0), t < 0, fmt, _code_dtype(fmt)), s
+
+
+def _code_dtype(fmt: LNSFormat) -> torch.dtype:
+    return getattr(torch, str(fmt.code_dtype))
+
+
+def _codes_pow2(t: torch.Tensor, fmt: LNSFormat, s: torch.Tensor) -> torch.Tensor:
+    """Nearest codes at a power-of-two scale tensor ``s``: torch operations only, nothing
+    read back from the device (the path of GPUs and of ``torch.compile``)."""
+    a = t.abs()
+    log2s = torch.frexp(s).exponent.to(torch.int64) - 1  # exact for powers of two
+    e = _exponents_pow2(a, fmt, log2s)
+    e = torch.where(torch.isinf(a), torch.full((), fmt.e_max, dtype=e.dtype, device=e.device), e)
+    e = torch.where(torch.isnan(a), torch.zeros((), dtype=e.dtype, device=e.device), e)
+    return _finish(e, a.nan_to_num(0.0), t < 0, fmt, _code_dtype(fmt))
+
+
+def _codes_traced(t, fmt, scale, channel_axis, rounding, check_nan, trusted):
+    """:func:`_codes` under ``torch.compile``: the same codes from torch operations alone.
+
+    What would read data back from the device is refused while tracing, with a
+    message: the NaN check (``check_nan=True``), stochastic rounding (its exact
+    re-decision near boundaries runs on the host) and scales not known to be
+    powers of two (tensor scales, which cannot be checked without a read-back;
+    Python numbers are checked here, on the host).
+    """
+    if check_nan:
+        raise ValueError("check_nan=True reads a NaN count back from the device, which torch.compile cannot "
+                         "trace; pass check_nan=False (NaN then propagates) to compile quantize")
+    if rounding != Rounding.NEAREST:
+        raise ValueError(f"rounding={str(rounding)!r} is not supported under torch.compile (its exact "
+                         "re-decision near rounding boundaries runs on the host); use rounding='nearest'")
+    if trusted:
+        s = scale
+    elif scale is None:
+        s = choose_scale(t, fmt, channel_axis=channel_axis)
+    elif channel_axis is not None:
+        raise ValueError("give either scale or channel_axis, not both (channel_axis picks scales)")
+    elif isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        sf = float(scale)
+        if not (math.isfinite(sf) and sf > 0 and math.frexp(sf)[0] == 0.5):
+            raise ValueError(f"scale={scale!r} is not supported under torch.compile; allowed: None or a "
+                             "positive power of two")
+        s = torch.full((), sf, dtype=torch.float64, device=t.device)
+    else:
+        raise ValueError(f"scale of type {type(scale).__name__} is not supported under torch.compile "
+                         "(it cannot be checked without reading it back); allowed: None or a positive "
+                         "power of two given as a Python number")
+    return _codes_pow2(t, fmt, s), s
 
 
 def encode_codes_t(t: torch.Tensor, fmt: LNSFormat, *, scale=None, channel_axis: int | None = None,
@@ -427,6 +512,14 @@ def _decode(codes, fmt, s, dtype, backend, trusted):
     """Body of :func:`decode_codes_t`; ``trusted`` skips the checks (codes from the encoder,
     a power-of-two scale from :func:`choose_scale`), so the hot path reads nothing back."""
     work = torch.float64 if dtype == torch.float64 else torch.float32
+    if _compiling():
+        if not trusted:
+            raise ValueError("decode_codes_t checks its codes and scale on the host, which torch.compile "
+                             "cannot trace; inside a compiled function decode through quantize")
+        if fmt.bits > 20 or wider_than_float64(fmt):
+            raise ValueError(f"{fmt} is decoded on the host (wider than 20 bits), which torch.compile "
+                             "cannot trace")
+        return _decode_table(codes, fmt, s, dtype, work, True)
     if not trusted:
         if codes.numel() and bool(((codes > fmt.max_code) | (codes < -fmt.max_code)).any()):
             check_codes(codes.cpu().numpy(), fmt)  # raises, naming the first bad code
@@ -439,12 +532,18 @@ def _decode(codes, fmt, s, dtype, backend, trusted):
         npdt = np.float64 if work == torch.float64 else np.float32
         out = decode_codes(codes.cpu().contiguous().numpy(), fmt, s.cpu().numpy(), dtype=npdt)
         return torch.from_numpy(out).to(device=codes.device, dtype=dtype)
+    return _decode_table(codes, fmt, s, dtype, work, pow2)
+
+
+def _decode_table(codes, fmt, s, dtype, work, pow2: bool) -> torch.Tensor:
+    """Table gather times the scale, rounded once to float32 when ``σ`` is a power of two."""
     c = codes.to(torch.int64)
     mag = c.abs()
-    v = _on(exp2_table(fmt.gamma, fmt.bias, fmt.max_code, "float64"), codes.device)[mag] * s
+    key = (fmt.gamma, fmt.bias, fmt.max_code)
+    v = _const_table("exp2", key, codes.device, torch.float64)[mag] * s
     if work == torch.float32:
         if pow2:  # v is exact: round it to float32 once, correctly
-            v = _to_float32_exactly(v, _on(exp2_direction(fmt.gamma, fmt.bias, fmt.max_code), codes.device)[mag])
+            v = _to_float32_exactly(v, _const_table("direction", key, codes.device, torch.int8)[mag])
         else:
             v = v.to(torch.float32)
     v = torch.where(c < 0, -v, v)
@@ -484,7 +583,8 @@ class _FakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fmt, scale, channel_axis, rounding, generator, check_nan, backend):
         codes, s = _codes(x, fmt, scale, channel_axis, rounding, generator, check_nan, backend)
-        out = _decode(codes, fmt, s, x.dtype, backend, trusted=False)
+        # traced: the scale is a power of two (checked by _codes_traced), nothing is read back
+        out = _decode(codes, fmt, s, x.dtype, backend, trusted=_compiling())
         if not check_nan:  # NaN propagates, as through any torch op (no code holds it)
             out = torch.where(torch.isnan(x), x, out)
         return out

@@ -256,3 +256,21 @@ def test_wide_format_decode_matches_the_core(backend):
     assert np.isfinite(want).all() and want[0] > 9
     got = decode_codes_t(torch.from_numpy(codes), fmt, 2.0 ** -1022, dtype=torch.float64, backend=backend)
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("backend", ["auto", "numba", "torch"])
+def test_nan_propagates_with_check_nan_false_on_every_cpu_backend(backend):
+    """check_nan=False: NaN entries stay NaN and the others get the codes of the NaN-free
+    tensor, also on the Numba path that large CPU tensors take (it used to raise)."""
+    x = torch.randn(1 << 17, generator=torch.Generator().manual_seed(3))
+    x[5] = float("nan")
+    got = quantize(x, LNS8, check_nan=False, backend=backend)
+    clean = x.clone()
+    clean[5] = 0.0
+    want = quantize(clean, LNS8, scale=float(choose_scale(clean, LNS8)), backend=backend)
+    assert torch.isnan(got[5])
+    got[5] = 0.0
+    assert torch.equal(got, want)
+    g = torch.ones_like(x, requires_grad=True)
+    quantize_grad(g, LNS8, backend=backend).backward(x)
+    assert torch.isnan(g.grad[5]) and torch.equal(g.grad[:5], want[:5])
