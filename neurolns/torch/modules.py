@@ -223,6 +223,65 @@ class _LNSMixin:
         with torch.no_grad():
             p.copy_(decode_codes_t(codes.to(p.device), master_format, s, dtype=p.dtype))
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """A float model's state (no ``*_scale`` entries) loads into grid storage as
+        :meth:`set_storage` would convert it: scale ``choose_scale(w)·2^headroom`` of the loaded
+        values, which are then snapped onto the update grid. States with scales load as saved."""
+        filled = []
+        if self.master_format is not None:
+            for name in ("weight", "bias"):
+                key = f"{prefix}{name}_scale"
+                if getattr(self, name, None) is not None and key not in state_dict and f"{prefix}{name}" in state_dict:
+                    value = state_dict[f"{prefix}{name}"]
+                    if isinstance(value, torch.Tensor) and value.dtype.is_floating_point:
+                        with torch.no_grad():
+                            p = getattr(self, name)
+                            s = choose_scale(value.to(device=p.device, dtype=p.dtype), self.weight_format)
+                        state_dict[key] = (s * 2.0**self.headroom).to(torch.float64)
+                        filled.append(name)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        for name in filled:  # snap the loaded float values onto the grid, as set_storage does
+            p, s = getattr(self, name), self._buffers[f"{name}_scale"]
+            with torch.no_grad():
+                codes, _ = encode_codes_t(p, self.master_format, scale=s)
+                p.copy_(decode_codes_t(codes, self.master_format, s, dtype=p.dtype))
+
+    def forward_weight(self, name: str = "weight") -> torch.Tensor | None:
+        """The quantized values the layer computes with for parameter ``name`` (detached).
+
+        The torch twin of :meth:`neurolns.sim.Param.forward_value`: with
+        ``storage="fp32"`` ``quantize(w, weight_format)`` at a per-tensor scale;
+        with ``storage="lns"`` the master codes re-gridded to ``weight_format``
+        (the simulator's ``forward_table``) times the scale; the parameter itself
+        when ``weight_format`` is ``None``. ``None`` for an absent bias.
+
+        Parameters
+        ----------
+        name : {"weight", "bias"}
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is not ``"weight"`` or ``"bias"``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from neurolns import LNS8
+        >>> layer = LNSLinear(2, 1, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.tensor([[3.0, 1.0]]))
+        >>> layer.forward_weight()          # 3 -> 3.0844 = 2**(13/8): the nearest LNS8 value
+        tensor([[3.0844, 1.0000]])
+        """
+        if name not in ("weight", "bias"):
+            raise ValueError(f"name={name!r} is not a parameter of an LNS layer; allowed: 'weight', 'bias'")
+        with torch.no_grad():
+            w = self._fwd_param(name)
+        return None if w is None else w.detach()
+
     def param_grid(self, name: str):
         """``(master_format, scale)`` of parameter ``name`` with grid storage, else ``None``."""
         if self.master_format is None or getattr(self, name, None) is None:

@@ -173,3 +173,47 @@ def test_grid_forward_kernel_equals_torch_reference():
     assert torch.equal(got, ref.to(torch.float32))
     table = forward_table(master, LNS8)
     np.testing.assert_array_equal(got.numpy(), (np.sign(codes) * table[np.abs(codes)] * scale).astype(np.float32))
+
+
+def test_float_state_dict_loads_into_grid_storage_as_convert_would():
+    """load_state_dict of a float model's state into a model converted with storage='lns' fills
+    weight_scale/bias_scale and puts the values on the grid: the same parameters and buffers,
+    bit for bit, as converting the float model itself."""
+    torch.manual_seed(7)
+    src = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3, bias=False))
+    torch.manual_seed(8)
+    dst = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3, bias=False))
+    convert(dst, LNS8, storage="lns")
+    dst.load_state_dict(src.state_dict())
+    want = copy.deepcopy(src)
+    convert(want, LNS8, storage="lns")
+    got_state, want_state = dst.state_dict(), want.state_dict()
+    assert got_state.keys() == want_state.keys()
+    for k in want_state:
+        assert torch.equal(got_state[k], want_state[k]), k
+    dst.load_state_dict(want.state_dict())  # a state with scales loads as saved
+    assert torch.equal(dst[0].weight_scale, want[0].weight_scale)
+
+
+@pytest.mark.parametrize("storage", ["fp32", "lns"])
+def test_forward_weight_is_what_the_layer_computes_with(storage):
+    """forward_weight() is the detached quantized weight of the forward pass: y = x W_qᵀ + b_q,
+    equal to the numpy codec (fp32 storage) or the simulator's forward_value (lns storage)."""
+    from neurolns.torch import to_sim
+
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(6, 4))
+    convert(model, LNS8, storage=storage)
+    layer = model[0]
+    w, b = layer.forward_weight(), layer.forward_weight("bias")
+    assert not w.requires_grad
+    x = torch.randn(3, 6)
+    assert torch.equal(layer(x), F.linear(x, w, b))
+    if storage == "fp32":
+        assert torch.equal(w, _q(layer.weight))
+    else:
+        sim_w = to_sim(model).params()[0].forward_value()
+        np.testing.assert_array_equal(w.numpy(), sim_w)
+    assert LNSLinear(2, 2, bias=False).forward_weight("bias") is None
+    with pytest.raises(ValueError, match="'kernel'"):
+        layer.forward_weight("kernel")
