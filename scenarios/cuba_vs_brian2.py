@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from neurolns.cli.common import ArgumentParser, OutputDir, Progress, checked, float_range, int_range, interrupted
 from neurolns.formats import parse_format
 from neurolns.models.cuba import CUBAConfig, build_cuba, build_cuba_brian2
 from neurolns.sim.spiking.stats import mean_cv_isi, mean_rate
@@ -147,54 +148,74 @@ def _plot(spikes: dict, cfg: CUBAConfig, seconds: float, out: pathlib.Path) -> N
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=4000, help="neurons (in-degree kept at 80 E + 20 I inputs)")
-    ap.add_argument("--seconds", type=float, default=1.0)
-    ap.add_argument("--seeds", type=int, default=1, help="number of seeds (0, 1, ...) the statistics average over")
+def _parse(argv):
+    ap = ArgumentParser(prog="neurolns run cuba", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int_range(10), default=4000, help="neurons (in-degree kept at 80 E + 20 I inputs)")
+    ap.add_argument("--seconds", type=float_range(1e-3), default=1.0, help="simulated time (s)")
+    ap.add_argument("--seeds", type=int_range(1), default=1,
+                    help="number of seeds (0, 1, ...) the statistics average over")
     ap.add_argument("--lns-format", default="lns8")
-    ap.add_argument("--threads", type=int, default=1, help="threads of the neurolns loop (spikes do not change)")
+    ap.add_argument("--threads", type=int_range(1), default=1,
+                    help="threads of the neurolns loop (spikes do not change)")
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"),
                     help="float type of the neurolns neuron state and weights")
     ap.add_argument("--no-brian2", action="store_true")
     ap.add_argument("--no-standalone", action="store_true", help="skip Brian2's cpp_standalone device")
     ap.add_argument("--out", default="results/cuba_vs_brian2")
+    ap.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     ap.add_argument("--standalone-worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.standalone_worker:
+        return args
+    # everything a stage would refuse is refused here, before minutes of simulation
+    args.cfg = checked(ap, CUBAConfig, n=args.n, flag=f"--n {args.n}")
+    args.fmt = checked(ap, parse_format, args.lns_format, flag=f"--lns-format {args.lns_format!r}")
+    args.out = checked(ap, OutputDir, args.out)
+    return args
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    if args.standalone_worker:
         print(json.dumps(standalone_worker(args.n, args.seconds, args.worker_seed, args.standalone_worker)))
         return 0
-    if args.seeds < 1:
-        ap.error(f"--seeds={args.seeds} is out of range; allowed: >= 1")
-    if args.threads < 1:
-        ap.error(f"--threads={args.threads} is out of range; allowed: >= 1")
     seeds = list(range(args.seeds))
-    cfg = CUBAConfig(n=args.n)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    cfg, fmt, out = args.cfg, args.fmt, args.out.path
     rows, spikes = [], {}
-    row, sp = run_neurolns(cfg, args.seconds, seeds, threads=args.threads, dtype=args.dtype)
-    rows.append({"simulator": f"neurolns {args.dtype}", **row})
-    spikes[f"neurolns {args.dtype}"] = sp
-    fmt = parse_format(args.lns_format)
-    row, sp = run_neurolns(cfg, args.seconds, seeds, fmt, threads=args.threads, dtype=args.dtype)
-    rows.append({"simulator": f"neurolns {fmt.name}", **row})
-    spikes[f"neurolns {fmt.name}"] = sp
-    if not args.no_brian2:
-        try:
-            row, sp = run_brian2_runtime(cfg, args.seconds, seeds, "cython")
-            rows.append({"simulator": "brian2 cython", **row})
-        except Exception as exc:  # no compiler: the numpy target always works
-            print(f"brian2 cython unavailable ({exc!r}); using numpy")
-            row, sp = run_brian2_runtime(cfg, args.seconds, seeds, "numpy")
-            rows.append({"simulator": "brian2 numpy", **row})
-        spikes[rows[-1]["simulator"]] = sp
-        if not args.no_standalone and shutil.which("g++"):
+    standalone = not args.no_brian2 and not args.no_standalone and shutil.which("g++")
+    progress = Progress("cuba", 2 + (0 if args.no_brian2 else 1) + (1 if standalone else 0),
+                        enabled=not args.no_progress)
+    try:
+        progress.step(f"neurolns {args.dtype}, {cfg.n} neurons, {args.seconds:g} s, {len(seeds)} seed(s)")
+        row, sp = run_neurolns(cfg, args.seconds, seeds, threads=args.threads, dtype=args.dtype)
+        rows.append({"simulator": f"neurolns {args.dtype}", **row})
+        spikes[f"neurolns {args.dtype}"] = sp
+        progress.step(f"neurolns {fmt.name}")
+        row, sp = run_neurolns(cfg, args.seconds, seeds, fmt, threads=args.threads, dtype=args.dtype)
+        rows.append({"simulator": f"neurolns {fmt.name}", **row})
+        spikes[f"neurolns {fmt.name}"] = sp
+        if not args.no_brian2:
+            progress.step("brian2 runtime (cython, numpy without a compiler)")
             try:
-                rows.append({"simulator": "brian2 cpp_standalone", **run_brian2_standalone(cfg, args.seconds, seeds)})
-            except subprocess.CalledProcessError as exc:
-                print(f"cpp_standalone failed: {exc.stderr[-2000:]}")
+                row, sp = run_brian2_runtime(cfg, args.seconds, seeds, "cython")
+                rows.append({"simulator": "brian2 cython", **row})
+            except Exception as exc:  # no compiler: the numpy target always works
+                print(f"brian2 cython unavailable ({exc!r}); using numpy", file=sys.stderr)
+                row, sp = run_brian2_runtime(cfg, args.seconds, seeds, "numpy")
+                rows.append({"simulator": "brian2 numpy", **row})
+            spikes[rows[-1]["simulator"]] = sp
+            if standalone:
+                progress.step("brian2 cpp_standalone (compiles first)")
+                try:
+                    rows.append({"simulator": "brian2 cpp_standalone",
+                                 **run_brian2_standalone(cfg, args.seconds, seeds)})
+                except subprocess.CalledProcessError as exc:
+                    print(f"cpp_standalone failed: {exc.stderr[-2000:]}", file=sys.stderr)
+    except KeyboardInterrupt:
+        raise interrupted(args.out, lambda: _write(rows, spikes, cfg, args, seeds, out), len(rows),
+                          "simulator row") from None
+    progress.close()
     print(f"\nCUBA, {cfg.n} neurons, {args.seconds:g} s, seeds {seeds}, neurolns on {args.threads} thread(s)")
     print(" | ".join(f"{c:>22s}" if c == "simulator" else f"{c:>12s}" for c in COLS))
     for r in rows:
@@ -203,12 +224,23 @@ def main(argv=None) -> int:
             v = r[c]
             cells.append(f"{v:>22s}" if isinstance(v, str) else (f"{v:>12d}" if isinstance(v, int) else f"{v:>12.3f}"))
         print(" | ".join(cells))
+    summary = _write(rows, spikes, cfg, args, seeds, out)
+    if "vs_brian2" in summary:
+        print("vs Brian2:", json.dumps(summary["vs_brian2"]))
+    print(f"LNS vs float64 rate difference: {summary['lns_rate_rel_diff']:.3f}")
+    print(f"results in {out}/")
+    return 0
+
+
+def _write(rows: list, spikes: dict, cfg: CUBAConfig, args, seeds: list, out: pathlib.Path) -> dict:
+    """Write summary.json, summary.csv and the raster of the rows finished so far; return the summary."""
     summary = {"n": cfg.n, "seconds": args.seconds, "seeds": seeds, "threads": args.threads, "dtype": args.dtype,
                "rows": rows}
     base = rows[0]
-    summary["lns_rate_rel_diff"] = abs(rows[1]["rate_exc_hz"] * 0.8 + rows[1]["rate_inh_hz"] * 0.2
-                                       - (base["rate_exc_hz"] * 0.8 + base["rate_inh_hz"] * 0.2)) / max(
-        base["rate_exc_hz"] * 0.8 + base["rate_inh_hz"] * 0.2, 1e-9)
+    if len(rows) > 1:
+        summary["lns_rate_rel_diff"] = abs(rows[1]["rate_exc_hz"] * 0.8 + rows[1]["rate_inh_hz"] * 0.2
+                                           - (base["rate_exc_hz"] * 0.8 + base["rate_inh_hz"] * 0.2)) / max(
+            base["rate_exc_hz"] * 0.8 + base["rate_inh_hz"] * 0.2, 1e-9)
     b2rows = [r for r in rows if r["simulator"].startswith("brian2") and "standalone" not in r["simulator"]]
     if b2rows:
         b = b2rows[0]
@@ -216,8 +248,6 @@ def main(argv=None) -> int:
         rate_f = base["rate_exc_hz"] * cfg.exc_fraction + base["rate_inh_hz"] * (1 - cfg.exc_fraction)
         summary["vs_brian2"] = {"rate_rel_diff": abs(rate_f - rate_b) / rate_b,
                                 "cv_abs_diff": abs(base["cv_isi"] - b["cv_isi"])}
-        print("vs Brian2:", json.dumps(summary["vs_brian2"]))
-    print(f"LNS vs float64 rate difference: {summary['lns_rate_rel_diff']:.3f}")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with open(out / "summary.csv", "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=COLS)
@@ -225,9 +255,7 @@ def main(argv=None) -> int:
         for r in rows:
             wr.writerow({c: r[c] for c in COLS})
     _plot(spikes, cfg, args.seconds, out)
-    print(f"results in {out}/")
-    return 0
-
+    return summary
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,13 +16,14 @@ Run: ``neurolns run energy`` or ``python scenarios/energy_footprint.py --out res
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import sys
 import time
 from pathlib import Path
+
+from neurolns.cli.common import ArgumentParser, OutputDir, checked, int_range, interrupted
 
 #: (label, build, kwargs, input shape without batch, training samples per epoch, batch)
 MODELS = {
@@ -39,11 +40,11 @@ PE_RATIO = 1 / 11
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="energy_footprint", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="neurolns run energy", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="mlp,cnn1d,resnet18", help="comma-separated from " + ", ".join(MODELS))
     p.add_argument("--preset", default="horowitz45", help="energy model preset (horowitz45, 7nm)")
     p.add_argument("--energy-toml", default=None, help="TOML overrides on top of the preset")
-    p.add_argument("--workers", type=int, default=4, help="data-parallel workers exchanging gradients (default 4)")
+    p.add_argument("--workers", type=int_range(1), default=4, help="data-parallel workers exchanging gradients (default 4)")
     p.add_argument("--out", default="results/energy_footprint", help="output folder")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -51,9 +52,17 @@ def parse_args(argv):
     bad = [m for m in names if m not in MODELS]
     if bad:
         p.error(f"unknown model(s) {bad}; allowed: {', '.join(MODELS)}")
-    if args.workers < 1:
-        p.error(f"--workers={args.workers}; allowed: >= 1")
+    if not names:
+        p.error(f"--models {args.models!r} names no model; allowed: {', '.join(MODELS)}")
     args.models = names
+    # the energy model and the output folder are checked here, before any counting
+    from neurolns.accounting import EnergyModel
+    from neurolns.cli.energy import load_energy_toml
+
+    args.emodel = checked(p, EnergyModel.preset, args.preset, flag=f"--preset {args.preset!r}")
+    if args.energy_toml:
+        args.emodel = checked(p, load_energy_toml, EnergyModel, args.energy_toml, args.emodel)
+    args.out = checked(p, OutputDir, args.out)
     return args
 
 
@@ -128,16 +137,17 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from tqdm import tqdm
 
-    from neurolns.accounting import EnergyModel, plot_energy_bars
+    from neurolns.accounting import plot_energy_bars
 
-    emodel = EnergyModel.preset(args.preset)
-    if args.energy_toml:
-        emodel = EnergyModel.from_toml(args.energy_toml, base=emodel)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    emodel = args.emodel
+    out = args.out.path
     results = []
-    for name in tqdm(args.models, desc="models", disable=args.no_progress):
-        results.append(account_model(name, emodel, args.workers))
+    try:
+        for name in tqdm(args.models, desc="models", disable=args.no_progress):
+            results.append(account_model(name, emodel, args.workers))
+    except KeyboardInterrupt:
+        # the tables compare models side by side: a partial set is not written
+        raise interrupted(args.out, what="model") from None
 
     train_rows = [_row_train(r, k) for r in results for k in TRAIN_RECIPES]
     infer_rows = [_row_infer(r, k) for r in results for k in INFER_RECIPES]

@@ -33,7 +33,6 @@ Examples
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -41,6 +40,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from neurolns.cli.common import ArgumentParser, OutputDir, checked, int_range, interrupted
 
 METHODS = {
     "fp32-adam": ("adam", "fp32"),
@@ -74,17 +75,20 @@ SETTINGS = {
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="neurolns run lns-vs-float", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="neurolns run lns-vs-float", description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=sorted(SETTINGS), default="digits")
     p.add_argument("--model", choices=["mlp", "cnn"], default=None, help="default: mlp for digits, cnn for mnist1d")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated; default: all")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seeds", type=int_range(1), default=None, help="number of seeds (0..N-1; default 3, quick 1)")
+    p.add_argument("--epochs", type=int_range(1), default=None)
+    p.add_argument("--batch-size", type=int_range(1), default=None,
+                   help="default: the dataset's; >= 5 with majority-vote (5 workers)")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
                    help="default: constant for digits, cosine for mnist1d")
-    p.add_argument("--channels", type=int, default=None, help="CNN width (default 128 for mnist1d, 25 otherwise)")
-    p.add_argument("--quick", action="store_true", help="a sub-minute smoke run (1 seed, 3 epochs, a subset)")
+    p.add_argument("--channels", type=int_range(1), default=None,
+                   help="CNN width (default 128 for mnist1d, 25 otherwise)")
+    p.add_argument("--quick", action="store_true",
+                   help="a sub-minute smoke run (1 seed, 3 epochs, a subset); explicit --seeds/--epochs win")
     p.add_argument("--backend", choices=["sim", "torch"], default="sim")
     p.add_argument("--device", default="cpu", help="torch backend only: cpu or cuda")
     p.add_argument("--track", default="", help="torch backend: comma-separated training-dynamics quantities per "
@@ -100,19 +104,36 @@ def _parse(argv):
     args.track = tuple(q.strip() for q in args.track.split(",") if q.strip())
     if args.track and args.backend != "torch":
         p.error("--track needs --backend torch")
+    _check_device(p, args.device, args.backend)
     cfg = SETTINGS[args.dataset]
     args.model = args.model or cfg["model"]
+    # defaults fill only what the user left out: an explicit value is never rewritten
     args.epochs = args.epochs if args.epochs is not None else (3 if args.quick else cfg["epochs"])
-    args.batch_size = args.batch_size or cfg["batch_size"]
+    args.batch_size = args.batch_size if args.batch_size is not None else cfg["batch_size"]
     args.lr_schedule = args.lr_schedule or cfg["schedule"]
-    args.channels = args.channels or cfg["channels"] or 25
-    if args.channels < 1:
-        p.error(f"--channels {args.channels} is out of range; allowed: >= 1")
-    if args.quick:
-        args.seeds = 1
-    if args.seeds < 1 or args.epochs < 1 or args.batch_size < 5:
-        p.error("--seeds and --epochs must be >= 1 and --batch-size >= 5 (majority vote uses 5 workers)")
+    args.channels = args.channels if args.channels is not None else (cfg["channels"] or 25)
+    args.seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    if "majority-vote" in methods and args.batch_size < 5:
+        p.error(f"--batch-size {args.batch_size} is out of range with majority-vote; allowed: >= 5 (5 workers)")
+    args.out = checked(p, OutputDir, args.out)
     return args
+
+
+def _check_device(p, device: str, backend: str) -> None:
+    """Refuse a device the run cannot use, before any data is loaded."""
+    if device == "cpu":
+        return
+    if backend != "torch":
+        p.error(f"--device {device} needs --backend torch (the sim backend runs on the CPU)")
+    if not (device == "cuda" or device.startswith("cuda:")):
+        p.error(f"--device {device!r} is not known; allowed: cpu, cuda, cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        p.error(f"--device {device}: CUDA is not available in this torch build or on this machine; allowed: cpu")
+    index = int(device.split(":")[1]) if ":" in device and device.split(":")[1].isdigit() else 0
+    if index >= torch.cuda.device_count():
+        p.error(f"--device {device}: no such GPU; allowed: cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
 
 
 def load_data(name: str, quick: bool):
@@ -232,14 +253,18 @@ def main(argv=None) -> int:
     data = load_data(args.dataset, args.quick)
     runner = run_sim if args.backend == "sim" else run_torch
     runs = []
-    for method in args.methods:
-        for seed in range(args.seeds):
-            r = runner(method, args, data, seed)
-            runs.append({"method": method, "seed": seed, "dataset": args.dataset, "model": args.model, **r})
-            print(f"{method:>14s} seed {seed}: test acc {100 * r['test_acc']:.2f}%  ({r['seconds']:.1f} s)",
-                  flush=True)
+    out = args.out.path
+    try:
+        for method in args.methods:
+            for seed in range(args.seeds):
+                r = runner(method, args, data, seed)
+                runs.append({"method": method, "seed": seed, "dataset": args.dataset, "model": args.model, **r})
+                print(f"{method:>14s} seed {seed}: test acc {100 * r['test_acc']:.2f}%  ({r['seconds']:.1f} s)",
+                      flush=True)
+    except KeyboardInterrupt:
+        done = list(dict.fromkeys(r["method"] for r in runs))
+        raise interrupted(args.out, lambda: write_outputs(out, args, runs, summarise(runs, done)), len(runs)) from None
     summary = summarise(runs, args.methods)
-    out = Path(args.out)
     write_outputs(out, args, runs, summary)
     width = f" ({args.channels} channels)" if args.model == "cnn" else ""
     print(f"\n{args.dataset} / {args.model}{width}, {args.epochs} epochs, batch {args.batch_size}, "

@@ -31,27 +31,32 @@ from pathlib import Path
 
 import numpy as np
 
+from neurolns.cli.common import ArgumentParser, OutputDir, checked, float_range, int_range, interrupted
+
 DEFAULTS = {"vote_lr": 4e-3, "sgd_lr": 0.1, "momentum": 0.9}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="majority_vote_ddp", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="neurolns run majority-vote", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workers", type=int, default=3, help="processes W (launcher mode; default 3)")
+    p.add_argument("--workers", type=int, default=None, help="processes W, >= 2 (launcher mode; default 3, quick 2)")
     p.add_argument("--method", choices=["vote", "fp32", "both"], default="both", help="what to train (default both)")
     p.add_argument("--exchange", choices=["allgather", "two-phase"], default="allgather")
-    p.add_argument("--momentum", type=float, default=DEFAULTS["momentum"], help="β of the momentum (both methods)")
-    p.add_argument("--vote-lr", type=float, default=DEFAULTS["vote_lr"], help="step η of the sign update")
-    p.add_argument("--sgd-lr", type=float, default=DEFAULTS["sgd_lr"], help="learning rate of FP32 SGD")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--momentum", type=float_range(0.0, 1.0), default=DEFAULTS["momentum"],
+                   help="β of the momentum (both methods)")
+    p.add_argument("--vote-lr", type=float_range(0.0), default=DEFAULTS["vote_lr"], help="step η of the sign update")
+    p.add_argument("--sgd-lr", type=float_range(0.0), default=DEFAULTS["sgd_lr"], help="learning rate of FP32 SGD")
+    p.add_argument("--epochs", type=int_range(1), default=None, help="default 30, quick 3")
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="learning-rate schedule over all steps (default cosine, for both methods)")
-    p.add_argument("--batch-size", type=int, default=96, help="global batch (split over the workers)")
-    p.add_argument("--samples", type=int, default=5000, help="MNIST-1D samples (80/20 split)")
+    p.add_argument("--batch-size", type=int_range(1), default=96, help="global batch (split over the workers)")
+    p.add_argument("--samples", type=int_range(10), default=None, help="MNIST-1D samples (80/20 split; default 5000, "
+                                                                      "quick 2000)")
     p.add_argument("--byzantine", type=float, default=0.0, help="fraction of workers that flip their signs")
     p.add_argument("--sweep-byzantine", action="store_true", help="run the robustness sweep over F (vote only)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="a small, fast version (2 workers, 3 epochs)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small, fast version (2 workers, 3 epochs, 2000 samples); explicit options win")
     p.add_argument("--out", default="results/majority_vote_ddp", help="results folder")
     return p
 
@@ -202,28 +207,40 @@ def _plot(rows: list[dict], out: Path, name: str, sweep: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.quick:
-        args.workers, args.epochs, args.samples = 2, 3, 2000
-    if not 0.0 <= args.byzantine <= 1.0:
-        raise SystemExit(f"--byzantine {args.byzantine} is out of range; allowed: 0 <= F <= 1")
+    p = _parser()
+    args = p.parse_args(argv)
+    # --quick fills only what the user left out: an explicit value is never rewritten
+    for key, full, quick in (("workers", 3, 2), ("epochs", 30, 3), ("samples", 5000, 2000)):
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+    if not (0.0 <= args.byzantine <= 1.0):
+        p.error(f"--byzantine {args.byzantine} is out of range; allowed: 0 <= F <= 1")
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         if args.method == "both":
-            raise SystemExit("under torchrun pass --method vote or --method fp32")
+            p.error("under torchrun pass --method vote or --method fp32")
         return _worker(args)
     if args.workers < 2:
-        raise SystemExit(f"--workers {args.workers} is out of range; allowed: >= 2")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+        p.error(f"--workers {args.workers} is out of range; allowed: >= 2")
+    if args.batch_size < args.workers:
+        p.error(f"--batch-size {args.batch_size} is out of range; allowed: >= --workers ({args.workers})")
+    out_dir = checked(p, OutputDir, args.out)
+    out = out_dir.path
     flags = _forward_flags(args)
-    if args.sweep_byzantine:
-        fractions = sorted({k / args.workers for k in range(0, args.workers)})
-        rows = [_launch(args, "vote", f, flags) for f in fractions]
-        name = "byzantine_sweep"
-    else:
-        methods = ["fp32", "vote"] if args.method == "both" else [args.method]
-        rows = [_launch(args, m, args.byzantine if m == "vote" else 0.0, flags) for m in methods]
-        name = "comparison"
+    rows = []
+    try:
+        if args.sweep_byzantine:
+            fractions = sorted({k / args.workers for k in range(0, args.workers)})
+            for f in fractions:
+                rows.append(_launch(args, "vote", f, flags))
+            name = "byzantine_sweep"
+        else:
+            methods = ["fp32", "vote"] if args.method == "both" else [args.method]
+            for m in methods:
+                rows.append(_launch(args, m, args.byzantine if m == "vote" else 0.0, flags))
+            name = "comparison"
+    except KeyboardInterrupt:
+        # each finished training already wrote its own JSON into the folder (the workers' output)
+        raise interrupted(out_dir, lambda: None, len(rows), "training") from None
     _print_table(rows)
     _write(rows, out, name)
     _plot(rows, out, name, args.sweep_byzantine)

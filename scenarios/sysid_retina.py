@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurolns.cli.common import ArgumentParser, OutputDir, checked, float_range, int_range, interrupted
 from neurolns.sysid import FitConfig, FitMethod, fit_circuit, make_circuit, make_dataset
 
 PAPER_SIZES = (60, 340, 700, 1400, 2800, 5500, 11000, 22000)
@@ -51,25 +52,32 @@ def _methods(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="neurolns run sysid", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="neurolns run sysid", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--circuit", default="circuit2", help="ground truth: circuit1, circuit2, circuit3a, circuit3b")
-    p.add_argument("--sizes", type=_ints, default=list(DEFAULT_SIZES), help="training-set sizes (comma-separated)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per size and method")
+    p.add_argument("--circuit", default="circuit2",
+                   help="ground truth: circuit1, circuit2, circuit3a, circuit3b (or 1, 2, 3a, 3b)")
+    p.add_argument("--sizes", type=_ints, default=None,
+                   help=f"training-set sizes (comma-separated; default {','.join(map(str, DEFAULT_SIZES))}, "
+                        f"quick 60,200, full the paper's)")
+    p.add_argument("--seeds", type=int_range(1), default=None, help="seeds per size and method (default 3, quick 1, "
+                                                                    "full 10)")
     p.add_argument("--methods", type=_methods, default=["madam", "abs-adam", "adam"],
                    help="comma-separated: madam, lns-madam, abs-adam, adam (default: madam,abs-adam,adam)")
-    p.add_argument("--n-types", type=int, default=28, help="candidate bipolar types in the fitted bank (3..28)")
-    p.add_argument("--n-test", type=int, default=2000, help="held-out images")
-    p.add_argument("--noise", type=float, default=0.0, help="Gaussian response noise (std, absolute)")
-    p.add_argument("--l1", type=float, default=None, help="L1 penalty λ (default: FitConfig's)")
-    p.add_argument("--init", type=float, default=None,
+    p.add_argument("--n-types", type=int_range(3, 28), default=28,
+                   help="candidate bipolar types in the fitted bank (3..28)")
+    p.add_argument("--n-test", type=int_range(1), default=None, help="held-out images (default 2000, quick 300)")
+    p.add_argument("--noise", type=float_range(0.0), default=0.0, help="Gaussian response noise (std, absolute)")
+    p.add_argument("--l1", type=float_range(0.0), default=None, help="L1 penalty λ (default: FitConfig's)")
+    p.add_argument("--init", type=float_range(0.0), default=None,
                    help="initial |w| (default: FitConfig's; 0.2 for circuit1, whose ReLU(· − 10) output is "
                         "silent at smaller weights)")
-    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps per fit (default: FitConfig's)")
+    p.add_argument("--max-steps", type=int_range(1), default=None, help="optimizer steps per fit (default: FitConfig's)")
     p.add_argument("--informed-adam", action="store_true",
                    help="also fit unconstrained Adam started from the true pathway signs ('adam+signs')")
-    p.add_argument("--full", action="store_true", help="the paper's sweep: sizes 60 ... 22,000, 10 seeds")
-    p.add_argument("--quick", action="store_true", help="a smoke run (seconds): sizes 60,200, 1 seed, 600 steps")
+    p.add_argument("--full", action="store_true", help="the paper's sweep: sizes 60 ... 22,000, 10 seeds "
+                                                        "(explicit --sizes/--seeds win)")
+    p.add_argument("--quick", action="store_true", help="a smoke run (seconds): sizes 60,200, 1 seed, 300 test images, "
+                                                         "600 steps (explicit options win)")
     p.add_argument("--out", type=Path, default=Path("results/sysid_retina"), help="output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -123,31 +131,60 @@ def _plot(path: Path, summary: list[dict], methods: list[str], title: str) -> No
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    sizes, seeds, overrides = args.sizes, args.seeds, {}
-    if args.full:
-        sizes, seeds = list(PAPER_SIZES), max(seeds, 10)
-    if args.quick:
-        sizes, seeds, args.n_test, overrides["max_steps"] = [60, 200], 1, 300, 600
-    if args.max_steps is not None:
-        overrides["max_steps"] = args.max_steps
-    if args.l1 is not None:
-        overrides["l1"] = args.l1
-    if seeds < 1:
-        raise SystemExit(f"--seeds={seeds} is out of range; allowed: >= 1")
-    methods = list(args.methods) + (["adam+signs"] if args.informed_adam else [])
-    circuit = make_circuit(args.circuit)
+def _parse(argv):
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.quick and args.full:
+        p.error("--quick and --full contradict each other; choose one")
+    # --quick and --full fill only what the user left out: an explicit value is never rewritten
+    preset = ({"sizes": [60, 200], "seeds": 1, "n_test": 300, "max_steps": 600} if args.quick else
+              {"sizes": list(PAPER_SIZES), "seeds": 10} if args.full else {})
+    for key, default in (("sizes", list(DEFAULT_SIZES)), ("seeds", 3), ("n_test", 2000), ("max_steps", None)):
+        if getattr(args, key) is None:
+            setattr(args, key, preset.get(key, default))
+    overrides = {k: v for k, v in (("max_steps", args.max_steps), ("l1", args.l1)) if v is not None}
+    args.circuit_model = checked(p, make_circuit, args.circuit, flag="--circuit")
     if args.init is not None:
         overrides["init"] = args.init
-    elif circuit.name == "circuit1":
+    elif args.circuit_model.name == "circuit1":
         overrides["init"] = 0.2
-    args.out.mkdir(parents=True, exist_ok=True)
+    checked(p, FitConfig, **overrides)
+    args.overrides = overrides
+    args.out = checked(p, OutputDir, args.out)
+    return args
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    sizes, seeds, overrides, circuit = args.sizes, args.seeds, args.overrides, args.circuit_model
+    methods = list(args.methods) + (["adam+signs"] if args.informed_adam else [])
+    out = args.out.path
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
     runs = []
     bar = tqdm(total=seeds * len(sizes) * len(methods), desc="sysid fits", disable=args.no_progress)
+    try:
+        _sweep(args, circuit, sizes, seeds, methods, overrides, runs, bar)
+    except KeyboardInterrupt:
+        bar.close()
+        raise interrupted(args.out, lambda: _write(args, out, circuit, sizes, seeds, methods, overrides, runs,
+                                                   time.perf_counter() - t_start), len(runs), "fit") from None
+    bar.close()
+    elapsed = time.perf_counter() - t_start
+    summary = _write(args, out, circuit, sizes, seeds, methods, overrides, runs, elapsed)
+
+    print(f"\n{circuit.name}: {args.n_types} candidate types, {seeds} seed(s), noise {args.noise}, {elapsed:.0f} s")
+    print(f"{'method':<11s} {'images':>7s} {'R_sys':>14s} {'R_supp':>14s} {'test corr':>10s} {'wrong signs':>11s}")
+    for r in summary:
+        print(f"{r['method']:<11s} {r['n_images']:>7d} {r['r_sys_mean']:>7.3f} ±{r['r_sys_std']:5.3f} "
+              f"{r['r_supp_mean']:>7.3f} ±{r['r_supp_std']:5.3f} {r['test_corr_mean']:>10.4f} {r['wrong_signs_mean']:>11.0f}")
+    print(f"wrote {out}/runs.csv, summary.csv, results.json, recovery.png")
+    return 0
+
+
+def _sweep(args, circuit, sizes, seeds, methods, overrides, runs, bar) -> None:
+    """Fit every (seed, size, method), appending to ``runs`` as each fit finishes."""
     for seed in range(seeds):
         data = make_dataset(circuit, n_train=max(sizes), n_test=args.n_test, seed=seed, n_types=args.n_types,
                             noise_std=args.noise)
@@ -165,30 +202,23 @@ def main(argv=None) -> int:
                              "steps": res.steps, "best_step": res.best_step,
                              "seconds": time.perf_counter() - t0})
                 bar.update(1)
-    bar.close()
+
+
+def _write(args, out: Path, circuit, sizes, seeds, methods, overrides, runs, elapsed) -> list[dict]:
+    """Write runs.csv, summary.csv, results.json and recovery.png of the fits in ``runs``; return the summary."""
     summary = _summary(runs)
-    elapsed = time.perf_counter() - t_start
-
-    print(f"\n{circuit.name}: {args.n_types} candidate types, {seeds} seed(s), noise {args.noise}, {elapsed:.0f} s")
-    print(f"{'method':<11s} {'images':>7s} {'R_sys':>14s} {'R_supp':>14s} {'test corr':>10s} {'wrong signs':>11s}")
-    for r in summary:
-        print(f"{r['method']:<11s} {r['n_images']:>7d} {r['r_sys_mean']:>7.3f} ±{r['r_sys_std']:5.3f} "
-              f"{r['r_supp_mean']:>7.3f} ±{r['r_supp_std']:5.3f} {r['test_corr_mean']:>10.4f} {r['wrong_signs_mean']:>11.0f}")
-
-    _write_csv(args.out / "runs.csv", runs)
-    _write_csv(args.out / "summary.csv", summary)
+    _write_csv(out / "runs.csv", runs)
+    _write_csv(out / "summary.csv", summary)
     cfg = FitConfig(**overrides).to_dict()
     cfg.pop("method")
     cfg.pop("lr")
-    with open(args.out / "results.json", "w") as f:
+    with open(out / "results.json", "w") as f:
         json.dump({"circuit": circuit.name, "sizes": sizes, "seeds": seeds, "methods": methods,
                    "n_types": args.n_types, "n_test": args.n_test, "noise": args.noise, "fit_config": cfg,
                    "elapsed_s": elapsed, "summary": summary, "runs": runs}, f, indent=1)
-    _plot(args.out / "recovery.png", summary, methods,
+    _plot(out / "recovery.png", summary, list(dict.fromkeys(r["method"] for r in runs)),
           f"{circuit.name}: recovery vs training-set size ({args.n_types} candidate types)")
-    print(f"wrote {args.out}/runs.csv, summary.csv, results.json, recovery.png")
-    return 0
-
+    return summary
 
 if __name__ == "__main__":
     raise SystemExit(main())

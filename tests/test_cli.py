@@ -29,9 +29,9 @@ def test_format_prints_range_resolution_and_codes(capsys):
 
 
 def test_format_rejects_bad_values(capsys):
-    """A gamma that is not a power of two is refused with exit code 2 and the reason."""
+    """A gamma that is not a power of two is refused with exit code 2 and the reason, on stderr."""
     assert main(["format", "--gamma", "3"]) == 2
-    assert "power of two" in capsys.readouterr().out
+    assert "power of two" in capsys.readouterr().err
 
 
 def test_console_script_runs():
@@ -45,4 +45,4 @@ def test_console_script_runs():
 def test_run_unknown_scenario(capsys):
     """An unknown scenario name is refused with exit code 2, naming the available ones."""
     assert main(["run", "no-such-scenario"]) == 2
-    assert "unknown scenario" in capsys.readouterr().out
+    assert "unknown scenario" in capsys.readouterr().err

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from neurolns.cli.common import UsageError, int_range
+
 #: model name -> (module of neurolns.models, default input shape with batch 1)
 MODELS = {
     "mlp": ("mlp", (1, 64)),
@@ -32,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--formats", default="fp32,bf16,int8,lns8", help="comma-separated formats (default %(default)s)")
     p.add_argument("--train", action="store_true",
                    help="one training step (fp32: Adam; bf16: mixed precision; lns8: LNS-Madam + 1-bit exchange)")
-    p.add_argument("--workers", type=int, default=1, help="data-parallel workers for --train (default 1)")
+    p.add_argument("--workers", type=int_range(1), default=1, help="data-parallel workers for --train (default 1)")
     p.add_argument("--rule", default=None,
                    help="update rule for --train in place of each format's (sgd, adam, madam, lns_madam, signum, "
                         "fromage, nero, agd, dualised)")
@@ -80,7 +82,82 @@ def parse_shape(text: str) -> tuple:
     return shape
 
 
+def check_output_file(path: str, flag: str) -> None:
+    """Refuse an output file that cannot be written, before any work.
+
+    Parameters
+    ----------
+    path : str
+        The file to be written.
+    flag : str
+        The option that named it, for the message.
+
+    Raises
+    ------
+    UsageError
+        When the file's folder does not exist or the file cannot be opened for writing.
+    """
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; allowed: a file path")
+    if not p.parent.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {p.parent} does not exist")
+    existed = p.exists()
+    try:
+        with open(p, "ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
+    if not existed:  # the check leaves nothing behind
+        os.unlink(p)
+
+
+def load_energy_toml(energy_model, path: str, base):
+    """``energy_model.from_toml(path, base=base)`` with a missing or malformed file as a one-line user error.
+
+    Parameters
+    ----------
+    energy_model : type
+        :class:`neurolns.accounting.EnergyModel` (passed in so that this module imports nothing heavy).
+    path : str
+        The TOML file.
+    base : EnergyModel
+        The preset it overrides.
+
+    Returns
+    -------
+    EnergyModel
+
+    Raises
+    ------
+    UsageError
+        When the file cannot be read or is not valid TOML of energy entries.
+    """
+    try:
+        return energy_model.from_toml(path, base=base)
+    except OSError as exc:
+        raise UsageError(f"--energy-toml {path}: cannot read it ({exc.strerror or exc})") from None
+    except (ValueError, TypeError, KeyError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise UsageError(f"--energy-toml {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
 def run(args, extra) -> int:
+    """The ``energy`` handler: a user error is one line on stderr and exit code 2."""
+    import sys
+
+    from neurolns.cli.common import EXIT_USAGE
+
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"neurolns energy: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(args) -> int:
     from neurolns.accounting import (
         EnergyModel,
         Recipe,
@@ -95,6 +172,10 @@ def run(args, extra) -> int:
     from neurolns.accounting.energy import format_key
     from neurolns.torch.counting import count_torch, measure_baseline
 
+    # output files first: a path that cannot be written must not cost the run
+    for flag, path in (("--json", args.json), ("--png", args.png)):
+        if path:
+            check_output_file(path, flag)
     try:
         model, default_shape = load_model(args.model)
         if args.input_shape:
@@ -107,8 +188,12 @@ def run(args, extra) -> int:
         keys = [format_key(f) for f in formats]
         emodel = EnergyModel.preset(args.preset)
         if args.energy_toml:
-            emodel = EnergyModel.from_toml(args.energy_toml, base=emodel)
-        counts = count_torch(model, input_shape=shape, training=args.train)
+            emodel = load_energy_toml(EnergyModel, args.energy_toml, emodel)
+        try:
+            counts = count_torch(model, input_shape=shape, training=args.train)
+        except RuntimeError as exc:  # the forward pass refused the shape (torch reports it as RuntimeError)
+            raise UsageError(f"--input-shape {','.join(map(str, shape))} does not fit {args.model}: "
+                             f"{str(exc).splitlines()[0]}") from None
         reports = []
         for f, k in zip(formats, keys):
             if args.train:
@@ -125,8 +210,7 @@ def run(args, extra) -> int:
             else:
                 reports.append(inference_energy(counts, f, emodel))
     except (ValueError, TypeError) as exc:
-        print(f"neurolns energy: error: {exc}")
-        return 2
+        raise UsageError(str(exc)) from None
     what = "training step" if args.train else "inference"
     print(f"{args.model}: {what}, input {tuple(shape)}, {counts.params:,} parameters, "
           f"{reports[0].macs:,.0f} MACs, energy model {emodel.name}")

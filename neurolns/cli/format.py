@@ -1,7 +1,7 @@
 """``neurolns format``: show an LNS format's range, resolution and a few encoded values."""
 from __future__ import annotations
 
-import argparse
+from neurolns.cli.common import UsageError
 
 DEFAULT_VALUES = "3.0,0.1,-1.0,0.0,1e-9,1e9"
 
@@ -23,9 +23,15 @@ def register(sub) -> None:
 
 def _parse_values(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--values must be comma-separated numbers, got {text!r}") from None
+        raise UsageError(f"--values must be comma-separated numbers, got {text!r}") from None
+    # NaN has no LNS code (the codec refuses it); infinities saturate like any value beyond the range
+    if any(v != v for v in values):
+        raise UsageError(f"--values {text!r} holds NaN; allowed: numbers, ±inf saturate")
+    if not values:
+        raise UsageError(f"--values {text!r} holds no number; allowed: comma-separated numbers")
+    return values
 
 
 def run(args, extra) -> int:
@@ -36,12 +42,15 @@ def run(args, extra) -> int:
     from neurolns import LNSFormat
     from neurolns.lns import encode
 
+    values = np.array(_parse_values(args.values))
     try:
         fmt = LNSFormat(bits=args.bits, gamma=args.gamma, bias=args.bias, underflow=args.underflow)
-        values = np.array(_parse_values(args.values))
-    except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
-        print(f"neurolns format: error: {exc}")
-        return 2
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    # encode before printing anything, so that a refused value leaves no half-written table
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a = encode(values, fmt, scale=1.0)
     print(f"{fmt}")
     print(f"  value          = sign(c) * scale * 2**((|c| - {fmt.bias}) / {fmt.gamma}),  c = 0 is exact zero")
     print(f"  code dtype     = {fmt.code_dtype}  (codes ±1..±{fmt.max_code})")
@@ -51,15 +60,13 @@ def run(args, extra) -> int:
     print(f"  dynamic range  = {fmt.dynamic_range_db:.2f} dB")
     print(f"  resolution     = {fmt.resolution:.6g}  (2**(1/{fmt.gamma}) - 1; nearest rounding is within half of it in log2)")
     print()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        a = encode(values, fmt, scale=1.0)
     decoded = a.decode()
     words = fmt.to_word(a.codes)
     print(f"  {'value':>12s} {'code':>8s} {'exponent':>9s} {'word':>{fmt.bits + 2}s} {'decoded':>14s} {'rel. error':>11s}")
     for v, c, e, w, d in zip(values, a.codes, a.exponents, words, decoded):
         exp = f"{e:d}" if c != 0 else "zero"
-        rel = abs(d - v) / abs(v) if v != 0 else 0.0
+        # a saturated infinity has no finite relative error: nan, without numpy's warning
+        rel = abs(d - v) / abs(v) if v != 0 and np.isfinite(v) else (0.0 if v == 0 else float("nan"))
         print(f"  {v:>12.6g} {int(c):>8d} {exp:>9s} {format(int(w), f'0{fmt.bits}b'):>{fmt.bits + 2}s} {d:>14.6g} {rel:>11.3g}")
     print("\n  (values beyond the range saturate; below it they flush to zero or saturate per --underflow)")
     return 0

@@ -2,12 +2,17 @@
 
 Each scenario is a module of ``neurolns.scenarios`` (the ``scenarios/`` folder)
 with ``main(argv) -> int``; the options after NAME go to it unchanged, so
-``neurolns run lns-vs-float --help`` shows the scenario's own options.
+``neurolns run lns-vs-float --help`` shows the scenario's own options
+(``neurolns run NAME -- --help`` works too).
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
+import sys
+
+from neurolns.cli.common import EXIT_USAGE, UsageError
 
 #: scenario name on the command line -> module in neurolns.scenarios
 SCENARIOS = {
@@ -38,12 +43,16 @@ def register(sub) -> None:
     p = sub.add_parser(
         "run",
         help="run a scenario (lns-vs-float, energy, cuba, ...)",
-        description=f"Run a scenario; options after NAME go to the scenario.\n\nscenarios:\n{listing}",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        description=f"Run a scenario; options after NAME go to the scenario "
+        f"(neurolns run NAME --help lists them).\n\nscenarios:\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=True,
     )
     p.add_argument("name", nargs="?", help="scenario name")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    # everything after NAME, --help included, belongs to the scenario: without REMAINDER
+    # the run parser would answer `neurolns run NAME --help` with its own help
+    p.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(handler=run, accepts_extra=True)
 
 
@@ -55,7 +64,14 @@ def run(args, extra) -> int:
         return 0
     if args.name not in names:
         allowed = ", ".join(names) or "(none installed)"
-        print(f"neurolns run: error: unknown scenario {args.name!r}; available: {allowed}")
-        return 2
+        print(f"neurolns run: error: unknown scenario {args.name!r}; available: {allowed}", file=sys.stderr)
+        return EXIT_USAGE
+    options = list(args.options) + list(extra)
+    if options[:1] == ["--"]:  # `neurolns run NAME -- --help`, the older spelling
+        options = options[1:]
     module = importlib.import_module(f"neurolns.scenarios.{names[args.name][0]}")
-    return int(module.main(list(extra)) or 0)
+    try:
+        return int(module.main(options) or 0)
+    except UsageError as exc:
+        print(f"neurolns run {args.name}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

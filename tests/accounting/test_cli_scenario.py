@@ -53,7 +53,7 @@ def test_energy_toml_override_changes_the_reported_energy(tmp_path, capsys):
 
 def test_bad_model_specs_are_reported(tmp_path, capsys):
     assert _run(["nosuchnet"]) == 2
-    assert "unknown model 'nosuchnet'" in capsys.readouterr().out
+    assert "unknown model 'nosuchnet'" in capsys.readouterr().err
     assert _run([f"{tmp_path}/missing.py:f"]) == 2
     assert _run(["mlp", "--input-shape", "a,b"]) == 2
 
