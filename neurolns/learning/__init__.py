@@ -4,8 +4,9 @@ Pure update functions (numpy arrays in, updated in place; a Numba kernel and a
 float64 numpy reference path chosen by ``reference=``):
 
 * :func:`madam_update` (Madam on floats), :func:`lns_madam_update` (LNS-Madam on
-  exponent codes), with :func:`madam_p_max`, :func:`lns_code_cap`,
-  :func:`update_format`;
+  exponent codes, any rate: fractional steps rounded stochastically with the
+  counter-based draws of :func:`rounding_draws`), with :func:`madam_p_max`,
+  :func:`lns_code_cap`, :func:`update_format`, :func:`code_steps`;
 * :func:`sign_sgd_update`, :func:`signum_update`, :func:`ef_sign_update`,
   :func:`majority_vote`, :func:`pack_signs`, :func:`unpack_signs`,
   :func:`apply_signs`, :func:`code_step_update` (the 1-bit → one-code-step path).
@@ -52,10 +53,13 @@ from neurolns.learning.architecture import (
 from neurolns.learning.factory import TRAINER_DEFAULTS, Rule, make_optimizer
 from neurolns.learning.madam import (
     code_step_size,
+    code_steps,
+    draw_key,
     lns_code_cap,
     lns_madam_update,
     madam_p_max,
     madam_update,
+    rounding_draws,
     update_format,
 )
 from neurolns.learning.optim import (
@@ -94,6 +98,9 @@ __all__ = [
     "lns_code_cap",
     "update_format",
     "code_step_size",
+    "code_steps",
+    "draw_key",
+    "rounding_draws",
     "TieRule",
     "onebit_sign",
     "pack_signs",

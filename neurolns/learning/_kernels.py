@@ -138,6 +138,78 @@ def lns_madam_parallel(c, g, v, beta, omb, inv_bc, g_bound, ft, k, cap, nchunk):
 
 
 # --------------------------------------------------------------------------
+# LNS-Madam with a fractional step: stochastic rounding driven by a counter hash
+
+#: the 32-bit mask of the hash
+_M32 = 0xFFFFFFFF
+
+
+@jit(inline="always")
+def _mul32(x, c):
+    """``x·c mod 2^32`` for ``0 <= x, c < 2^32`` in int64 without overflow (16-bit halves of ``x``)."""
+    return ((x & 0xFFFF) * c + ((((x >> 16) * (c & 0xFFFF)) & 0xFFFF) << 16)) & _M32
+
+
+@jit(inline="always")
+def hash32(x):
+    """The ``lowbias32`` integer hash (C. Wellons) of a 32-bit value held in an int64:
+    ``x ^= x>>16; x *= 0x7feb352d; x ^= x>>15; x *= 0x846ca68b; x ^= x>>16`` (mod 2^32)."""
+    x = x & _M32
+    x ^= x >> 16
+    x = _mul32(x, 0x7FEB352D)
+    x ^= x >> 15
+    x = _mul32(x, 0x846CA68B)
+    x ^= x >> 16
+    return x
+
+
+@jit
+def lns_madam_frac_serial(c, g, v, beta, omb, inv_bc, g_bound, k, cap, key, offset):
+    """:func:`lns_madam_serial` for a step of ``k`` code steps that need not be whole.
+
+    ``d = k·round(ĝ)`` (float64) moves the code by ``floor(d) + [r < (d − floor d)·2^24]``,
+    ``r = hash32(hash32((offset + i) ^ key) ^ hash32(key ^ 0x85EBCA6B)) >> 8`` the element's
+    24-bit draw: stochastic
+    rounding, ``E[move] = d`` to within ``2^-24``. The code arithmetic runs in float64
+    (exact for every code); ``k`` and ``cap`` are float64.
+    """
+    n = c.size
+    q = np.empty(LNS_MADAM_BLOCK, np.float32)
+    two24 = 16777216.0
+    key2 = hash32(key ^ 0x85EBCA6B)
+    for lo in range(0, n, LNS_MADAM_BLOCK):
+        hi = min(n, lo + LNS_MADAM_BLOCK)
+        _lns_madam_q(g[lo:hi], v[lo:hi], q[:hi - lo], beta, omb, inv_bc, g_bound)
+        for j in range(hi - lo):
+            i = lo + j
+            ci = c[i]
+            if ci == 0:
+                continue  # 0 stays 0 (and takes no draw)
+            d = k * np.float64(q[j])
+            fl = np.floor(d)
+            r = hash32(hash32(np.int64(offset + i) ^ key) ^ key2) >> 8
+            step = fl + (1.0 if np.float64(r) < (d - fl) * two24 else 0.0)
+            x = np.float64(ci) - step
+            if ci > 0:
+                x = min(max(x, 1.0), cap)
+            else:
+                x = min(max(x, -cap), -1.0)
+            c[i] = x
+
+
+@pjit
+def lns_madam_frac_parallel(c, g, v, beta, omb, inv_bc, g_bound, k, cap, key, nchunk):
+    """:func:`lns_madam_frac_serial` over ``nchunk`` contiguous slices in parallel (the draws
+    are keyed by the element's index in the whole array, so the result equals the serial one)."""
+    n = c.size
+    size = (n + nchunk - 1) // nchunk
+    for ch in prange(nchunk):
+        lo = min(n, ch * size)
+        hi = min(n, lo + size)
+        lns_madam_frac_serial(c[lo:hi], g[lo:hi], v[lo:hi], beta, omb, inv_bc, g_bound, k, cap, key, lo)
+
+
+# --------------------------------------------------------------------------
 # 1-bit signs: packing and the majority vote
 
 

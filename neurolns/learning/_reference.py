@@ -45,6 +45,36 @@ def lns_madam(c, g, v, beta, inv_bc, g_bound, k, cap):
     v[...] = v_new
 
 
+def hash32(x):
+    """The ``lowbias32`` hash of :func:`neurolns.learning._kernels.hash32` on int64 numpy arrays,
+    int64 torch tensors (the torch ``LNSMadam`` uses it as is) or ints: only ``& ^ >> << * +``."""
+    m = 0xFFFFFFFF
+
+    def mul32(a, c):  # a·c mod 2^32 from 16-bit halves: no int64 overflow
+        return ((a & 0xFFFF) * c + ((((a >> 16) * (c & 0xFFFF)) & 0xFFFF) << 16)) & m
+
+    x = x & m
+    x = x ^ (x >> 16)
+    x = mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def lns_madam_frac(c, g, v, beta, inv_bc, g_bound, k, cap, key):
+    """LNS-Madam with a step of ``k`` (float) code steps, stochastically rounded per element."""
+    gh, v_new = normalised_grad(g, v, beta, inv_bc, g_bound)
+    d = float(k) * np.rint(gh).reshape(-1)
+    fl = np.floor(d)
+    r = hash32(hash32(np.arange(c.size, dtype=np.int64) ^ key) ^ hash32(key ^ 0x85EBCA6B)) >> 8
+    step = (fl + (r.astype(np.float64) < (d - fl) * 16777216.0)).reshape(c.shape)
+    c64 = c.astype(np.int64)
+    s = np.where(c64 > 0, 1, -1)
+    m = np.clip(np.abs(c64) - step.astype(np.int64) * s, 1, cap)
+    c[...] = np.where(c64 == 0, 0, s * m)
+    v[...] = v_new
+
+
 def pack_signs(x) -> np.ndarray:
     return np.packbits(np.asarray(x) < 0, axis=-1, bitorder="little")
 

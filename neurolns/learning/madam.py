@@ -55,6 +55,9 @@ __all__ = [
     "lns_code_cap",
     "update_format",
     "code_step_size",
+    "code_steps",
+    "draw_key",
+    "rounding_draws",
 ]
 
 
@@ -160,18 +163,125 @@ def code_step_size(fmt: LNSFormat, lr: float | None) -> int:
     >>> code_step_size(LNSFormat(bits=16, gamma=128), 1 / 64)
     2
     """
-    if not isinstance(fmt, LNSFormat):
-        raise TypeError(f"fmt must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
-    if lr is None:
-        return 1
-    lr = check_real("lr", lr, 0.0, math.inf, lo_open=True)
-    k = lr * fmt.gamma
-    if abs(k - round(k)) > 1e-9 * max(1.0, k) or round(k) < 1:
+    if lr is not None:
+        lr = check_real("lr", lr, 0.0, math.inf, lo_open=True)
+    k = code_steps(fmt, lr)  # whole when within 1e-9·max(1, k) of an integer
+    if k != int(k) or k < 1:
         raise ValueError(
             f"lr={lr!r} is not a whole number of code steps of the update grid (γ={fmt.gamma}); "
             f"allowed: lr = k/{fmt.gamma} for an integer k >= 1, e.g. {1 / fmt.gamma!r}"
         )
-    return int(round(k))
+    return int(k)
+
+
+def code_steps(fmt: LNSFormat, lr: float | None) -> float:
+    """Code steps per unit of ``round(ĝ)`` of a rate that need not be whole: ``k = η·γ_u``.
+
+    ``k`` is returned as a float; when it is within ``1e-9·max(1, k)`` of an
+    integer (a rate a scheduler computed as ``2/128·0.5``, say) it is returned as
+    that integer exactly, and :func:`lns_madam_update` then moves the codes as
+    for :func:`code_step_size`, without draws. ``lr=None`` means ``η = 1/γ_u``
+    (``k = 1``); ``lr = 0`` (the end of some schedules) gives ``k = 0``: no move.
+
+    Parameters
+    ----------
+    fmt : LNSFormat
+        The update grid (``fmt.gamma`` is ``γ_u``).
+    lr : float or None
+        ``η`` in octaves, finite and ``>= 0``.
+
+    Returns
+    -------
+    float
+        ``k = η γ_u``.
+
+    Raises
+    ------
+    TypeError
+        ``fmt`` is not an :class:`LNSFormat` or ``lr`` not a real number.
+    ValueError
+        ``lr`` is negative, NaN or infinite.
+
+    Examples
+    --------
+    >>> f = LNSFormat(bits=16, gamma=128)
+    >>> code_steps(f, 1 / 256), code_steps(f, 3 / 128), code_steps(f, 0.0)
+    (0.5, 3.0, 0.0)
+    """
+    if not isinstance(fmt, LNSFormat):
+        raise TypeError(f"fmt must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
+    if lr is None:
+        return 1.0
+    lr = check_real("lr", lr, 0.0, math.inf, hi_open=True)
+    k = lr * fmt.gamma
+    return float(round(k)) if abs(k - round(k)) <= 1e-9 * max(1.0, k) else k
+
+
+def draw_key(seed: int, stream: int, t: int) -> int:
+    """The 32-bit key of the rounding draws of one parameter at one step.
+
+    ``key = h(h(h(seed ^ 0x9e3779b9) ^ stream) ^ t)`` with ``h`` the
+    ``lowbias32`` hash on 32-bit values (every argument is taken mod ``2^32``;
+    the constant keeps seed 0 off ``h``'s fixed point ``h(0) = 0``); see
+    :func:`rounding_draws`.
+
+    Examples
+    --------
+    >>> draw_key(0, 0, 1) == draw_key(0, 0, 1) != draw_key(0, 0, 2)
+    True
+    """
+    for name, x in (("seed", seed), ("stream", stream), ("t", t)):
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(x).__name__} {x!r}")
+        if x < 0:
+            raise ValueError(f"{name}={x!r} is out of range; allowed: an int >= 0")
+    h = _ref.hash32
+    return int(h(h(h((int(seed) & 0xFFFFFFFF) ^ 0x9E3779B9) ^ (int(stream) & 0xFFFFFFFF)) ^ (int(t) & 0xFFFFFFFF)))
+
+
+def rounding_draws(seed: int, stream: int, t: int, n: int) -> np.ndarray:
+    """The 24-bit draws ``r_i`` that round a fractional LNS-Madam step, ``i = 0 … n−1``.
+
+    .. math::  r_i = h\\big(h(i \\oplus \\kappa) \\oplus h(\\kappa \\oplus \\mathtt{0x85ebca6b})\\big) \\gg 8,
+               \\qquad \\kappa = \\mathrm{key}(\\mathrm{seed}, \\mathrm{stream}, t),
+               \\qquad u_i = r_i / 2^{24} \\in [0, 1)
+
+    with ``h`` the ``lowbias32`` integer hash (``x ^= x>>16; x *= 0x7feb352d;
+    x ^= x>>15; x *= 0x846ca68b; x ^= x>>16``, mod ``2^32``) and ``key`` from
+    :func:`draw_key`. The key enters twice, before and after the first hash, so
+    that no two (element, step) pairs of a parameter share a draw by
+    construction. A counter-based generator: the draw of element ``i`` of
+    parameter ``stream`` at step ``t`` depends on nothing else, so the Numba
+    kernel, the numpy reference, the torch operations (CPU or GPU) and the
+    simulator draw the same numbers, a run resumed from a ``state_dict``
+    (which holds ``seed`` and ``t``) draws what the uninterrupted run drew, and
+    no generator state needs saving. Element ``i`` moves up by one extra code
+    step when ``r_i < frac(d)·2^24``.
+
+    Parameters
+    ----------
+    seed, stream, t : int
+        ``>= 0``; the optimizers pass their ``seed``, the parameter's index and
+        its 1-based step.
+    n : int
+        Number of elements.
+
+    Returns
+    -------
+    ndarray of int64
+        ``r_i`` in ``[0, 2^24)``.
+
+    Examples
+    --------
+    >>> r = rounding_draws(0, 0, 1, 100_000)
+    >>> bool(abs(r.mean() / 2**24 - 0.5) < 0.005)   # uniform: mean 1/2, sd 0.0009
+    True
+    """
+    key = draw_key(seed, stream, t)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n={n!r} is out of range; allowed: an int >= 0")
+    h = _ref.hash32
+    return h(h(np.arange(int(n), dtype=np.int64) ^ key) ^ h(key ^ 0x85EBCA6B)) >> 8
 
 
 def check_codes(codes, fmt: LNSFormat) -> np.ndarray:
@@ -254,6 +364,8 @@ def lns_madam_update(
     g_bound=10.0,
     lr=None,
     max_code=None,
+    seed=0,
+    stream=0,
     reference=False,
     check_finite=True,
 ) -> None:
@@ -263,6 +375,18 @@ def lns_madam_update(
     with ``k = η γ_u`` (``η = 1/γ_u`` by default: one step of the update grid,
     ``2^{1/γ_u}``), the sign of ``c`` kept and ``c = 0`` left at 0. In value
     terms ``w ← w · 2^{−η round(ĝ) sign(w)}``. ``round`` is ``rint`` (ties to even).
+
+    A rate that is not a whole number of grid steps (``k`` fractional, as a
+    learning-rate scheduler produces) is realised without bias by stochastic
+    rounding of each element's move ``d = k·round(ĝ)``:
+
+    .. math::  |c| \\leftarrow \\operatorname{clamp}\\big(|c| - (\\lfloor d\\rfloor + [r < (d - \\lfloor d\\rfloor)\\,2^{24}])
+               \\operatorname{sign}(c),\\ 1,\\ c_{\\max}\\big), \\qquad
+               \\mathbb E[\\text{move}] = d \\ (\\pm 2^{-24})
+
+    away from the clamps, with ``r`` the element's 24-bit draw of
+    :func:`rounding_draws` ``(seed, stream, t)``. A whole ``k`` (see
+    :func:`code_steps`) takes no draws and gives the codes of the integer rule.
 
     The normalisation (``v``, ``ĝ``) runs in float64, in this order of
     correctly rounded IEEE operations: ``v ← β·v + (1−β)·(g·g)``,
@@ -295,10 +419,14 @@ def lns_madam_update(
     beta, g_bound : float
         As in :func:`madam_update`.
     lr : float, optional
-        ``η`` in log2 units; must be a whole number of grid steps ``k/γ_u``.
+        ``η`` in log2 units, finite and ``>= 0`` (``None``: ``1/γ_u``); a
+        fractional number of grid steps ``η γ_u`` is rounded stochastically.
     max_code : int, optional
         Cap ``c_max`` on ``|c|`` (default ``fmt.max_code``); see
         :func:`lns_code_cap` for a Madam-style ``p_scale`` cap.
+    seed, stream : int
+        Key of the rounding draws (``>= 0``): the generator's seed and the
+        parameter's index. Used only when ``η γ_u`` is fractional.
     reference : bool
         Run the numpy path instead of the Numba kernel.
     check_finite : bool
@@ -325,17 +453,30 @@ def lns_madam_update(
     check_writeable("v", v)
     t = check_step(t)
     beta, g_bound = _check_common(beta, g_bound)
-    k = code_step_size(fmt, lr)
+    k = code_steps(fmt, lr)
     cap = code_cap(fmt, max_code)
+    key = draw_key(seed, stream, t)
     if check_flag("check_finite", check_finite):
         _check_finite("g", g)
         _check_finite("v", v)
     inv_bc = inv_bias_correction(beta, t)
+    f64 = np.float64
+    if k != int(k):  # a fractional step: stochastic rounding
+        if reference:
+            _ref.lns_madam_frac(codes, g, v, beta, inv_bc, g_bound, k, cap, key)
+            return
+        args = (codes.reshape(-1), g.reshape(-1), v.reshape(-1), f64(beta), f64(1.0 - beta), f64(inv_bc),
+                f64(g_bound), f64(k), f64(cap), np.int64(key))
+        if use_parallel(codes.size):
+            _k.lns_madam_frac_parallel(*args, 16)
+        else:
+            _k.lns_madam_frac_serial(*args, np.int64(0))
+        return
+    k = int(k)
     if reference:
         _ref.lns_madam(codes, g, v, beta, inv_bc, g_bound, k, cap)
         return
     ft = np.float32 if fmt.max_code < (1 << 24) else np.float64  # exact integer arithmetic
-    f64 = np.float64
     args = (codes.reshape(-1), g.reshape(-1), v.reshape(-1), f64(beta), f64(1.0 - beta), f64(inv_bc), f64(g_bound),
             ft, ft(k), ft(cap))
     if use_parallel(codes.size):

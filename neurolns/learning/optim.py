@@ -440,12 +440,16 @@ class _CodeOptimizer(Optimizer):
 
     _param_kind = "i"
 
+    #: whether ``lr`` must be a whole number of grid steps (False: fractional steps are rounded stochastically)
+    _whole_steps: ClassVar[bool] = True
+
     def _validate(self, hp):
         hp = super()._validate(hp)
         fmt = hp["fmt"]
         if hp.get("lr") is None:
             hp["lr"] = 1.0 / fmt.gamma
-        code_step_size(fmt, hp["lr"])  # lr must be a whole number of grid steps
+        if self._whole_steps:
+            code_step_size(fmt, hp["lr"])  # lr must be a whole number of grid steps
         _check_code_dtypes(self.params, fmt)
         return hp
 
@@ -474,6 +478,17 @@ class LNSMadam(_CodeOptimizer):
     ``|w| ≤ p_scale·RMS(w at step 1)`` as in Madam, via :func:`lns_code_cap`.
     Signs never flip, zero codes stay zero, ``|c|`` saturates at the cap and at 1.
 
+    ``lr`` may be any rate ``η >= 0`` (``None``: one step, ``1/γ_u``), and
+    ``defaults["lr"]`` may be changed between steps (a schedule): a move of
+    ``d = η γ_u round(ĝ)`` code steps that is not whole is rounded
+    stochastically, ``floor(d)`` plus one more step with probability
+    ``d − floor(d)``, so ``E[Δ|c|] = −d·sign(c)`` away from the clamps. The
+    draws come from the counter-based generator of
+    :func:`~neurolns.learning.rounding_draws`, keyed by ``seed`` (a
+    hyperparameter, 0 by default), the parameter's index ``i`` and the step
+    ``t``: the torch :class:`neurolns.torch.LNSMadam` with the same seed gives the
+    same codes, and a whole ``η γ_u`` takes no draws at all.
+
     Examples
     --------
     >>> c = np.array([16384, -16000, 0], np.int16)
@@ -485,23 +500,31 @@ class LNSMadam(_CodeOptimizer):
     rule = "lns-madam"
     _hyper = {
         "fmt": (DEFAULT_UPDATE_FORMAT, _check_fmt),
-        "lr": (None, lambda x: None if x is None else check_real("lr", x, 0.0, math.inf, lo_open=True)),
+        "lr": (None, lambda x: None if x is None else check_real("lr", x, 0.0, math.inf, hi_open=True)),
         "beta": (0.999, _unit("beta")),
         "g_bound": (10.0, _positive("g_bound")),
         "p_scale": (math.inf, _cap_scale("p_scale")),
+        "seed": (0, lambda x: _check_seed(x)),
     }
+    _whole_steps = False
 
     def _init_state(self, p):
         # float64 v: ĝ is then scale-invariant for every finite float32 gradient (see lns_madam_update)
         return {"v": np.zeros(p.shape, np.float64), **super()._init_state(p)}
 
+    def _check_step_grads(self, grads):
+        # the rate first (a schedule may have set it): a bad one raises before anything changes
+        check_real("lr", self.defaults["lr"], 0.0, math.inf, hi_open=True)
+        return super()._check_step_grads(grads)
+
     def _step(self, grads) -> None:
         if self.t == 1:
             self._set_caps()
         d = self.defaults
-        for p, g, st in zip(self.params, grads, self.state):
+        lr = float(d["lr"])
+        for i, (p, g, st) in enumerate(zip(self.params, grads, self.state)):
             lns_madam_update(p, g, st["v"], self.t, fmt=d["fmt"], beta=d["beta"], g_bound=d["g_bound"],
-                             lr=d["lr"], max_code=st["max_code"], check_finite=False)
+                             lr=lr, max_code=st["max_code"], seed=d["seed"], stream=i, check_finite=False)
 
 
 # ---------------------------------------------------------------------------
@@ -659,6 +682,15 @@ def _check_code_dtypes(params, fmt: LNSFormat) -> None:
     for i, p in enumerate(params):
         if np.iinfo(p.dtype).max < fmt.max_code:
             raise TypeError(f"params[{i}] dtype {p.dtype} cannot hold codes up to ±{fmt.max_code} of {fmt}")
+
+
+def _check_seed(x):
+    """The seed of LNS-Madam's rounding draws: an int in [0, 2**32 - 1]."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(x).__name__} {x!r}")
+    if not 0 <= x <= 0xFFFFFFFF:
+        raise ValueError(f"seed={x!r} is out of range; allowed: an int in [0, 2**32 - 1]")
+    return int(x)
 
 
 def _check_workers(k):

@@ -12,6 +12,10 @@ can only move a code by a whole number of grid steps, so for them the scheduled
 rate is rounded to the grid: ``η_s = max(1, round(η₀ γ f(s))) / γ`` — the
 step count ``k = η γ`` decays through the integers and never reaches zero (one
 grid step, ``1/γ`` octave, is the smallest move the hardware can make).
+LNS-Madam also takes the unrounded rate ``η₀ f(s)``: it rounds a fractional
+move stochastically, so its codes follow the schedule in expectation (see
+:func:`neurolns.learning.lns_madam_update`); the multiplicative vote needs the
+whole steps.
 
 Why a schedule at all: Madam and LNS-Madam take steps of a fixed *relative*
 size, so at a constant rate the weights keep jittering by ``±η`` octaves around
