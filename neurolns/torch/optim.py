@@ -16,7 +16,11 @@ apart):
   Madam: ``w ← clamp(w·exp(−η ĝ sign w), ±p_max)``, ``p_max = p_scale·RMS(w)``
   taken at the first step. LNS-Madam: on the signed code ``c`` of the update
   grid, ``|c| ← clamp(|c| − k·rint(ĝ)·sign c, 1, c_max)``, ``k = η γ_u``, i.e.
-  ``w ← w·2^(−η rint(ĝ) sign w)``. Signs never flip, zero stays zero.
+  ``w ← w·2^(−η rint(ĝ) sign w)``. Signs never flip, zero stays zero. Any
+  rate ``η ≥ 0`` works, so every ``torch.optim.lr_scheduler`` does: a move
+  ``d = k·rint(ĝ)`` that is not a whole number of code steps is rounded
+  stochastically (``floor d`` plus one with probability ``d − floor d``), with
+  the counter-based draws of :func:`neurolns.learning.rounding_draws`.
   Both compute in float64 per element, with the second moment ``v`` kept in
   float64, in the order of the Numba kernels of :mod:`neurolns.learning`, so
   LNS-Madam's codes equal the simulator's bit for bit on both backends (for
@@ -131,6 +135,9 @@ class _Base(torch.optim.Optimizer):
     def _check_params(self, params, group: dict) -> None:
         """Checks that need the parameters as well as the hyperparameters (none by default)."""
 
+    def _check_step(self) -> None:
+        """Checks of the hyperparameters at each step, before anything changes (none by default)."""
+
     @torch.no_grad()
     def step(self, closure=None):
         """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss.
@@ -138,6 +145,7 @@ class _Base(torch.optim.Optimizer):
         A NaN or ±inf in any gradient skips the whole step (warning, ``skipped_steps``)
         or raises (``nonfinite="raise"``); nothing changes either way.
         """
+        self._check_step()
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -331,9 +339,11 @@ class LNSMadam(_MadamBase):
     Parameters
     ----------
     params : iterable of tensors or dicts
-    lr : float, optional
-        ``η`` in octaves, a whole number ``k`` of grid steps ``k/γ_u``;
-        ``None``: one step (``1/γ_u``, the paper's 1/128).
+    lr : float
+        ``η`` in octaves, finite and ``>= 0``; default ``1/128`` (one step of
+        the default update grid, the paper's rate). ``None`` (the former
+        default) is taken as ``1/update_gamma``. A learning-rate scheduler may
+        change it between steps.
     beta, g_bound : float
         As :class:`Madam`.
     p_scale : float
@@ -353,11 +363,34 @@ class LNSMadam(_MadamBase):
         bit for bit: ``ĝ`` is computed in float64 from a float64 ``v`` in the
         same order of IEEE operations (see
         :func:`neurolns.learning.lns_madam_update`).
+    seed : int
+        Seed of the rounding draws, in ``[0, 2**32 − 1]`` (0).
     nonfinite : {"skip", "raise"}
         As :class:`Madam`.
 
-    ``lr`` must be a whole number of steps of every parameter's update grid;
-    that is checked at construction and in ``add_param_group``.
+    Notes
+    -----
+    Fractional steps. With ``k = η γ`` code steps per unit of ``rint(ĝ)`` on a
+    parameter's grid (``γ`` its ``γ_u``), each element moves by
+    ``d = k·rint(ĝ)`` rounded stochastically:
+
+    .. math::  |c| \\leftarrow \\operatorname{clamp}\\big(|c| - (\\lfloor d \\rfloor
+               + [r < (d - \\lfloor d \\rfloor)\\,2^{24}])\\operatorname{sign} c,\\ 1,\\ c_{\\max}\\big),
+               \\qquad \\mathbb E[\\Delta |c|] = -d \\operatorname{sign} c
+
+    (away from the clamps; the expectation holds to ``2^-24``), ``r`` the
+    element's 24-bit draw, :func:`neurolns.learning.rounding_draws` ``(seed,
+    i, t, n)`` with ``i`` the parameter's index over all groups and ``t`` its
+    step. Stochastic rounding rather than an accumulator of fractional steps:
+    it is unbiased at every step with no state per weight (an accumulator
+    would add a float per weight next to int16 codes, and a checkpoint entry),
+    and the draws are a hash of ``(seed, i, t, element)``, so the Numba kernel,
+    the torch operations on any device and the simulator's
+    :class:`neurolns.learning.LNSMadam` give the same codes, and a resumed run
+    draws what the uninterrupted one drew. The price is noise: a variance of
+    ``f(1 − f) ≤ 1/4`` code step² per step, ``f = d − floor d``. A whole
+    ``k`` (to ``1e-9``, see :func:`neurolns.learning.code_steps`) takes no
+    draws and gives the integer rule's codes bit for bit.
 
     Examples
     --------
@@ -369,17 +402,20 @@ class LNSMadam(_MadamBase):
     tensor([ 1535, -1537,     0], dtype=torch.int16)
     """
 
-    def __init__(self, params, lr: float | None = None, beta: float = 0.999, g_bound: float = 10.0,
+    def __init__(self, params, lr: float | None = 1 / 128, beta: float = 0.999, g_bound: float = 10.0,
                  p_scale: float = math.inf, forward_format=LNS8, update_gamma: int = 128, headroom: int = 3,
-                 backend: str = "auto", nonfinite: NonFinite | str = NonFinite.SKIP):
+                 backend: str = "auto", nonfinite: NonFinite | str = NonFinite.SKIP, seed: int = 0):
         super().__init__(params, dict(lr=lr, beta=beta, g_bound=g_bound, p_scale=p_scale,
                                       forward_format=_fmt_dict(forward_format), update_gamma=update_gamma,
-                                      headroom=headroom, backend=backend, nonfinite=nonfinite))
+                                      headroom=headroom, backend=backend, nonfinite=nonfinite, seed=seed))
 
     @staticmethod
     def _check_group(g):
-        if g["lr"] is not None:
-            g["lr"] = _real("lr", g["lr"], 0.0, math.inf, lo_open=True)
+        g.setdefault("seed", 0)
+        if isinstance(g["seed"], bool) or not isinstance(g["seed"], int):
+            raise TypeError(f"seed must be an int, got {type(g['seed']).__name__} {g['seed']!r}")
+        if not 0 <= g["seed"] <= 0xFFFFFFFF:
+            raise ValueError(f"seed={g['seed']!r} is out of range; allowed: an int in [0, 2**32 - 1]")
         g["beta"] = _real("beta", g["beta"], 0.0, 1.0, hi_open=True)
         g["g_bound"] = _real("g_bound", g["g_bound"], 0.0, math.inf, lo_open=True)
         g["p_scale"] = _real("p_scale", g["p_scale"], 0.0, math.inf, lo_open=True, allow_inf=True)
@@ -392,23 +428,15 @@ class LNSMadam(_MadamBase):
             raise ValueError(f"headroom={h!r} is out of range; allowed: an int in [0, 32]")
         if g["backend"] not in ("auto", "torch"):
             raise ValueError(f"backend={g['backend']!r} is not known; allowed: 'auto', 'torch'")
-        from neurolns.learning import code_step_size, update_format
+        from neurolns.learning import update_format
 
-        # the grid of parameters outside LNS layers: lr must be whole steps of it (and γ_u a refinement)
-        code_step_size(update_format(_fmt(g["forward_format"]), ug), g["lr"])
+        update_format(_fmt(g["forward_format"]), ug)  # γ_u must refine the forward grid
+        # None (the former default): one step of that grid; any rate >= 0 works (fractional steps)
+        g["lr"] = _real("lr", 1.0 / ug if g["lr"] is None else g["lr"], 0.0, math.inf)
         return g
 
-    def _check_params(self, params, group):
-        """``lr`` must also be whole steps of the grid of every parameter an LNS layer stores."""
-        from neurolns.learning import code_step_size
-
-        for p in params:
-            grid = _find_grid(p) if isinstance(p, torch.Tensor) else None
-            if grid is not None:
-                code_step_size(grid[0], group["lr"])
-
     def _init_param(self, p, group):
-        from neurolns.learning import code_step_size, lns_code_cap, update_format
+        from neurolns.learning import lns_code_cap, update_format
         from neurolns.torch.quantize import choose_scale, decode_codes_t, encode_codes_t
 
         grid = _find_grid(p)
@@ -422,7 +450,6 @@ class LNSMadam(_MadamBase):
             fmt, s = grid
             scale = float(s)
             codes, _ = encode_codes_t(p.detach(), fmt, scale=scale)
-        code_step_size(fmt, group["lr"])  # lr must be a whole number of grid steps
         self.state[p].update(step=0, v=torch.zeros(p.shape, dtype=torch.float64, device=p.device),
                              fmt=_fmt_dict(fmt), scale=scale, codes=codes.to(p.device), version=p._version,
                              max_code=lns_code_cap(codes.cpu().numpy(), fmt, group["p_scale"]))
@@ -443,15 +470,39 @@ class LNSMadam(_MadamBase):
             st["version"] = p._version
         return st["codes"]
 
+    @staticmethod
+    def _group_lr(group) -> float:
+        """The group's rate now (a scheduler may have set it, possibly as a tensor): finite, >= 0."""
+        lr = group["lr"]
+        if isinstance(lr, torch.Tensor):
+            if lr.numel() != 1:
+                raise ValueError(f"lr must be a number or a one-element tensor, got a tensor of shape {tuple(lr.shape)}")
+            lr = float(lr)
+        return _real("lr", lr, 0.0, math.inf)
+
+    def _check_step(self) -> None:
+        """Every group's ``lr`` (a scheduler may have changed it), before anything changes."""
+        for group in self.param_groups:
+            self._group_lr(group)
+
+    def _streams(self) -> dict:
+        """``id(p)`` → index of ``p`` over all groups' parameters: the ``stream`` of its rounding draws."""
+        return {id(p): i for i, p in enumerate(p for group in self.param_groups for p in group["params"])}
+
     def _update(self, group, ps, gs) -> None:
         """One group's update (``ps`` have gradients ``gs``)."""
+        lr = self._group_lr(group)
         for p in ps:
             if not self.state[p]:
                 self._init_param(p, group)
             self._sync_codes(p)
         if group["backend"] == "auto" and all(p.device.type == "cpu" for p in ps):
-            self._numba_step(group, ps, gs)
+            self._numba_step(group, ps, gs, lr)
             return
+        self._torch_step(group, ps, gs, lr)
+
+    def _torch_step(self, group, ps, gs, lr) -> None:
+        """The update in torch operations, one grid (bucket) at a time."""
         gh, sizes = self._normalised(group, ps, gs)
         buckets: dict = {}
         for p, g in zip(ps, gh.split(sizes)):
@@ -460,22 +511,27 @@ class LNSMadam(_MadamBase):
             buckets[key][0].append(p)
             buckets[key][1].append(g)
         for bps, bgh in buckets.values():
-            self._code_step(group, bps, bgh)
+            self._code_step(group, bps, bgh, lr)
 
-    def _numba_step(self, group, ps, gs):
+    def _numba_step(self, group, ps, gs, lr):
         """CPU: :func:`neurolns.learning.lns_madam_update` in place on zero-copy views of the
         state's codes and ``v``, then the decoded values written back."""
         from neurolns.learning import lns_madam_update
         from neurolns.torch.quantize import decode_codes_t
 
+        streams = self._streams()
         for p, g in zip(ps, gs):
             st = self.state[p]
             st["step"] += 1
             fmt = _fmt(st["fmt"])
             codes = st["codes"].numpy()
-            lns_madam_update(codes, g.detach().contiguous().numpy(), st["v"].numpy(), st["step"], fmt=fmt,
-                             beta=group["beta"], g_bound=group["g_bound"], lr=group["lr"],
-                             max_code=st["max_code"], check_finite=False)  # checked once in step()
+            g = g.detach()
+            if g.dtype == torch.bfloat16:  # numpy has no bfloat16; the widening is exact
+                g = g.to(torch.float32)
+            lns_madam_update(codes, g.contiguous().numpy(), st["v"].numpy(), st["step"], fmt=fmt,
+                             beta=group["beta"], g_bound=group["g_bound"], lr=lr,
+                             max_code=st["max_code"], seed=group["seed"], stream=streams[id(p)],
+                             check_finite=False)  # checked once in step()
             p.copy_(decode_codes_t(st["codes"], fmt, st["scale"], dtype=p.dtype))
             st["version"] = p._version
 
@@ -492,19 +548,42 @@ class LNSMadam(_MadamBase):
             self._flat_cache = cache
         return cache[1], cache[2]
 
-    def _code_step(self, group, ps, gh):
-        """``|c| ← clamp(|c| − k·rint(ĝ)·sign c, 1, cap)`` on the concatenation of ``ps`` (one grid)."""
-        from neurolns.learning import code_step_size
+    def _draws(self, ps, seed: int) -> torch.Tensor:
+        """The 24-bit rounding draws of the concatenation of ``ps`` at their current steps
+        (:func:`neurolns.learning.rounding_draws`, in torch int64 operations)."""
+        from neurolns.learning import draw_key
+        from neurolns.learning._reference import hash32  # its operators (&, >>, ^, *) act on int64 tensors too
+
+        dev = ps[0].device
+        streams = self._streams()
+        idx = torch.cat([torch.arange(p.numel(), dtype=torch.int64, device=dev) for p in ps])
+        keys = torch.tensor([draw_key(seed, streams[id(p)], self.state[p]["step"]) for p in ps],
+                            dtype=torch.int64, device=dev)
+        sizes = torch.tensor([p.numel() for p in ps], device=dev)
+        key2 = hash32(keys ^ 0x85EBCA6B).repeat_interleave(sizes)
+        return hash32(hash32(idx ^ keys.repeat_interleave(sizes)) ^ key2) >> 8
+
+    def _code_step(self, group, ps, gh, lr):
+        """``|c| ← clamp(|c| − k·rint(ĝ)·sign c, 1, cap)`` on the concatenation of ``ps`` (one grid);
+        a fractional ``k·rint(ĝ)`` rounded stochastically."""
+        from neurolns.learning import code_steps
         from neurolns.lns.codec import decode_table
         from neurolns.torch.quantize import _on
 
         fmt = _fmt(self.state[ps[0]]["fmt"])
-        k = code_step_size(fmt, group["lr"])
+        k = code_steps(fmt, lr)
         scale, cap = self._flat_constants(ps)
         c = torch.cat([self.state[p]["codes"].reshape(-1) for p in ps]).to(torch.int64)
-        q = torch.round(torch.cat([g.reshape(-1) for g in gh])).to(torch.int64)  # rint: half to even
+        ghat = torch.round(torch.cat([g.reshape(-1) for g in gh]))  # rint: half to even
+        if k == int(k):
+            step = int(k) * ghat.to(torch.int64)
+        else:  # d = k·rint(ĝ): floor(d) + [r < frac(d)·2^24], in float64 as the Numba kernel
+            d = ghat.mul_(k)
+            fl = torch.floor(d)
+            up = self._draws(ps, group["seed"]).to(torch.float64) < (d - fl).mul_(16777216.0)
+            step = (fl + up.to(torch.float64)).to(torch.int64)
         sg = torch.where(c > 0, 1, -1)
-        m = torch.minimum(torch.clamp_min(c.abs() - k * q * sg, 1), cap)
+        m = torch.minimum(torch.clamp_min(c.abs() - step * sg, 1), cap)
         c_new = torch.where(c == 0, torch.zeros_like(m), sg * m)  # zero stays zero
         v = _on(decode_table(fmt, np.float32), c.device)[m] * scale  # correctly rounded float32
         new = torch.where(c_new == 0, torch.zeros_like(v), torch.where(sg < 0, -v, v))

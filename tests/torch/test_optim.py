@@ -207,8 +207,8 @@ def test_bad_hyperparameters_raise_naming_the_range():
     opt = Madam(p)
     with pytest.raises(ValueError, match="g_bound"):
         opt.add_param_group({"params": [nn.Parameter(torch.ones(1))], "g_bound": -1.0})
-    with pytest.raises(ValueError, match="whole number"):  # not whole 1/128 steps: refused at construction
-        LNSMadam(p, lr=0.01)
+    with pytest.raises(ValueError, match=r"lr=-0.01 is out of range; allowed: \[0.0, inf\]"):
+        LNSMadam(p, lr=-0.01)  # any finite rate >= 0 is allowed (fractional steps are rounded stochastically)
 
 
 @pytest.mark.gpu
@@ -443,19 +443,20 @@ def test_madam_extreme_gradients_agree_with_float64_formula_on_every_backend():
 
 
 def test_lr_and_groups_validated_at_construction_and_in_add_param_group():
-    """Issue 14: LNSMadam(lr=0.003) raises at construction naming the value and the allowed
-    form; add_param_group with a bad lr (or any bad hyperparameter) raises and leaves the
-    optimizer unchanged; inf learning rates are refused by every class."""
+    """Issue 14: LNSMadam(lr=-0.003) raises at construction naming the value and the allowed
+    range (since issue 16 any finite rate >= 0 is allowed); add_param_group with a bad lr (or
+    any bad hyperparameter) raises and leaves the optimizer unchanged; inf learning rates are
+    refused by every class."""
     p = [nn.Parameter(torch.ones(2))]
-    with pytest.raises(ValueError, match=r"lr=0.003 is not a whole number.*allowed: lr = k/128"):
-        LNSMadam(p, lr=0.003)
+    with pytest.raises(ValueError, match=r"lr=-0.003 is out of range"):
+        LNSMadam(p, lr=-0.003)
     with pytest.raises(ValueError, match="gamma=64 is out of range"):
         LNSMadam(p, update_gamma=64, forward_format=learning.update_format(LNS8))  # coarser than the forward grid
     layer = LNSLinear(4, 3, storage="lns")
     opt = LNSMadam([p[0]])
     groups_before = [dict(g) for g in opt.param_groups]
-    with pytest.raises(ValueError, match="lr=0.003"):
-        opt.add_param_group({"params": layer.parameters(), "lr": 0.003})
+    with pytest.raises(ValueError, match="lr=-0.003"):
+        opt.add_param_group({"params": layer.parameters(), "lr": -0.003})
     with pytest.raises(ValueError, match="nonfinite|'ignore' is not a valid NonFinite"):
         opt.add_param_group({"params": layer.parameters(), "nonfinite": "ignore"})
     assert len(opt.param_groups) == 1 and opt.param_groups[0].keys() == groups_before[0].keys()
