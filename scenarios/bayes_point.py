@@ -35,7 +35,6 @@ Examples
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -44,6 +43,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from neurolns.cli.common import ArgumentParser, OutputDir, checked, int_range, interrupted
 
 #: target normalised margins (Frobenius) of the single networks; the first also trains the ensemble
 TARGETS = (0.001, 0.002, 0.004, 0.007, 0.012)
@@ -168,13 +169,14 @@ def load():
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="neurolns run bayes-point", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="neurolns run bayes-point", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="ensemble of 11, one seed per target, float family only "
                                                         "plus LNS8 at two targets")
-    p.add_argument("--ensemble", type=int, default=None, help="ensemble size (default 51, quick 11); odd")
-    p.add_argument("--seeds", type=int, default=None, help="single networks per target and family (default 2, quick 1)")
+    p.add_argument("--ensemble", type=int_range(1), default=None, help="ensemble size (default 51, quick 11); odd")
+    p.add_argument("--seeds", type=int_range(1), default=None,
+                   help="single networks per target and family (default 2, quick 1)")
     p.add_argument("--targets", default=None, help="comma-separated target normalised margins")
-    p.add_argument("--steps", type=int, default=1000, help="most full-batch steps per network")
+    p.add_argument("--steps", type=int_range(1), default=1000, help="most full-batch steps per network")
     p.add_argument("--families", default="float,lns8", help="comma-separated: float, lns8")
     p.add_argument("--seed", type=int, default=0, help="first seed of the ensemble")
     p.add_argument("--out", default="results/bayes_point")
@@ -182,18 +184,17 @@ def _parse(argv):
     args = p.parse_args(argv)
     args.ensemble = args.ensemble if args.ensemble is not None else (11 if args.quick else 51)
     args.seeds = args.seeds if args.seeds is not None else (1 if args.quick else 2)
-    if args.ensemble < 1 or args.seeds < 1 or args.steps < 1:
-        p.error("--ensemble, --seeds and --steps must be >= 1")
     try:
         args.targets = tuple(float(t) for t in args.targets.split(",")) if args.targets else (
             TARGETS[::2] if args.quick else TARGETS)
     except ValueError:
         p.error(f"--targets {args.targets!r}: allowed: comma-separated floats > 0")
-    if any(not t > 0 for t in args.targets):
-        p.error("--targets must be > 0")
+    if not args.targets or any(not 0 < t < float("inf") for t in args.targets):
+        p.error(f"--targets {args.targets} is out of range; allowed: comma-separated finite floats > 0")
     args.families = [f.strip() for f in args.families.split(",") if f.strip()]
     if not args.families or any(f not in ("float", "lns8") for f in args.families):
         p.error(f"--families {args.families}: allowed: float, lns8")
+    args.out = checked(p, OutputDir, args.out)
     return args
 
 
@@ -273,6 +274,9 @@ def main(argv=None) -> int:
             net = build(seed, lns=fam == "lns8")
             info = train(net, xtr, ytr, g, steps=args.steps)
             singles.append({"family": fam, "target": g, "seed": seed, **info, **measure(net, data, ref)})
+    except KeyboardInterrupt:
+        # the tables set single nets against the finished ensemble: a part of it is not written
+        raise interrupted(args.out, what="complete comparison") from None
     finally:
         torch.set_num_threads(threads)
     summary = []
@@ -283,9 +287,9 @@ def main(argv=None) -> int:
                 summary.append({"family": fam, "target": g, "n": len(rs),
                                 **{k: float(np.mean([r[k] for r in rs])) for k in
                                    ("margin_median", "margin_min", "train_acc", "test_error", "agreement", "steps")}})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = args.out.path
     config = {k: v for k, v in vars(args).items()}
+    config["out"] = str(out)
     config["targets"] = list(args.targets)
     config["model"] = f"bias-free ReLU MLP 64-{HIDDEN}-10, unit-norm rows"
     (out / "runs.json").write_text(json.dumps({"config": config, "ensemble": ens, "members": members,

@@ -45,7 +45,6 @@ Examples
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -55,6 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from neurolns.cli.common import ArgumentParser, OutputDir, checked, float_range, int_range, interrupted
 
 #: defaults (full run) and --quick
 FULL = {"n": 1000, "width": 200, "steps": 2000, "every": 50, "etas": (0.15, 0.1, 0.075), "adam_lr": 2e-3,
@@ -275,19 +276,20 @@ def write_outputs(out: Path, config: dict, runs, summary) -> None:
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="neurolns run edge-of-stability", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="neurolns run edge-of-stability", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a smaller problem (200 examples, width 48, 500 steps)")
     p.add_argument("--etas", default=None, help="comma-separated GD steps (default 0.15,0.1,0.075; quick 0.2,0.1)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--every", type=int, default=None, help="track every N steps")
-    p.add_argument("--n", type=int, default=None, help="training examples (digits)")
-    p.add_argument("--width", type=int, default=None, help="MLP width (default 200, quick 48) or CNN channels "
+    p.add_argument("--steps", type=int_range(1), default=None)
+    p.add_argument("--every", type=int_range(1), default=None, help="track every N steps")
+    p.add_argument("--n", type=int, default=None, help="training examples (10..1438 digits, 10..4000 MNIST-1D)")
+    p.add_argument("--width", type=int_range(1), default=None, help="MLP width (default 200, quick 48) or CNN channels "
                                                           "(default 32)")
     p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
                    help="mlp: tanh MLP on digits; cnn: the ReLU CNN of neurolns.models.cnn1d on MNIST-1D")
     p.add_argument("--rows", default=None, help="comma-separated subset: gd, lns8w-gd, lns8wag-gd, adam, madam, "
                                                 "lns-madam, signsgd (default: all)")
-    p.add_argument("--settle", type=float, default=0.4, help="fraction of the last steps for the settled ratio")
+    p.add_argument("--settle", type=float_range(0.0, 1.0), default=0.4,
+                   help="fraction of the last steps for the settled ratio")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/edge_of_stability")
     p.add_argument("--no-progress", action="store_true")
@@ -300,11 +302,11 @@ def _parse(argv):
             cfg[k] = getattr(args, k)
     if args.etas:
         try:
-            cfg["etas"] = tuple(float(e) for e in args.etas.split(","))
+            cfg["etas"] = tuple(float(e) for e in args.etas.split(",") if e.strip())
         except ValueError:
             p.error(f"--etas {args.etas!r}: allowed: comma-separated floats > 0")
-    if any(not (e > 0) for e in cfg["etas"]) or cfg["steps"] < 1 or cfg["every"] < 1 or cfg["width"] < 1:
-        p.error("--etas must be > 0, --steps, --every and --width >= 1")
+        if not cfg["etas"] or any(not (0 < e < float("inf")) for e in cfg["etas"]):
+            p.error(f"--etas {args.etas!r} is out of range; allowed: comma-separated finite floats > 0")
     top = 1438 if args.model == "mlp" else 4000
     if not 10 <= cfg["n"] <= top:
         p.error(f"--n {cfg['n']} is out of range; allowed: 10 <= n <= {top}")
@@ -312,6 +314,8 @@ def _parse(argv):
         p.error(f"--settle {args.settle} is out of range; allowed: (0, 1]")
     args.cfg = cfg
     args.only = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    checked(p, rows, cfg["etas"], cfg, args.only)  # an unknown --rows entry is refused before any data loads
+    args.out = checked(p, OutputDir, args.out)
     return args
 
 
@@ -320,12 +324,18 @@ def main(argv=None) -> int:
 
     args = _parse(argv)
     cfg = args.cfg
+    config = {**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}, "seed": args.seed,
+              "settle": args.settle, "quick": args.quick, "loss": "square, (1/2n) sum ||f - y||^2",
+              "model": (f"tanh MLP 64-{cfg['width']}-{cfg['width']}-10" if args.model == "mlp" else
+                        f"ReLU CNN, {cfg['width']} channels"),
+              "data": f"{'digits' if args.model == 'mlp' else 'MNIST-1D'}, first {cfg['n']} train"}
+    out = args.out.path
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    runs = []
     try:
         data = load(cfg["n"], args.model)
         plan = rows(cfg["etas"], cfg, args.only)
-        runs = []
         for row in plan:
             r = run_row(row, data, width=cfg["width"], steps=cfg["steps"], every=cfg["every"], seed=args.seed,
                         progress=not args.no_progress, model=args.model)
@@ -335,15 +345,12 @@ def main(argv=None) -> int:
             print(f"{row.name:>12s}: {s['measured']} settled {s['settled_value']:.4g} / threshold "
                   f"{s['threshold'] if s['threshold'] is None else round(s['threshold'], 4)} = {ratio}, "
                   f"final loss {s['final_loss']:.4f} ({r['seconds']:.0f} s)", flush=True)
+    except KeyboardInterrupt:
+        raise interrupted(args.out, lambda: write_outputs(out, config, runs, [settled(r, args.settle) for r in runs]),
+                          len(runs), "row") from None
     finally:
         torch.set_num_threads(threads)
     summary = [settled(r, args.settle) for r in runs]
-    config = {**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}, "seed": args.seed,
-              "settle": args.settle, "quick": args.quick, "loss": "square, (1/2n) sum ||f - y||^2",
-              "model": (f"tanh MLP 64-{cfg['width']}-{cfg['width']}-10" if args.model == "mlp" else
-                        f"ReLU CNN, {cfg['width']} channels"),
-              "data": f"{'digits' if args.model == 'mlp' else 'MNIST-1D'}, first {cfg['n']} train"}
-    out = Path(args.out)
     write_outputs(out, config, runs, summary)
     gd = [s for s in summary if s["optimizer"] == "gd" and s["lns"] == "none" and s["settled_ratio"] is not None]
     hits = sum(bool(s["at_edge"]) for s in gd)

@@ -250,11 +250,11 @@ def write_outputs(out: Path, args, runs, summary) -> None:
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    data = load_data(args.dataset, args.quick)
     runner = run_sim if args.backend == "sim" else run_torch
     runs = []
     out = args.out.path
     try:
+        data = load_data(args.dataset, args.quick)
         for method in args.methods:
             for seed in range(args.seeds):
                 r = runner(method, args, data, seed)

@@ -57,6 +57,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neurolns.cli.common import ArgumentParser, OutputDir, checked, int_range, interrupted
+
 #: optimizer -> (lowest exponent of its rate grid 2^e, what it is)
 OPTIMIZERS = {
     "sgd": (-5, "SGD"),
@@ -92,18 +94,19 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="neurolns run lr-transfer", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="neurolns run lr-transfer", description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=["digits", "mnist1d"], default="digits")
     p.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated; default: all")
     p.add_argument("--widths", type=lambda s: _ints(s, "--widths"), default=None,
                    help="hidden widths (default 64,128,256,512; quick 64,256)")
     p.add_argument("--depths", type=lambda s: _ints(s, "--depths"), default=None,
                    help="weight layers (default 2,4,8; quick 2,4)")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
-    p.add_argument("--epochs", type=int, default=None, help="default 6 (quick 3)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--points", type=int, default=None, help=f"rates per grid, <= {GRID_POINTS} (default 7, quick 5)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--seeds", type=int_range(1), default=1, help="number of seeds (0..N-1)")
+    p.add_argument("--epochs", type=int_range(1), default=None, help="default 6 (quick 3)")
+    p.add_argument("--batch-size", type=int_range(1), default=64)
+    p.add_argument("--points", type=int_range(1, GRID_POINTS), default=None,
+                   help=f"rates per grid, <= {GRID_POINTS} (default 7, quick 5)")
+    p.add_argument("--threads", type=int_range(1), default=1,
                    help="torch CPU threads (default 1: 2 threads were 14-40x slower on a shared 2-core machine)")
     p.add_argument("--quick", action="store_true", help="a smoke run of a minute or two")
     p.add_argument("--out", default="results/lr_transfer")
@@ -117,8 +120,7 @@ def _parse(argv):
     a.depths = a.depths or ([2, 4] if a.quick else [2, 4, 8])
     a.epochs = a.epochs if a.epochs is not None else (3 if a.quick else 6)
     a.points = a.points if a.points is not None else (5 if a.quick else 7)
-    if a.seeds < 1 or a.epochs < 1 or a.batch_size < 1 or a.threads < 1 or not 1 <= a.points <= GRID_POINTS:
-        p.error(f"--seeds, --epochs, --batch-size, --threads must be >= 1 and --points in [1, {GRID_POINTS}]")
+    a.out = checked(p, OutputDir, a.out)
     return a
 
 
@@ -278,11 +280,17 @@ def plot(path: Path, runs, optimizers, widths, depths, title: str) -> None:
     plt.close(fig)
 
 
+def _write_runs(out: Path, runs: list[dict]) -> None:
+    with open(out / "runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(runs[0]))
+        w.writeheader()
+        w.writerows(runs)
+
+
 def main(argv=None) -> int:
     import torch
 
     args = _parse(argv)
-    data = load_data(args.dataset, args.quick)
     archs = architectures(args.widths, args.depths)
     jobs = [(name, w, d, lr, seed) for name in args.optimizers for (w, d) in archs
             for lr in lr_grid(name, args.points) for seed in range(args.seeds)]
@@ -290,6 +298,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     runs, t0 = [], time.perf_counter()
     try:
+        data = load_data(args.dataset, args.quick)
         it = jobs
         if not args.no_progress:
             from tqdm import tqdm
@@ -298,16 +307,15 @@ def main(argv=None) -> int:
         for name, w, d, lr, seed in it:
             r = train_one(data, name, w, d, lr, seed, epochs=args.epochs, batch_size=args.batch_size)
             runs.append({"optimizer": name, "width": w, "depth": d, "lr": lr, "seed": seed, **r})
+    except KeyboardInterrupt:
+        # the shifts need whole grids; the finished runs are kept as runs.csv
+        raise interrupted(args.out, lambda: _write_runs(args.out.path, runs), len(runs)) from None
     finally:
         torch.set_num_threads(before)
     wall = time.perf_counter() - t0
     table = shifts(runs, args.optimizers, args.widths, args.depths)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "runs.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(runs[0]))
-        w.writeheader()
-        w.writerows(runs)
+    out = args.out.path
+    _write_runs(out, runs)
     with open(out / "shifts.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(table[0]) if table else ["optimizer"])
         w.writeheader()

@@ -20,15 +20,16 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import pathlib
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from neurolns.cli.common import ArgumentParser, OutputDir, Progress, checked, float_range, int_range, interrupted
 from neurolns.formats import LNS8, parse_format
 from neurolns.sim.spiking import (
     STDP,
@@ -43,6 +44,9 @@ from neurolns.sim.spiking import (
 )
 
 GMAX = 0.01
+#: columns of the printed table and of summary.csv
+COLS = ["simulator", "rule", "weights", "post_rate_hz", "frac_below_0.1", "frac_above_0.9", "mean_w_over_gmax",
+        "sd_log10_w", "wall_s"]
 RULES = ("additive", "soft_bound", "log_domain")
 
 
@@ -143,45 +147,69 @@ def _plot(weights: dict, out: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=100.0, help="simulated time per rule (s)")
+def _parse(argv):
+    ap = ArgumentParser(prog="neurolns run stdp", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float_range(1e-3), default=100.0, help="simulated time per rule (s)")
     ap.add_argument("--rules", default=",".join(RULES), help="comma-separated subset of " + ",".join(RULES))
     ap.add_argument("--log-format", default="lns8", help="LNS format of the log-domain rule's weights")
     ap.add_argument("--no-brian2", action="store_true", help="skip the Brian2 run of the additive rule")
     ap.add_argument("--brian2-target", default="cython", choices=["cython", "numpy"])
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int_range(0), default=0)
     ap.add_argument("--out", default="results/stdp_weights")
+    ap.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
-    rules = [r.strip() for r in args.rules.split(",") if r.strip()]
-    for r in rules:
+    args.rules = [r.strip() for r in args.rules.split(",") if r.strip()]
+    if not args.rules:
+        ap.error(f"--rules names no rule; allowed: {', '.join(RULES)}")
+    for r in args.rules:
         if r not in RULES:
             ap.error(f"unknown rule {r!r}; allowed: {', '.join(RULES)}")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log_fmt = parse_format(args.log_format) if args.log_format else LNS8
+    args.log_fmt = (checked(ap, parse_format, args.log_format, flag=f"--log-format {args.log_format!r}")
+                    if args.log_format else LNS8)
+    args.out = checked(ap, OutputDir, args.out)
+    return args
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    rules, log_fmt, out = args.rules, args.log_fmt, args.out.path
+    brian2 = not args.no_brian2 and "additive" in rules
+    progress = Progress("stdp", len(rules) + brian2, enabled=not args.no_progress)
     rows, weights = [], {}
-    for rule in rules:
-        fmt = log_fmt if rule == "log_domain" else None
-        row, w = run_rule(rule, fmt, args.seconds, args.seed)
-        rows.append(row)
-        weights[f"{rule} ({row['weights']})"] = w
-    if not args.no_brian2 and "additive" in rules:
-        try:
-            row, w = run_brian2(args.seconds, args.seed, args.brian2_target)
-        except Exception as exc:  # a missing compiler: fall back to numpy
-            if args.brian2_target == "numpy":
-                raise
-            print(f"brian2 {args.brian2_target} failed ({exc!r}); using numpy")
-            row, w = run_brian2(args.seconds, args.seed, "numpy")
-        rows.append(row)
-        weights[f"additive ({row['simulator']})"] = w
-    cols = ["simulator", "rule", "weights", "post_rate_hz", "frac_below_0.1", "frac_above_0.9", "mean_w_over_gmax",
-            "sd_log10_w", "wall_s"]
+    try:
+        for rule in rules:
+            progress.step(f"{rule} rule, {args.seconds:g} s simulated")
+            fmt = log_fmt if rule == "log_domain" else None
+            row, w = run_rule(rule, fmt, args.seconds, args.seed)
+            rows.append(row)
+            weights[f"{rule} ({row['weights']})"] = w
+        if brian2:
+            progress.step(f"additive rule in brian2 ({args.brian2_target})")
+            try:
+                row, w = run_brian2(args.seconds, args.seed, args.brian2_target)
+            except Exception as exc:  # a missing compiler: fall back to numpy
+                if args.brian2_target == "numpy":
+                    raise
+                print(f"brian2 {args.brian2_target} failed ({exc!r}); using numpy", file=sys.stderr)
+                row, w = run_brian2(args.seconds, args.seed, "numpy")
+            rows.append(row)
+            weights[f"additive ({row['simulator']})"] = w
+    except KeyboardInterrupt:
+        raise interrupted(args.out, lambda: _write(rows, weights, args, out), len(rows), "rule") from None
+    progress.close()
     print(f"\nSTDP, 1000 Poisson inputs at 15 Hz, {args.seconds:g} s")
-    print(" | ".join(f"{c:>16s}" for c in cols))
+    print(" | ".join(f"{c:>16s}" for c in COLS))
     for r in rows:
-        print(" | ".join(f"{r[c]:>16.3f}" if isinstance(r[c], float) else f"{r[c]:>16s}" for c in cols))
+        print(" | ".join(f"{r[c]:>16.3f}" if isinstance(r[c], float) else f"{r[c]:>16s}" for c in COLS))
+    summary = _write(rows, weights, args, out)
+    if "vs_brian2" in summary:
+        print("vs Brian2:", json.dumps(summary["vs_brian2"]))
+    print(f"results in {out}/")
+    return 0
+
+
+def _write(rows: list, weights: dict, args, out: pathlib.Path) -> dict:
+    """Write summary.json, summary.csv, weights.npz and the histograms of the rules run so far."""
     summary = {"seconds": args.seconds, "seed": args.seed, "rows": rows}
     ref = [r for r in rows if r["simulator"].startswith("brian2")]
     ours = [r for r in rows if r["simulator"] == "neurolns" and r["rule"] == "additive"]
@@ -192,17 +220,15 @@ def main(argv=None) -> int:
             "below_0.1_points": 100 * abs(a["frac_below_0.1"] - b["frac_below_0.1"]),
             "above_0.9_points": 100 * abs(a["frac_above_0.9"] - b["frac_above_0.9"]),
         }
-        print("vs Brian2:", json.dumps(summary["vs_brian2"]))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with open(out / "summary.csv", "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=cols)
+        wr = csv.DictWriter(f, fieldnames=COLS)
         wr.writeheader()
         for r in rows:
-            wr.writerow({c: r[c] for c in cols})
+            wr.writerow({c: r[c] for c in COLS})
     np.savez(out / "weights.npz", **{k.replace(" ", "_"): v for k, v in weights.items()})
     _plot(weights, out)
-    print(f"results in {out}/")
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

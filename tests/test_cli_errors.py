@@ -9,11 +9,28 @@ import json
 import pytest
 
 from neurolns.cli.main import main
+from neurolns.scenarios import bayes_point
 from neurolns.scenarios import cuba_vs_brian2 as cuba
+from neurolns.scenarios import edge_of_stability
 from neurolns.scenarios import energy_footprint
 from neurolns.scenarios import lns_vs_float
+from neurolns.scenarios import lr_transfer
 from neurolns.scenarios import majority_vote_ddp
+from neurolns.scenarios import stdp_weights
 from neurolns.scenarios import sysid_retina
+
+#: scenario name -> (module, the function where its work starts)
+WORK = {
+    "lns-vs-float": (lns_vs_float, "load_data"),
+    "cuba": (cuba, "run_neurolns"),
+    "sysid": (sysid_retina, "make_dataset"),
+    "energy": (energy_footprint, "account_model"),
+    "majority-vote": (majority_vote_ddp, "_launch"),
+    "stdp": (stdp_weights, "run_rule"),
+    "edge-of-stability": (edge_of_stability, "load"),
+    "bayes-point": (bayes_point, "load"),
+    "lr-transfer": (lr_transfer, "load_data"),
+}
 
 
 def _call(argv, capsys):
@@ -49,46 +66,50 @@ def test_run_help_without_a_name_lists_the_scenarios(capsys):
 # --- every user error: one line on stderr, exit code 2 ----------------------------------------------------------
 
 
-def _bad_toml(tmp_path):
-    path = tmp_path / "bad.toml"
-    path.write_text("x = [\n")
-    return str(path)
-
-
+#: case -> (command line, the bad value its one line must name); "{t}" is the test's folder, and
+#: every `run` also gets --out {t}/o, which must not appear
 USER_ERRORS = {
-    "format-nan": (lambda t: ["format", "--values", "nan"], "nan"),
-    "format-gamma": (lambda t: ["format", "--gamma", "3"], "gamma=3"),
-    "format-bits": (lambda t: ["format", "--bits", "x"], "'x'"),
-    "unknown-scenario": (lambda t: ["run", "no-such-scenario"], "no-such-scenario"),
-    "cuba-n": (lambda t: ["run", "cuba", "--n", "0", "--out", str(t / "o")], "0"),
-    "cuba-seconds": (lambda t: ["run", "cuba", "--seconds", "nan", "--out", str(t / "o")], "nan"),
-    "cuba-format": (lambda t: ["run", "cuba", "--lns-format", "lns99", "--out", str(t / "o")], "lns99"),
-    "sysid-circuit": (lambda t: ["run", "sysid", "--circuit", "9", "--out", str(t / "o")], "'9'"),
-    "sysid-n-types": (lambda t: ["run", "sysid", "--n-types", "2", "--out", str(t / "o")], "2"),
-    "energy-toml-missing": (lambda t: ["run", "energy", "--energy-toml", str(t / "none.toml"), "--out", str(t / "o")],
-                            "none.toml"),
-    "energy-toml-malformed": (lambda t: ["run", "energy", "--energy-toml", _bad_toml(t), "--out", str(t / "o")],
-                              "bad.toml"),
-    "energy-preset": (lambda t: ["run", "energy", "--preset", "3nm", "--out", str(t / "o")], "3nm"),
-    "energy-cmd-toml": (lambda t: ["energy", "mlp", "--energy-toml", str(t / "none.toml")], "none.toml"),
-    "energy-cmd-shape": (lambda t: ["energy", "mlp", "--input-shape", "1,65"], "1,65"),
-    "energy-cmd-workers": (lambda t: ["energy", "mlp", "--train", "--workers", "0"], "0"),
-    "lns-device-sim": (lambda t: ["run", "lns-vs-float", "--device", "cuda", "--out", str(t / "o")], "cuda"),
-    "lns-batch-size": (lambda t: ["run", "lns-vs-float", "--batch-size", "0", "--out", str(t / "o")], "0"),
-    "lns-channels": (lambda t: ["run", "lns-vs-float", "--channels", "0", "--out", str(t / "o")], "0"),
-    "mv-workers": (lambda t: ["run", "majority-vote", "--workers", "1", "--out", str(t / "o")], "1"),
-    "mv-byzantine": (lambda t: ["run", "majority-vote", "--byzantine", "1.5", "--out", str(t / "o")], "1.5"),
+    "format-nan": (["format", "--values", "nan"], "nan"),
+    "format-gamma": (["format", "--gamma", "3"], "gamma=3"),
+    "format-bits": (["format", "--bits", "x"], "'x'"),
+    "unknown-scenario": (["run", "no-such-scenario"], "no-such-scenario"),
+    "cuba-n": (["run", "cuba", "--n", "0"], "0"),
+    "cuba-seconds": (["run", "cuba", "--seconds", "nan"], "nan"),
+    "cuba-format": (["run", "cuba", "--lns-format", "lns99"], "lns99"),
+    "sysid-circuit": (["run", "sysid", "--circuit", "9"], "'9'"),
+    "sysid-n-types": (["run", "sysid", "--n-types", "2"], "2"),
+    "energy-toml-missing": (["run", "energy", "--energy-toml", "{t}/none.toml"], "none.toml"),
+    "energy-toml-malformed": (["run", "energy", "--energy-toml", "{t}/bad.toml"], "bad.toml"),
+    "energy-preset": (["run", "energy", "--preset", "3nm"], "3nm"),
+    "energy-cmd-toml": (["energy", "mlp", "--energy-toml", "{t}/none.toml"], "none.toml"),
+    "energy-cmd-shape": (["energy", "mlp", "--input-shape", "1,65"], "1,65"),
+    "energy-cmd-workers": (["energy", "mlp", "--train", "--workers", "0"], "0"),
+    "lns-device-sim": (["run", "lns-vs-float", "--device", "cuda"], "cuda"),
+    "lns-batch-size": (["run", "lns-vs-float", "--batch-size", "0"], "0"),
+    "lns-channels": (["run", "lns-vs-float", "--channels", "0"], "0"),
+    "mv-workers": (["run", "majority-vote", "--workers", "1"], "1"),
+    "mv-byzantine": (["run", "majority-vote", "--byzantine", "1.5"], "1.5"),
+    "mv-batch": (["run", "majority-vote", "--batch-size", "2"], "2"),
+    "stdp-seconds": (["run", "stdp", "--seconds", "-1"], "-1"),
+    "stdp-format": (["run", "stdp", "--log-format", "lns99"], "lns99"),
+    "eos-rows": (["run", "edge-of-stability", "--rows", "nope"], "nope"),
+    "eos-steps": (["run", "edge-of-stability", "--steps", "0"], "0"),
+    "bp-targets": (["run", "bayes-point", "--targets", "0.001,nan"], "nan"),
+    "lr-points": (["run", "lr-transfer", "--points", "99"], "99"),
 }
 
 
 @pytest.mark.parametrize("case", list(USER_ERRORS))
 def test_user_errors_are_one_line_on_stderr_with_exit_code_2(case, tmp_path, capsys, monkeypatch):
     """No traceback, nothing on stdout, one line naming the bad value; no work and no output folder."""
-    for module, name in ((lns_vs_float, "load_data"), (cuba, "run_neurolns"), (sysid_retina, "make_dataset"),
-                         (energy_footprint, "account_model"), (majority_vote_ddp, "_launch")):
+    for module, name in WORK.values():
         monkeypatch.setattr(module, name, _work_started)
-    make_argv, value = USER_ERRORS[case]
-    code, out, err = _call(make_argv(tmp_path), capsys)
+    (tmp_path / "bad.toml").write_text("x = [\n")
+    argv, value = USER_ERRORS[case]
+    argv = [a.replace("{t}", str(tmp_path)) for a in argv]
+    if argv[0] == "run":
+        argv += ["--out", str(tmp_path / "o")]
+    code, out, err = _call(argv, capsys)
     assert code == 2, (out, err)
     assert out == ""
     lines = err.strip().splitlines()
@@ -112,17 +133,12 @@ def test_cuda_without_cuda_is_a_user_error(tmp_path, capsys, monkeypatch):
 # --- output paths are checked before any work -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scenario,module,work", [
-    ("lns-vs-float", lns_vs_float, "load_data"),
-    ("cuba", cuba, "run_neurolns"),
-    ("sysid", sysid_retina, "make_dataset"),
-    ("energy", energy_footprint, "account_model"),
-    ("majority-vote", majority_vote_ddp, "_launch"),
-])
-def test_unwritable_out_is_refused_before_work(scenario, module, work, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("scenario", list(WORK))
+def test_unwritable_out_is_refused_before_work(scenario, tmp_path, capsys, monkeypatch):
     """--out below a plain file cannot be created: exit 2 before the scenario starts working."""
     blocker = tmp_path / "file"
     blocker.write_text("")
+    module, work = WORK[scenario]
     monkeypatch.setattr(module, work, _work_started)
     code, out, err = _call(["run", scenario, "--out", str(blocker / "results")], capsys)
     assert code == 2, err
@@ -231,13 +247,51 @@ def test_ctrl_c_writes_the_finished_runs_and_says_where(tmp_path, capsys, monkey
     assert [r["method"] for r in saved["runs"]] == ["fp32-adam"]
 
 
-def test_ctrl_c_before_anything_finished_leaves_no_empty_folder(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("scenario", list(WORK))
+def test_ctrl_c_before_anything_finished_leaves_no_empty_folder(scenario, tmp_path, capsys, monkeypatch):
+    """Ctrl-C as the work starts: exit 130, one line, and the folder the run created is gone again."""
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cuba, "run_neurolns", interrupt)
-    out_dir = tmp_path / "new" / "cuba"
-    code, out, err = _call(["run", "cuba", "--no-progress", "--out", str(out_dir)], capsys)
+    module, work = WORK[scenario]
+    monkeypatch.setattr(module, work, interrupt)
+    out_dir = tmp_path / "new" / scenario
+    code, out, err = _call(["run", scenario, "--out", str(out_dir)], capsys)
     assert code == 130
-    assert len(err.strip().splitlines()) == 1 and "nothing written" in err and "Traceback" not in err
+    # progress lines may come first; the last line says what happened
+    assert "nothing written" in err.strip().splitlines()[-1] and "Traceback" not in err
     assert not (tmp_path / "new").exists()
+
+
+def test_stdp_reports_progress_on_stderr(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    def run_rule(rule, fmt, seconds, seed):
+        row = {"simulator": "neurolns", "rule": rule, "weights": "float64", "post_rate_hz": 1.0,
+               "frac_below_0.1": 0.0, "frac_above_0.9": 0.0, "mean_w_over_gmax": 0.5, "sd_log10_w": 0.1,
+               "wall_s": 0.0}
+        return row, np.full(10, 0.005)
+
+    monkeypatch.setattr(stdp_weights, "run_rule", run_rule)
+    code, out, err = _call(["run", "stdp", "--no-brian2", "--rules", "additive,soft_bound", "--out", str(tmp_path)],
+                           capsys)
+    assert code == 0, err
+    assert "stdp: [1/2] additive rule" in err and "stdp: [2/2] soft_bound rule" in err
+    assert "stdp: [" not in out
+
+
+def test_lr_transfer_ctrl_c_keeps_the_finished_runs(tmp_path, capsys, monkeypatch):
+    done = []
+
+    def train_one(data, name, width, depth, lr, seed, *, epochs, batch_size):
+        if done:
+            raise KeyboardInterrupt
+        done.append(lr)
+        return {"final_loss": 1.0}
+
+    monkeypatch.setattr(lr_transfer, "load_data", lambda name, quick: None)
+    monkeypatch.setattr(lr_transfer, "train_one", train_one)
+    code, out, err = _call(["run", "lr-transfer", "--quick", "--optimizers", "sgd", "--no-progress",
+                            "--out", str(tmp_path)], capsys)
+    assert code == 130 and f"1 finished run(s) written to {tmp_path}/" in err
+    assert len((tmp_path / "runs.csv").read_text().splitlines()) == 2
