@@ -217,6 +217,15 @@ def code_steps(fmt: LNSFormat, lr: float | None) -> float:
     return float(round(k)) if abs(k - round(k)) <= 1e-9 * max(1.0, k) else k
 
 
+def _check_counters(**counters) -> None:
+    """Each value an int >= 0 (TypeError / ValueError naming it)."""
+    for name, x in counters.items():
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(x).__name__} {x!r}")
+        if x < 0:
+            raise ValueError(f"{name}={x!r} is out of range; allowed: an int >= 0")
+
+
 def draw_key(seed: int, stream: int, t: int) -> int:
     """The 32-bit key of the rounding draws of one parameter at one step.
 
@@ -230,11 +239,7 @@ def draw_key(seed: int, stream: int, t: int) -> int:
     >>> draw_key(0, 0, 1) == draw_key(0, 0, 1) != draw_key(0, 0, 2)
     True
     """
-    for name, x in (("seed", seed), ("stream", stream), ("t", t)):
-        if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-            raise TypeError(f"{name} must be an int, got {type(x).__name__} {x!r}")
-        if x < 0:
-            raise ValueError(f"{name}={x!r} is out of range; allowed: an int >= 0")
+    _check_counters(seed=seed, stream=stream, t=t)
     h = _ref.hash32
     return int(h(h(h((int(seed) & 0xFFFFFFFF) ^ 0x9E3779B9) ^ (int(stream) & 0xFFFFFFFF)) ^ (int(t) & 0xFFFFFFFF)))
 
@@ -455,13 +460,14 @@ def lns_madam_update(
     beta, g_bound = _check_common(beta, g_bound)
     k = code_steps(fmt, lr)
     cap = code_cap(fmt, max_code)
-    key = draw_key(seed, stream, t)
+    _check_counters(seed=seed, stream=stream)
     if check_flag("check_finite", check_finite):
         _check_finite("g", g)
         _check_finite("v", v)
     inv_bc = inv_bias_correction(beta, t)
     f64 = np.float64
     if k != int(k):  # a fractional step: stochastic rounding
+        key = draw_key(seed, stream, t)
         if reference:
             _ref.lns_madam_frac(codes, g, v, beta, inv_bc, g_bound, k, cap, key)
             return
