@@ -100,6 +100,9 @@ class _Base(torch.optim.Optimizer):
     #: state entries kept in float64 whatever the parameter's dtype (torch's
     #: load_state_dict would cast them to it; they are restored exactly)
     _float64_state: tuple = ()
+    #: integer state entries restored as saved (torch's load_state_dict would cast them to a
+    #: floating parameter's dtype, where bfloat16 cannot hold an 11-bit code)
+    _integer_state: tuple = ()
 
     def __init__(self, params, defaults):
         defaults = dict(defaults)
@@ -199,7 +202,7 @@ class _Base(torch.optim.Optimizer):
             for k in expected - set(group):
                 group[k] = self.defaults[k]
         self.skipped_steps = skipped
-        if self._float64_state:
+        if self._float64_state or self._integer_state:
             ids = [i for g in state_dict["param_groups"] for i in g["params"]]
             params = [p for g in self.param_groups for p in g["params"]]
             for pid, p in zip(ids, params):
@@ -207,6 +210,10 @@ class _Base(torch.optim.Optimizer):
                 for key in self._float64_state:
                     if key in saved and p in self.state:
                         self.state[p][key] = saved[key].to(device=p.device, dtype=torch.float64, copy=True)
+                for key in self._integer_state:
+                    x = saved.get(key)
+                    if isinstance(x, torch.Tensor) and not x.is_floating_point() and p in self.state:
+                        self.state[p][key] = x.to(device=p.device, copy=True)
 
     def _update(self, group, ps, gs) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -402,6 +409,8 @@ class LNSMadam(_MadamBase):
     tensor([ 1535, -1537,     0], dtype=torch.int16)
     """
 
+    _integer_state = ("codes",)
+
     def __init__(self, params, lr: float | None = 1 / 128, beta: float = 0.999, g_bound: float = 10.0,
                  p_scale: float = math.inf, forward_format=LNS8, update_gamma: int = 128, headroom: int = 3,
                  backend: str = "auto", nonfinite: NonFinite | str = NonFinite.SKIP, seed: int = 0):
@@ -455,14 +464,23 @@ class LNSMadam(_MadamBase):
                              max_code=lns_code_cap(codes.cpu().numpy(), fmt, group["p_scale"]))
 
     def _sync_codes(self, p) -> torch.Tensor:
-        """The state's codes of ``p``, re-read from its values if someone wrote to it since our
-        last step (values on the grid re-encode exactly)."""
+        """The state's codes of ``p``, re-read from its values if someone wrote other values to
+        it since our last step (values on the grid re-encode exactly). Codes that still decode
+        to the values are kept: a bfloat16 parameter holds its grid values rounded, which need
+        not re-encode to the same codes."""
         from neurolns.torch.modules import grid_magnitudes
+        from neurolns.torch.quantize import decode_codes_t
 
         st = self.state[p]
         # load_state_dict casts every state tensor to the parameter's dtype: re-read then too
         if st["version"] != p._version or st["codes"].is_floating_point():
             fmt = _fmt(st["fmt"])
+            c = st["codes"]
+            if not c.is_floating_point() and c.shape == p.shape and torch.equal(
+                    decode_codes_t(c, fmt, st["scale"], dtype=p.dtype), p.detach()):
+                st["v"] = st["v"].to(torch.float64)
+                st["version"] = p._version
+                return c
             s = torch.tensor(st["scale"], dtype=torch.float32, device=p.device)
             m = grid_magnitudes(p.detach(), fmt, s)
             st["codes"] = torch.where(p.detach() < 0, -m, m).to(getattr(torch, str(fmt.code_dtype)))

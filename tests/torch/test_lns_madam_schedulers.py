@@ -324,3 +324,32 @@ def test_resume_from_state_dict_continues_the_same_draws():
         s2.step()
     for a, b in zip(want, [opt2.codes(p) for p in layer2.parameters()]):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_bfloat16_resume_from_state_dict_is_exact(backend):
+    """A bfloat16 parameter holds its grid values rounded to bfloat16, which need not re-encode to
+    the same codes: a resumed run keeps the saved integer codes (torch's load_state_dict would cast
+    them to bfloat16) and continues with the codes of the uninterrupted run, every one of 500."""
+    def make():
+        torch.manual_seed(0)
+        w = nn.Parameter(torch.randn(500).to(torch.bfloat16))
+        return w, LNSMadam([w], lr=1.5 / 128, seed=5, backend=backend)
+
+    def grad(w, t):
+        w.grad = torch.randn(500, generator=torch.Generator().manual_seed(t)).to(torch.bfloat16)
+
+    w, opt = make()
+    for t in range(10):
+        grad(w, t)
+        opt.step()
+        if t == 4:
+            saved = copy.deepcopy((w.detach(), opt.state_dict()))
+    w2, opt2 = make()
+    with torch.no_grad():
+        w2.copy_(saved[0])
+    opt2.load_state_dict(saved[1])
+    for t in range(5, 10):
+        grad(w2, t)
+        opt2.step()
+    assert torch.equal(opt.codes(w), opt2.codes(w2))
