@@ -8,11 +8,17 @@ Figures (ratios against baselines measured in the same run):
   ``storage="lns"`` (quantized forward, straight-through backward, LNS-Madam
   on the update grid) / time of one FP32 Adam step of the same model and batch.
   Goals: ≤ 1.5× on CPU, ≤ 1.3× on a GPU.
+* compiled step ratios = time of one training step whose model is compiled with
+  ``torch.compile(model, fullgraph=True)`` (forward and backward; the optimizer
+  runs eager) / the eager FP32 Adam step, and / the compiled FP32 Adam step
+  (model compiled the same way and ``torch.compile(opt.step)``), for the LNS8
+  model (``storage="lns"``, LNS-Madam) with LNS8 weights only and with LNS8
+  weights, activations and gradients; beside them the same LNS8 steps eager.
 * quantize throughput = bytes read + written by ``quantize`` (float32 in and
   out, 8 bytes per element) per second, as a fraction of the copy bandwidth of
   the same device (``np.copyto`` on CPU, a device-to-device ``copy_`` on a GPU).
 
-Run: ``.venv/bin/python benchmarks/torch_bridge.py [--quick] [--device cpu|cuda|all]``.
+Run: ``.venv/bin/python benchmarks/torch_bridge.py [--quick] [--device cpu|cuda|all] [--no-compile]``.
 """
 from __future__ import annotations
 
@@ -86,6 +92,44 @@ def bench_steps(dev, repeat, number):
         report(f"[{dev.type}] {name}: LNS8 LNS-Madam / Adam", ratio, "x", goal=f"<= {goal}x", ok=ratio <= goal)
 
 
+def bench_compiled_steps(dev, repeat, number, models):
+    """Compiled LNS8 training steps against eager and compiled FP32 Adam steps (same run)."""
+    import time
+
+    for name, build, shape in models:
+        torch.manual_seed(0)
+        base = build().to(dev)
+        x = torch.randn(*shape, device=dev)
+        y = torch.randint(0, 10, (shape[0],), device=dev)
+        adam_c = copy.deepcopy(base)
+        opt_c = torch.optim.Adam(adam_c.parameters(), lr=1e-3)
+        opt_c.step = torch.compile(opt_c.step)
+        jobs = {"adam": _step_fn(base, torch.optim.Adam(base.parameters(), lr=1e-3), x, y, dev),
+                "adam compiled": _step_fn(torch.compile(adam_c, fullgraph=True), opt_c, x, y, dev)}
+        for tag, kw in (("w", {}), ("wag", {"act_format": LNS8, "grad_format": LNS8})):
+            lns = copy.deepcopy(base)
+            convert(lns, LNS8, storage="lns", **kw)
+            opt = LNSMadam(lns.parameters(), lr=2 / 128)
+            jobs[f"lns {tag} eager"] = _step_fn(lns, opt, x, y, dev)
+            lns = copy.deepcopy(lns)
+            opt = LNSMadam(lns.parameters(), lr=2 / 128)
+            jobs[f"lns {tag} compiled"] = _step_fn(torch.compile(lns, fullgraph=True), opt, x, y, dev)
+        for k, fn in jobs.items():  # compile (timed once), allocate the optimizer state
+            t0 = time.perf_counter()
+            fn()
+            if "compiled" in k:
+                report(f"[{dev.type}] {name}: compile time, {k}", time.perf_counter() - t0, "s")
+        best = best_of_rounds(jobs, rounds=repeat * number)
+        t_adam, t_adam_c = best["adam"], best["adam compiled"]
+        report(f"[{dev.type}] {name}: FP32 Adam step (eager)", t_adam * 1e3, "ms")
+        report(f"[{dev.type}] {name}: FP32 Adam compiled / eager", t_adam_c / t_adam, "x")
+        for tag, what in (("w", "LNS8 W"), ("wag", "LNS8 W/A/G")):
+            t = best[f"lns {tag} compiled"]
+            report(f"[{dev.type}] {name}: {what} eager / Adam eager", best[f"lns {tag} eager"] / t_adam, "x")
+            report(f"[{dev.type}] {name}: {what} compiled / Adam eager", t / t_adam, "x")
+            report(f"[{dev.type}] {name}: {what} compiled / Adam compiled", t / t_adam_c, "x")
+
+
 def _device_bandwidth_gbs(dev, n_bytes):
     if dev.type == "cpu":
         return memory_bandwidth_gbs(n_bytes)
@@ -128,6 +172,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats and smaller tensors")
     ap.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile figures")
+    ap.add_argument("--only-compile", action="store_true", help="only the torch.compile figures")
     args = ap.parse_args(argv)
     repeat, number, n = (3, 3, 1 << 22) if args.quick else (7, 10, 1 << 24)
     print(machine_line(), f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -141,8 +187,11 @@ def main(argv=None) -> int:
         print("no CUDA device: nothing to measure")
         return 1
     for dev in devs:
-        bench_steps(dev, repeat, number)
-        bench_quantize(dev, n, repeat)
+        if not args.only_compile:
+            bench_steps(dev, repeat, number)
+            bench_quantize(dev, n, repeat)
+        if not args.no_compile:
+            bench_compiled_steps(dev, repeat, number, _models()[:1] if args.quick else _models())
     return 0
 
 

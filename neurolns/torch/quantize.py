@@ -265,13 +265,43 @@ def _exponents_pow2(a: torch.Tensor, fmt: LNSFormat, log2s: torch.Tensor) -> tor
     """
     bits = 52 if a.dtype == torch.float64 else 23
     work = torch.float64 if bits == 52 else torch.float32
+    thr = _const_table("thresholds", (fmt.gamma, bits), a.device, torch.int64)
+    if _compiling() and bits == 23:
+        field, ex = _split_float32(a.to(work))
+        r = _count_traced(1.0 + field.to(torch.float32) * 2.0**-23, field, thr, fmt.gamma)
+        return (ex - 1 - log2s) * fmt.gamma + r
     mant, ex = torch.frexp(a.to(work))
     mant = torch.nan_to_num(mant, nan=0.5, posinf=0.5, neginf=0.5)
     field = (mant.to(torch.float64) * float(1 << (bits + 1))).to(torch.int64) - (1 << bits)
     field = field.clamp_(0, (1 << bits) - 1)  # zeros give mantissa 0: fixed up by the caller
-    thr = _const_table("thresholds", (fmt.gamma, bits), a.device, torch.int64)
-    r = torch.searchsorted(thr, field, right=True)
+    if _compiling():
+        r = _count_traced(2.0 * mant.clamp_min(0.5), field, thr, fmt.gamma)
+    else:
+        r = torch.searchsorted(thr, field, right=True)
     return (ex.to(torch.int64) - 1 - log2s) * fmt.gamma + r
+
+
+def _split_float32(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.frexp`` of non-negative float32 from the bits, in operations that vectorize:
+    (mantissa field of ``2μ``, exponent ``E``) with ``a = μ·2^E``, ``μ`` in ``[0.5, 1)``;
+    subnormals are first scaled by ``2^24`` (exactly). Zero, NaN and inf give values the
+    caller replaces."""
+    sub = a < 2.0**-126
+    bits = torch.where(sub, a * 2.0**24, a).view(torch.int32)
+    field = (bits & 0x7FFFFF).to(torch.int64)
+    ex = ((bits >> 23) & 0xFF).to(torch.int64) - 126 - torch.where(sub, 24, 0)
+    return field, ex
+
+
+def _count_traced(m2: torch.Tensor, field: torch.Tensor, thr: torch.Tensor, gamma: int) -> torch.Tensor:
+    """``#{k : field ≥ thr[k]}`` without a search (which inductor leaves as a library call):
+    the estimate ``rint(γ log2 2μ)`` (``m2 = 2μ`` in ``[1, 2)``) is off by at most one (its
+    float error is far below ½), and two gathers from the exact table correct it, so the
+    count is exact and the whole encoder fuses into one elementwise loop."""
+    est = torch.round(torch.log2(m2) * gamma).to(torch.int64).clamp(0, gamma)
+    up = (est < gamma) & (field >= thr[est.clamp_max(gamma - 1)])
+    down = (est > 0) & (field < thr[(est - 1).clamp_min(0)])
+    return est + up.to(torch.int64) - down.to(torch.int64)
 
 
 #: as the core's guard (:data:`neurolns.lns._codec_kernels._GUARD`)
@@ -396,8 +426,9 @@ def _codes_pow2(t: torch.Tensor, fmt: LNSFormat, s: torch.Tensor) -> torch.Tenso
     a = t.abs()
     log2s = torch.frexp(s).exponent.to(torch.int64) - 1  # exact for powers of two
     e = _exponents_pow2(a, fmt, log2s)
-    e = torch.where(torch.isinf(a), torch.full((), fmt.e_max, dtype=e.dtype, device=e.device), e)
-    e = torch.where(torch.isnan(a), torch.zeros((), dtype=e.dtype, device=e.device), e)
+    # a == inf and a != a: isinf/isnan, in comparisons that inductor vectorizes on CPU
+    e = torch.where(a == math.inf, torch.full((), fmt.e_max, dtype=e.dtype, device=e.device), e)
+    e = torch.where(a != a, torch.zeros((), dtype=e.dtype, device=e.device), e)
     return _finish(e, a.nan_to_num(0.0), t < 0, fmt, _code_dtype(fmt))
 
 
@@ -586,7 +617,7 @@ class _FakeQuant(torch.autograd.Function):
         # traced: the scale is a power of two (checked by _codes_traced), nothing is read back
         out = _decode(codes, fmt, s, x.dtype, backend, trusted=_compiling())
         if not check_nan:  # NaN propagates, as through any torch op (no code holds it)
-            out = torch.where(torch.isnan(x), x, out)
+            out = torch.where(x != x, x, out)
         return out
 
     @staticmethod

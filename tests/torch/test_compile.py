@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from neurolns import LNS8, LNS16
-from neurolns.torch import LNSLinear, convert, quantize, quantize_grad
+from neurolns.torch import LNSLinear, convert, mantissa_thresholds, quantize, quantize_grad
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -26,6 +26,13 @@ def _hard_values(n: int = 1 << 17) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, generator=g) * torch.exp2(torch.randint(-30, 30, (n,), generator=g).float())
     x[:8] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-45, -3e-39, 2.0**-126])
+    edges = []  # every rounding threshold of LNS8 and LNS16, and the float32 just below it, at several octaves
+    for gamma in {LNS8.gamma, LNS16.gamma}:
+        t = torch.from_numpy(mantissa_thresholds(gamma).copy())
+        edges += [t, torch.nextafter(t, torch.zeros(()))]
+    e = torch.cat(edges)
+    e = torch.cat([e * 2.0**k for k in (-20, -3, 0, 5)])
+    x[8:8 + e.numel()] = e * torch.where(torch.arange(e.numel()) % 2 == 0, 1.0, -1.0)
     return x
 
 
@@ -55,6 +62,16 @@ def test_quantize_and_quantize_grad_compile_fullgraph_to_the_eager_codes():
     got, want = grad_of(cthrough, ones, x), grad_of(through, ones, x)
     assert torch.equal(_bits(got), _bits(want))
     assert torch.isnan(got[0]) and got[1] == float("inf") and got[2] == -float("inf")
+
+
+def test_float64_and_half_inputs_compile_to_the_eager_values():
+    """float64 (the 52-bit threshold table) and bfloat16/float16 inputs: compiled equals eager."""
+    x = _hard_values(1 << 14)
+    f = torch.compile(lambda v: quantize(v, LNS8, check_nan=False), fullgraph=True, backend="aot_eager")
+    for dt in (torch.float64, torch.bfloat16, torch.float16):
+        v = x.to(dt)
+        got, want = f(v), quantize(v, LNS8, check_nan=False)
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
 
 
 def _mlp(storage: str) -> nn.Module:
