@@ -104,6 +104,11 @@ def _parse(argv):
     args.track = tuple(q.strip() for q in args.track.split(",") if q.strip())
     if args.track and args.backend != "torch":
         p.error("--track needs --backend torch")
+    if args.track:
+        from neurolns.torch.dynamics import Quantity
+
+        for q in args.track:
+            checked(p, Quantity, q, flag="--track")
     _check_device(p, args.device, args.backend)
     cfg = SETTINGS[args.dataset]
     args.model = args.model or cfg["model"]

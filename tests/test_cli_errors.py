@@ -87,6 +87,7 @@ USER_ERRORS = {
     "lns-device-sim": (["run", "lns-vs-float", "--device", "cuda"], "cuda"),
     "lns-batch-size": (["run", "lns-vs-float", "--batch-size", "0"], "0"),
     "lns-channels": (["run", "lns-vs-float", "--channels", "0"], "0"),
+    "lns-track": (["run", "lns-vs-float", "--backend", "torch", "--track", "sharpness,foo"], "'foo'"),
     "mv-workers": (["run", "majority-vote", "--workers", "1"], "1"),
     "mv-byzantine": (["run", "majority-vote", "--byzantine", "1.5"], "1.5"),
     "mv-batch": (["run", "majority-vote", "--batch-size", "2"], "2"),
