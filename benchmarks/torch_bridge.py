@@ -97,6 +97,7 @@ def bench_compiled_steps(dev, repeat, number, models):
     import time
 
     for name, build, shape in models:
+        torch._dynamo.reset()  # each model's compiled graphs start from an empty cache (no recompile limit)
         torch.manual_seed(0)
         base = build().to(dev)
         x = torch.randn(*shape, device=dev)

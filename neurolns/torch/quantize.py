@@ -128,6 +128,15 @@ def _compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
+def _constant_under_compile(fn):
+    """Mark ``fn`` as :func:`torch.compiler.assume_constant_result` does (the attribute it
+    sets), without importing ``torch._dynamo`` when ``neurolns.torch`` is imported: while
+    tracing, ``fn`` runs on its constant arguments and its result enters the graph as a
+    constant."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 #: builders of the constant tables the traced path gathers from, by name (numpy arrays)
 _TABLE_BUILDERS: dict = {
     "thresholds": threshold_ceilings,
@@ -136,7 +145,7 @@ _TABLE_BUILDERS: dict = {
 }
 
 
-@torch._dynamo.assume_constant_result
+@_constant_under_compile
 def _table_values(kind: str, *args) -> tuple:
     """The entries of a constant table as Python numbers (exact: int64, or float32/float64
     values held exactly by Python floats). Under ``torch.compile`` it runs outside the trace,
@@ -152,7 +161,7 @@ def _const_table(kind: str, args: tuple, device, dtype: torch.dtype) -> torch.Te
     return _on(_TABLE_BUILDERS[kind](*args), device)
 
 
-@torch._dynamo.assume_constant_result
+@_constant_under_compile
 def _scale_threshold(fmt: LNSFormat) -> tuple[int, float]:
     """:func:`neurolns.lns.codec.scale_threshold` for float64 mantissas (a constant under
     ``torch.compile``: its exact decimal arithmetic runs outside the trace)."""

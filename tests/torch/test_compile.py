@@ -15,6 +15,15 @@ from neurolns import LNS8, LNS16
 from neurolns.torch import LNSLinear, convert, mantissa_thresholds, quantize, quantize_grad
 
 
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    """Each test compiles from an empty cache, so that the recompile limit of one code
+    object (nn.Sequential.forward, shared by every model) is not reached across tests."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 def _bits(t: torch.Tensor) -> torch.Tensor:
     """The float32 bit patterns: equality of these is equality bit for bit, NaN and -0 included."""
     return t.detach().contiguous().view(torch.int32)
