@@ -655,7 +655,8 @@ def quantize(t: torch.Tensor, fmt: LNSFormat, *, scale=None, channel_axis: int |
         Raise on NaN and warn on ±inf as the core codec does (this reads a
         count back from the device). ``False``: NaN passes through unchanged
         (as through any torch operation) and ±inf saturates, without reading
-        anything back; the modules use it in their hot path.
+        anything back; the modules use it in their hot path. Under
+        ``torch.compile`` it must be ``False`` (see ``docs/torch.md``).
 
     Returns
     -------
@@ -701,7 +702,8 @@ def quantize_grad(t: torch.Tensor, fmt: LNSFormat, *, rounding: Rounding | str =
     :func:`quantize`) and decoded: the error signal of an LNS training
     pipeline (Zhao et al. 2022 quantize weights, activations and gradients).
     NaN and ±inf entries pass through unchanged, so an optimizer downstream
-    sees them and skips the step (``docs/input_policy.md``).
+    sees them and skips the step (``docs/input_policy.md``). It compiles with
+    ``torch.compile(fullgraph=True)`` for nearest rounding (the same codes).
 
     >>> import torch
     >>> from neurolns import LNS8
