@@ -71,4 +71,5 @@ def test_energy_cli_prices_a_new_rule(capsys):
         assert main(["energy", "mlp", "--train", "--formats", "fp32", "--rule", rule]) == 0
         assert any(x.startswith(f"FP32 + {rule}") for x in capsys.readouterr().out.splitlines())
     assert main(["energy", "mlp", "--train", "--rule", "lion"]) == 2
-    assert "lion" in capsys.readouterr().out
+    err = capsys.readouterr().err  # user errors: one line on stderr
+    assert "lion" in err and len(err.strip().splitlines()) == 1
