@@ -43,6 +43,13 @@ naming the group and parameter index, the count and the first index, and
 (per group, in ``defaults``) raises :class:`ValueError` instead. Hyperparameters
 are validated at construction and in ``add_param_group`` (a bad group raises and
 leaves the optimizer unchanged).
+
+Under ``torch.compile``: the optimizers' ``step`` runs eager. The per-parameter math
+of LNS-Madam and Signum is also given as pure functions, :func:`lns_madam_step` and
+:func:`signum_step`, that compile with ``fullgraph=True`` and equal the optimizers bit
+for bit. There a non-finite gradient keeps the old state through a device flag
+(:func:`all_finite`) instead of a host decision: no warning, and the caller counts the
+skipped steps in a device tensor.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ import torch
 from neurolns.formats import LNS8, LNSFormat, Underflow
 from neurolns.learning._checks import NonFinite, nonfinite_message
 
-__all__ = ["Madam", "LNSMadam", "SignSGD", "Signum", "EFSignSGD"]
+__all__ = ["Madam", "LNSMadam", "SignSGD", "Signum", "EFSignSGD", "lns_madam_step", "signum_step", "all_finite"]
 
 
 def _real(name, x, lo, hi, *, lo_open=False, hi_open=False, allow_inf=False):
@@ -714,3 +721,235 @@ class EFSignSGD(_Base):
         torch._foreach_sub_(ps, deltas)
         for e, x, d in zip(es, pe, deltas):
             e.copy_(x - d)
+
+
+# --- the per-parameter math as pure torch functions (what torch.compile traces) -------------
+
+def _decode_table_values(gamma: int, bias: int, max_code: int) -> tuple:
+    """The correctly rounded float32 decode table of a grid as Python floats (exact). Under
+    ``torch.compile`` it runs outside the trace (its exact decimal arithmetic is never traced)
+    and the result enters the graph as a constant."""
+    from neurolns.lns._exact import exp2_table
+
+    return tuple(exp2_table(gamma, bias, max_code, "float32", 0).tolist())
+
+
+_decode_table_values._dynamo_marked_constant = True  # torch.compiler.assume_constant_result
+
+
+def _decode_table_t(fmt: LNSFormat, device) -> torch.Tensor:
+    """:func:`neurolns.lns.codec.decode_table` (float32) on ``device``: the cached copy in eager
+    mode, a graph constant with the same entries under ``torch.compile``."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(_decode_table_values(fmt.gamma, fmt.bias, fmt.max_code),
+                            dtype=torch.float32, device=device)
+    from neurolns.lns.codec import decode_table
+    from neurolns.torch.quantize import _on
+
+    return _on(decode_table(fmt, np.float32), device)
+
+
+def _code_steps_const(bits: int, gamma: int, bias: int, lr: float) -> float:
+    """:func:`neurolns.learning.code_steps` of the grid ``(bits, gamma, bias)`` (a constant under
+    ``torch.compile``: its checks run outside the trace). The format goes in as its fields:
+    an :class:`LNSFormat` built inside the traced function would not reach it intact."""
+    from neurolns.learning import code_steps
+
+    return code_steps(LNSFormat(bits=bits, gamma=gamma, bias=bias), lr)
+
+
+_code_steps_const._dynamo_marked_constant = True
+
+
+def all_finite(grads) -> torch.Tensor:
+    """A 0-d bool tensor on the first gradient's device: every element of every gradient is
+    finite. Nothing is read back to the host, so it traces under ``torch.compile``.
+
+    Parameters
+    ----------
+    grads : sequence of tensors
+
+    Returns
+    -------
+    torch.Tensor
+        ``True`` when no gradient holds NaN or ±inf (also for an empty sequence).
+
+    Examples
+    --------
+    >>> import torch
+    >>> all_finite([torch.ones(2), torch.tensor([1.0, float("nan")])])
+    tensor(False)
+    """
+    grads = list(grads)
+    if not grads:
+        return torch.tensor(True)
+    dev = grads[0].device
+    return torch.stack([torch.isfinite(g).all().to(dev) for g in grads]).all()
+
+
+def _hash32_t(x: torch.Tensor) -> torch.Tensor:
+    """The ``lowbias32`` hash on int64 tensors (:func:`neurolns.learning._reference.hash32`)."""
+    from neurolns.learning._reference import hash32
+
+    return hash32(x)
+
+
+def lns_madam_step(codes: torch.Tensor, grad: torch.Tensor, v: torch.Tensor, step: torch.Tensor, *,
+                   fmt: LNSFormat, scale: float, lr: float | torch.Tensor, beta: float = 0.999, g_bound: float = 10.0,
+                   max_code: int | None = None, seed: int = 0, stream: int = 0,
+                   finite: torch.Tensor | None = None, dtype: torch.dtype = torch.float32):
+    """One LNS-Madam update of one parameter in pure torch operations, without side effects.
+
+    The math of :class:`LNSMadam` (``backend="torch"`` or the Numba kernel: the same codes),
+    written so that ``torch.compile(..., fullgraph=True)`` traces it: no value is read back
+    to the host, the step count is a tensor, the rounding draws of a fractional step are the
+    counter-based hash of :func:`neurolns.learning.rounding_draws` in int64 tensor
+    operations and the decode table is a graph constant. For finite gradients the returned
+    codes, ``v`` and values equal the optimizer's bit for bit, for whole-step and fractional
+    rates.
+
+    A non-finite gradient cannot skip the step by a host decision here. Instead ``finite``
+    (a 0-d bool tensor; default: this gradient is finite, but pass :func:`all_finite` of
+    every gradient of the step to skip the whole step as the optimizer does) selects with
+    ``torch.where`` between the new state and the old one: when it is ``False`` the codes,
+    ``v`` and ``step`` come back unchanged and the values are the old codes decoded. No
+    warning is issued; count the skipped steps on the device, ``skipped += ~finite``, and
+    read the count when needed.
+
+    Parameters
+    ----------
+    codes : torch.Tensor
+        Signed integer codes of the parameter on its update grid (``LNSMadam.codes(p)``).
+    grad : torch.Tensor
+        The gradient, same shape (any floating dtype; computed in float64).
+    v : torch.Tensor
+        float64 second moment, same shape.
+    step : torch.Tensor
+        0-d int64 tensor: the parameter's step count before this step (0 at first).
+    fmt : LNSFormat
+        The update grid: ``update_format(forward_format, update_gamma)`` for a plain
+        parameter, an LNS layer's ``master_format`` for its grid-stored weights
+        (``LNSMadam`` keeps it as a dict in ``state[p]["fmt"]``).
+    scale : float
+        The grid's scale (``state[p]["scale"]``), a power of two.
+    lr : float or torch.Tensor
+        ``η`` in octaves, finite and ``>= 0``; ``k = η γ`` as
+        :func:`neurolns.learning.code_steps` takes it. A Python number enters the graph as
+        a constant (compile with ``dynamic=False``; each new rate compiles once). A 0-d
+        tensor (what a scheduler can write without recompiling) is not checked, since that
+        would read it back; every step then takes the rounding draws, which leave a whole
+        ``k`` with the same codes.
+    beta, g_bound : float
+        As :class:`LNSMadam`.
+    max_code : int or None
+        Code cap (``state[p]["max_code"]``); ``None``: ``fmt.max_code``.
+    seed, stream : int
+        The draws' seed and the parameter's index over all groups of the optimizer.
+    finite : torch.Tensor or None
+        0-d bool: apply the step (``True``) or keep the old state (``False``).
+    dtype : torch.dtype
+        dtype of the returned values (the parameter's).
+
+    Returns
+    -------
+    codes, v, step, values : torch.Tensor
+        The new codes (``codes``' dtype), float64 ``v``, the step count and the decoded
+        values (``dtype``) to copy into the parameter.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from neurolns.learning import update_format
+    >>> from neurolns import LNS8
+    >>> fmt = update_format(LNS8, 128)
+    >>> c, v, t, w = lns_madam_step(torch.tensor([1536, -1536, 0], dtype=torch.int16), torch.ones(3),
+    ...                             torch.zeros(3, dtype=torch.float64), torch.tensor(0),
+    ...                             fmt=fmt, scale=2.0**-4, lr=1 / 128)
+    >>> c, int(t)
+    (tensor([ 1535, -1537,     0], dtype=torch.int16), 1)
+    """
+    if not isinstance(fmt, LNSFormat):
+        raise TypeError(f"fmt must be an LNSFormat, got {type(fmt).__name__} {fmt!r}")
+    if isinstance(lr, torch.Tensor):  # k = η γ as code_steps takes it, in float64 tensor operations
+        k = lr.to(device=codes.device, dtype=torch.float64).reshape(()) * fmt.gamma
+        kr = torch.round(k)
+        k = torch.where((k - kr).abs() <= 1e-9 * torch.clamp_min(k, 1.0), kr, k)
+        whole = False  # a whole k takes the rounding below with frac(d) = 0: no move up, the same codes
+    else:
+        k = _code_steps_const(fmt.bits, fmt.gamma, fmt.bias, lr)
+        whole = k == int(k)
+    cap = fmt.max_code if max_code is None else int(max_code)
+    if finite is None:
+        finite = torch.isfinite(grad).all()
+    t = step.to(torch.int64) + 1
+    # the normalised gradient, in float64 in the order of _MadamBase._normalised
+    g = grad.detach().reshape(-1).to(torch.float64)
+    v_new = v.reshape(-1).to(torch.float64) * beta + (g * g) * (1.0 - beta)
+    inv = 1.0 / (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64, device=g.device), t.to(torch.float64)))
+    gh = torch.div(g, torch.sqrt(v_new * inv))
+    gh = torch.where(gh.abs() < math.inf, gh, torch.zeros_like(gh)).clamp(-g_bound, g_bound)
+    ghat = torch.round(gh)  # rint: half to even
+    c = codes.reshape(-1).to(torch.int64)
+    if whole:
+        mv = int(k) * ghat.to(torch.int64)
+    else:  # floor(d) + [r < frac(d)·2^24], r the 24-bit counter-based draw
+        h = _hash32_t
+        pre = int(h(h((int(seed) & 0xFFFFFFFF) ^ 0x9E3779B9) ^ (int(stream) & 0xFFFFFFFF)))
+        key = h(torch.tensor(pre, dtype=torch.int64, device=c.device) ^ (t & 0xFFFFFFFF))
+        idx = torch.arange(c.numel(), dtype=torch.int64, device=c.device)
+        r = h(h(idx ^ key) ^ h(key ^ 0x85EBCA6B)) >> 8
+        d = ghat * k
+        fl = torch.floor(d)
+        up = r.to(torch.float64) < (d - fl) * 16777216.0
+        mv = (fl + up.to(torch.float64)).to(torch.int64)
+    sg = torch.where(c > 0, 1, -1)
+    m = torch.clamp(c.abs() - mv * sg, 1, cap)
+    c_new = torch.where(c == 0, torch.zeros_like(m), sg * m)  # zero stays zero
+    c_out = torch.where(finite, c_new, c)
+    v_out = torch.where(finite, v_new, v.reshape(-1).to(torch.float64))
+    t_out = torch.where(finite, t, step.to(torch.int64))
+    mag = c_out.abs()
+    val = _decode_table_t(fmt, c.device)[mag] * scale
+    val = torch.where(c_out == 0, torch.zeros_like(val), torch.where(c_out < 0, -val, val))
+    shape = codes.shape
+    return (c_out.to(codes.dtype).view(shape), v_out.view(shape), t_out,
+            val.to(dtype).view(shape))
+
+
+def signum_step(param: torch.Tensor, grad: torch.Tensor, momentum: torch.Tensor, *, lr: float,
+                beta: float = 0.9, finite: torch.Tensor | None = None):
+    """One :class:`Signum` update of one parameter in pure torch operations, without side effects.
+
+    ``m ← βm + (1−β)g``, ``w ← w − η sign(m)`` with ``sign(0) = +1``, in the parameter's
+    dtype and the operations of :class:`Signum` (bit for bit the optimizer's result, eager
+    or under ``torch.compile(..., fullgraph=True)`` with the ``aot_eager`` backend; inductor
+    may fuse the momentum update differently). With ``beta=0`` and ``momentum`` zero it is
+    :class:`SignSGD`'s update (``m = g`` exactly).
+
+    Parameters
+    ----------
+    param, grad, momentum : torch.Tensor
+        The parameter's values, its gradient and its momentum (zeros at first).
+    lr, beta : float
+        As :class:`Signum`.
+    finite : torch.Tensor or None
+        0-d bool: apply the step, or return ``param`` and ``momentum`` unchanged (the
+        device-side skip of :func:`lns_madam_step`); default: this gradient is finite.
+
+    Returns
+    -------
+    param, momentum : torch.Tensor
+        The new values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w, m = signum_step(torch.zeros(1), torch.tensor([1.0]), torch.zeros(1), lr=0.1, beta=0.9)
+    >>> w, m
+    (tensor([-0.1000]), tensor([0.1000]))
+    """
+    if finite is None:
+        finite = torch.isfinite(grad).all()
+    m = torch.add(torch.mul(momentum, beta), grad, alpha=1.0 - beta)
+    w = torch.add(param, _sign1(m), alpha=-lr)
+    return torch.where(finite, w, param), torch.where(finite, m, momentum)
