@@ -63,7 +63,7 @@ import torch
 from neurolns.formats import LNS8, LNSFormat, Underflow
 from neurolns.learning._checks import NonFinite, nonfinite_message
 
-__all__ = ["Madam", "LNSMadam", "SignSGD", "Signum", "EFSignSGD", "lns_madam_step", "signum_step", "all_finite"]
+__all__ = ["Madam", "LNSMadam", "SignSGD", "Signum", "EFSignSGD", "lns_madam_step", "madam_step", "signum_step", "all_finite"]
 
 
 def _real(name, x, lo, hi, *, lo_open=False, hi_open=False, allow_inf=False):
@@ -914,6 +914,65 @@ def lns_madam_step(codes: torch.Tensor, grad: torch.Tensor, v: torch.Tensor, ste
     shape = codes.shape
     return (c_out.to(codes.dtype).view(shape), v_out.view(shape), t_out,
             val.to(dtype).view(shape))
+
+
+def madam_step(param: torch.Tensor, grad: torch.Tensor, v: torch.Tensor, step: torch.Tensor, *,
+               lr: float, beta: float = 0.999, g_bound: float = 10.0, p_max: float = math.inf,
+               finite: torch.Tensor | None = None):
+    r"""One :class:`Madam` update of one parameter in pure torch operations, without side effects.
+
+    .. math::  v ← βv + (1−β)g²,\quad ĝ = \operatorname{clamp}\big(g/\sqrt{v/(1−β^t)}, ±g_b\big),
+               \quad w ← \operatorname{clamp}\big(w·e^{−η ĝ \operatorname{sign} w}, ±p_{max}\big)
+
+    in float64, in the operations and order of :class:`Madam` (Bernstein et al., NeurIPS
+    2020), so the result equals the optimizer's bit for bit for a parameter alone in its
+    group, eager or under ``torch.compile(..., fullgraph=True)``. ``ĝ`` is 0 where every
+    gradient so far was 0.
+
+    Parameters
+    ----------
+    param, grad : torch.Tensor
+        The parameter's values and its gradient.
+    v : torch.Tensor
+        float64 second moment (zeros at first; ``state[p]["v"]``).
+    step : torch.Tensor
+        0-d integer tensor: updates taken so far (``state[p]["step"]``).
+    lr, beta, g_bound : float
+        As :class:`Madam`.
+    p_max : float
+        The bound on ``|w|``: ``p_scale`` times the parameter's RMS at its first step
+        (``state[p]["p_max"]``); ``inf`` for none.
+    finite : torch.Tensor or None
+        0-d bool: apply the step, or return the old state (the device-side skip of
+        :func:`lns_madam_step`); default: this gradient is finite.
+
+    Returns
+    -------
+    param, v, step : torch.Tensor
+        The new values (``param`` in its dtype, ``v`` float64).
+
+    Examples
+    --------
+    >>> import torch
+    >>> w, v, t = madam_step(torch.tensor([1.0, -2.0]), torch.tensor([0.5, 0.5]),
+    ...                      torch.zeros(2, dtype=torch.float64), torch.tensor(0), lr=0.01)
+    >>> w, int(t)
+    (tensor([ 0.9900, -2.0201]), 1)
+    """
+    if finite is None:
+        finite = torch.isfinite(grad).all()
+    t = step.to(torch.int64) + 1
+    g = grad.detach().reshape(-1).to(torch.float64)
+    v_old = v.reshape(-1).to(torch.float64)
+    v_new = v_old * beta + (g * g) * (1.0 - beta)
+    inv = 1.0 / (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64, device=g.device), t.to(torch.float64)))
+    gh = torch.div(g, torch.sqrt(v_new * inv))
+    gh = torch.where(gh.abs() < math.inf, gh, torch.zeros_like(gh)).clamp(-g_bound, g_bound)
+    w = param.detach().reshape(-1).to(torch.float64)
+    w_new = (w * torch.exp(gh * -lr * torch.sign(w))).clamp(-p_max, p_max).to(param.dtype)
+    w_out = torch.where(finite, w_new, param.detach().reshape(-1))
+    return (w_out.view(param.shape), torch.where(finite, v_new, v_old).view(v.shape),
+            torch.where(finite, t, step.to(torch.int64)))
 
 
 def signum_step(param: torch.Tensor, grad: torch.Tensor, momentum: torch.Tensor, *, lr: float,
