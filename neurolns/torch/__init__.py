@@ -12,7 +12,8 @@ given, CPU or CUDA.
 * :class:`Madam`, :class:`LNSMadam`, :class:`SignSGD`, :class:`Signum`,
   :class:`EFSignSGD`, and the architecture-aware :class:`Fromage`, :class:`Nero`,
   :class:`AGD`, :class:`Dualised`, :class:`Muon` (``torch.optim.Optimizer`` subclasses);
-* :func:`lns_madam_step`, :func:`madam_step`, :func:`signum_step`, :func:`all_finite` — the update
+* :func:`lns_madam_step`, :func:`madam_step`, :func:`signum_step`,
+  :func:`ef_sign_sgd_step`, :func:`all_finite` — the update
   math as pure functions that compile with ``torch.compile(fullgraph=True)``;
 * :func:`to_sim`, :func:`from_sim`.
 
@@ -24,7 +25,18 @@ See ``docs/torch.md``.
 
 from neurolns.torch.arch_optim import AGD, Dualised, Fromage, Muon, Nero, agd_init_, newton_schulz_t
 from neurolns.torch.modules import ConvertReport, LNSConv1d, LNSConv2d, LNSLinear, Storage, convert, lns_modules
-from neurolns.torch.optim import EFSignSGD, LNSMadam, Madam, SignSGD, Signum, all_finite, lns_madam_step, madam_step, signum_step
+from neurolns.torch.optim import (
+    EFSignSGD,
+    LNSMadam,
+    Madam,
+    SignSGD,
+    Signum,
+    all_finite,
+    ef_sign_sgd_step,
+    lns_madam_step,
+    madam_step,
+    signum_step,
+)
 from neurolns.torch.quantize import (
     Backend,
     choose_scale,
@@ -58,6 +70,7 @@ __all__ = [
     "EFSignSGD",
     "lns_madam_step",
     "madam_step",
+    "ef_sign_sgd_step",
     "signum_step",
     "all_finite",
     "to_sim",

@@ -63,7 +63,7 @@ import torch
 from neurolns.formats import LNS8, LNSFormat, Underflow
 from neurolns.learning._checks import NonFinite, nonfinite_message
 
-__all__ = ["Madam", "LNSMadam", "SignSGD", "Signum", "EFSignSGD", "lns_madam_step", "madam_step", "signum_step", "all_finite"]
+__all__ = ["Madam", "LNSMadam", "SignSGD", "Signum", "EFSignSGD", "lns_madam_step", "madam_step", "ef_sign_sgd_step", "signum_step", "all_finite"]
 
 
 def _real(name, x, lo, hi, *, lo_open=False, hi_open=False, allow_inf=False):
@@ -973,6 +973,50 @@ def madam_step(param: torch.Tensor, grad: torch.Tensor, v: torch.Tensor, step: t
     w_out = torch.where(finite, w_new, param.detach().reshape(-1))
     return (w_out.view(param.shape), torch.where(finite, v_new, v_old).view(v.shape),
             torch.where(finite, t, step.to(torch.int64)))
+
+
+def ef_sign_sgd_step(param: torch.Tensor, grad: torch.Tensor, error: torch.Tensor, *, lr: float,
+                     finite: torch.Tensor | None = None):
+    r"""One :class:`EFSignSGD` update of one parameter in pure torch operations, without side effects.
+
+    .. math::  p = ηg + e,\quad Δ = \frac{\lVert p \rVert_1}{d}\operatorname{sign}(p),
+               \quad w ← w − Δ,\quad e ← p − Δ
+
+    (Karimireddy et al., ICML 2019), with ``sign(0) = +1``, in the parameter's dtype and the
+    operations of :class:`EFSignSGD`. The ℓ1 norm is a reduction: eager and ``aot_eager``
+    give the optimizer's result bit for bit (tested); inductor may sum in another order
+    (tested to 2 ulp of the norm).
+
+    Parameters
+    ----------
+    param, grad : torch.Tensor
+        The parameter's values and its gradient.
+    error : torch.Tensor
+        The error-feedback memory (zeros at first; ``state[p]["error"]``).
+    lr : float
+        As :class:`EFSignSGD`.
+    finite : torch.Tensor or None
+        0-d bool: apply the step, or return the old state (the device-side skip of
+        :func:`lns_madam_step`); default: this gradient is finite.
+
+    Returns
+    -------
+    param, error : torch.Tensor
+        The new values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w, e = ef_sign_sgd_step(torch.zeros(2), torch.tensor([3.0, -1.0]), torch.zeros(2), lr=0.5)
+    >>> w, e
+    (tensor([-1.,  1.]), tensor([0.5000, 0.5000]))
+    """
+    if finite is None:
+        finite = torch.isfinite(grad).all()
+    pe = torch.add(torch.mul(grad, lr), error)
+    n = torch.linalg.vector_norm(pe, 1)
+    delta = _sign1(pe) * (n / pe.numel()).to(pe.dtype)
+    return torch.where(finite, param - delta, param), torch.where(finite, pe - delta, error)
 
 
 def signum_step(param: torch.Tensor, grad: torch.Tensor, momentum: torch.Tensor, *, lr: float,
