@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     def account_step():
         c = count_torch(net, input_shape=(128, 3, 32, 32), training=True)
-        for r in ("fp32_adam", "bf16_mixed", "lns8_madam_1bit"):
+        for r in ("fp32-adam", "bf16", "lns8-full"):
             training_step_energy(c, r, emodel, workers=4)
         inference_energy(c, "int8", emodel)
 

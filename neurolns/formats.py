@@ -48,6 +48,7 @@ __all__ = [
     "LNS12",
     "LNS16",
     "parse_format",
+    "resolve_format",
 ]
 
 _MIN_BITS, _MAX_BITS = 2, 32
@@ -350,3 +351,23 @@ def parse_format(spec: str):
         if b.isdigit() and g.isdigit():
             return LNSFormat(bits=int(b), gamma=int(g))
     raise ValueError(f"unknown format {spec!r}; allowed: {', '.join(sorted(_NAMED))} or lns<B>g<γ>")
+
+
+def resolve_format(spec) -> "FloatFormat | IntFormat | LNSFormat":
+    """A format object from a format or a name: the names of :func:`parse_format`,
+    ``int<b>`` (a ``b``-bit integer) and ``lns<B>`` (LNS8's γ = 8 grid widened to
+    ``B`` bits, except the named ``lns8, lns12, lns16``).
+
+    >>> resolve_format("int4").bits, resolve_format("lns10").gamma
+    (4, 8)
+    """
+    if isinstance(spec, (FloatFormat, IntFormat, LNSFormat)):
+        return spec
+    if isinstance(spec, str):
+        key = spec.strip().lower()
+        if key.startswith("int") and key[3:].isdigit():
+            return IntFormat(f"INT{key[3:]}", int(key[3:]))
+        if key.startswith("lns") and key[3:].isdigit():
+            return parse_format(key) if key in ("lns8", "lns12", "lns16") else LNSFormat(bits=int(key[3:]), gamma=8)
+        return parse_format(key)
+    raise TypeError(f"format must be a format object or a name, got {type(spec).__name__} {spec!r}")

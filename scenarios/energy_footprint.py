@@ -31,8 +31,8 @@ MODELS = {
     "cnn1d": ("MNIST-1D CNN", "neurolns.models.cnn1d", {}, (40,), 4000, 100),
     "resnet18": ("ResNet-18 (32x32)", "neurolns.models.resnet", {}, (3, 32, 32), 50000, 128),
 }
-TRAIN_RECIPES = ("fp32_adam", "bf16_mixed", "lns8_madam_1bit")
-INFER_RECIPES = ("fp32_adam", "bf16_mixed", "int8_inference", "lns8_madam_1bit")
+TRAIN_RECIPES = ("fp32-adam", "bf16", "lns8-full")
+INFER_RECIPES = ("fp32-adam", "bf16", "int8-inference", "lns8-full")
 #: LNS-Madam's reported energy reduction against FP32 (abstract of Zhao et al. 2022): "over 90%"
 PAPER_RATIO = 0.10
 #: LNS-Madam's processing element against an FP32 one: 11x more energy-efficient (references.md)
@@ -91,7 +91,7 @@ def _row_train(res: dict, key: str) -> dict:
     rep = res["train"][key]
     e = rep.total
     ep = res["steps"] * 1e-12  # pJ per step -> J per epoch
-    base = res["train"]["fp32_adam"].total
+    base = res["train"]["fp32-adam"].total
     return dict(model=res["label"], recipe=rep.recipe.name, epoch_J=e.total * ep, compute_J=e.compute * ep,
                 memory_J=e.memory * ep, ratio_to_fp32=e.total / base.total,
                 compute_ratio_to_fp32=e.compute / base.compute,
@@ -101,7 +101,7 @@ def _row_train(res: dict, key: str) -> dict:
 def _row_infer(res: dict, key: str) -> dict:
     rep = res["infer"][key]
     e = rep.per_sample()
-    base = res["infer"]["fp32_adam"].per_sample()
+    base = res["infer"]["fp32-adam"].per_sample()
     return dict(model=res["label"], format=rep.recipe.compute.upper(), sample_uJ=e.total * 1e-6,
                 compute_uJ=e.compute * 1e-6, memory_uJ=e.memory * 1e-6, ratio_to_fp32=e.total / base.total,
                 compute_ratio_to_fp32=e.compute / base.compute)
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     _print_table(mem_rows, "Memory during a training step")
     ratios = []
     for r in results:
-        tr = _row_train(r, "lns8_madam_1bit")
+        tr = _row_train(r, "lns8-full")
         ratios.append(dict(model=r["label"], lns8_to_fp32_total=tr["ratio_to_fp32"],
                            lns8_to_fp32_compute=tr["compute_ratio_to_fp32"],
                            lns8_to_fp32_datapath=tr["pe_ratio_to_fp32"], reported=PAPER_RATIO))

@@ -49,7 +49,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from neurolns.accounting._checks import check_count, check_size
-from neurolns.formats import FloatFormat, IntFormat, LNSFormat, _StrEnum, parse_format
+from neurolns.formats import FloatFormat, IntFormat, LNSFormat, _StrEnum, parse_format, resolve_format
 
 __all__ = [
     "Kind",
@@ -127,21 +127,6 @@ class Figure:
 
 
 # ----------------------------------------------------------------------------- formats
-def resolve_format(spec) -> FloatFormat | IntFormat | LNSFormat:
-    """A format object from a format or a name (``parse_format`` names and ``int<b>``)."""
-    if isinstance(spec, (FloatFormat, IntFormat, LNSFormat)):
-        return spec
-    if isinstance(spec, str):
-        key = spec.strip().lower()
-        if key.startswith("int") and key[3:].isdigit():
-            return IntFormat(f"INT{key[3:]}", int(key[3:]))
-        if key.startswith("lns") and key[3:].isdigit():  # lns<B>: LNS8's γ=8 grid scaled to B bits
-            b = int(key[3:])
-            return parse_format(key) if key in ("lns8", "lns12", "lns16") else LNSFormat(bits=b, gamma=8)
-        return parse_format(key)
-    raise TypeError(f"format must be a format object or a name, got {type(spec).__name__} {spec!r}")
-
-
 def format_key(fmt) -> str:
     """Table key of a format: ``fp32 fp16 bf16 fp8 int<b> lns<B>``."""
     fmt = resolve_format(fmt)

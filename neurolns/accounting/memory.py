@@ -8,10 +8,10 @@ forward pass, when every activation saved for the backward pass is alive:
 
     \\text{peak} = P\\,(b_w + b_m + b_g + n_s b_s)/8 + A_\\text{saved}\\, b_a/8 + A_\\text{max}\\, b_a/8
 
-with ``P`` parameters, ``b_w`` the compute copy of the weights (0 when the
+with ``P`` parameters, ``b_w`` the forward copy of the weights (0 when the
 forward reads the master), ``b_m`` the master copy, ``b_g`` the gradient, ``n_s``
 state tensors of ``b_s`` bits (Adam 2, Madam/LNS-Madam 1), ``A_saved`` the saved
-activation elements and ``A_max`` the largest intermediate tensor (the workspace
+activation elements (at the recipe's activation width ``b_a``) and ``A_max`` the largest intermediate tensor (the workspace
 beside them). FP32 Adam takes 4 + 4 + 8 = 16 bytes per parameter, as does BF16
 mixed precision (2 + 4 + 2 + 8; Rajbhandari et al., ZeRO, SC 2020).
 Inference keeps the weights and two activations (a layer's input and output).
@@ -72,13 +72,14 @@ def memory_footprint(counts: Counts, recipe: Recipe, *, training: bool | None = 
     counts.check()
     training = recipe.trains if training is None else training
     p = counts.params
-    b = format_bits(recipe.compute) / 8
+    b = format_bits(recipe.weights_fmt) / 8
+    b_act = format_bits(recipe.activations_fmt) / 8
     if not training:
-        return MemoryFootprint(recipe.name, p, p * b, 0.0, 0.0, 0.0, 0.0, 2 * counts.transient_elems * b)
+        return MemoryFootprint(recipe.name, p, p * b, 0.0, 0.0, 0.0, 0.0, 2 * counts.transient_elems * b_act)
     has_master = recipe.master is not None
     weights = p * b if (not has_master or recipe.weight_copy) else 0.0
     master = p * format_bits(recipe.master) / 8 if has_master else 0.0
     grads = p * format_bits(recipe.grad_fmt) / 8
     state = p * STATE_TENSORS[recipe.rule] * format_bits(recipe.state_fmt) / 8
-    return MemoryFootprint(recipe.name, p, weights, master, grads, state, counts.saved_elems * b,
-                           counts.transient_elems * b)
+    return MemoryFootprint(recipe.name, p, weights, master, grads, state, counts.saved_elems * b_act,
+                           counts.transient_elems * b_act)

@@ -157,19 +157,27 @@ class EnergyReport:
 
 
 def get_recipe(recipe) -> Recipe:
-    """A :class:`Recipe`, a key of :data:`RECIPES`, or a format name (FP32-style
-    training in that format: Adam, FP32 all-reduce semantics in that format)."""
-    if isinstance(recipe, Recipe):
-        return recipe
+    """A :class:`Recipe`, a key of :data:`RECIPES` (or an underscored name of
+    earlier releases), or a format name: inference in that format."""
+    from neurolns.recipes import get_recipe as _preset
+
     if isinstance(recipe, str):
-        if recipe in RECIPES:
-            return RECIPES[recipe]
-        return Recipe(format_key(recipe).upper(), compute=recipe, rule="none", exchange="none")
-    raise TypeError(f"recipe must be a Recipe or a name, got {type(recipe).__name__}")
+        try:
+            return _preset(recipe)
+        except ValueError:
+            return Recipe(format_key(recipe).upper(), compute=recipe, rule="none", exchange="none")
+    return _preset(recipe)
+
+
+def phase_format(recipe: Recipe, phase) -> str:
+    """The format unnamed work of a phase is priced in: forward work in the
+    recipe's ``compute``, backward work in its error-signal format, the update
+    and the exchange in ``compute`` (their operations name their own formats)."""
+    return recipe.errors_fmt if Phase(phase) is Phase.BACKWARD else recipe.compute
 
 
 def _price(counts_layers, recipe: Recipe, model: EnergyModel) -> list:
-    return [(lc.name, lc.phase, price_layer(lc, recipe.compute, model)) for lc in counts_layers]
+    return [(lc.name, lc.phase, price_layer(lc, phase_format(recipe, lc.phase), model)) for lc in counts_layers]
 
 
 def _check_counts(counts) -> None:
@@ -199,7 +207,7 @@ def inference_energy(counts: Counts, recipe="fp32", model: EnergyModel | None = 
     return rep
 
 
-def training_step_energy(counts: Counts, recipe="fp32_adam", model: EnergyModel | None = None, *,
+def training_step_energy(counts: Counts, recipe="fp32-adam", model: EnergyModel | None = None, *,
                          workers: int = 1) -> EnergyReport:
     """Energy of one training step: forward and backward of ``counts`` (the global
     batch), the optimizer update on each of ``workers`` replicas, and the

@@ -1,4 +1,9 @@
-"""Optimizer updates, gradient exchanges and the training recipes that combine them.
+"""Optimizer updates and gradient exchanges, priced per recipe.
+
+The recipes (:class:`~neurolns.recipes.Recipe`, :data:`~neurolns.recipes.RECIPES`)
+live in :mod:`neurolns.recipes`, shared with the trainers, and are re-exported
+here. With a 1-bit exchange (``exchange="sign"``) the update priced is the
+voted one that the trainers run (:func:`rule_ops_per_param`, ``voted``).
 
 Per-parameter operation counts of each update rule (one step), in the formats
 the rule keeps its numbers in:
@@ -53,36 +58,13 @@ Gradient exchange among ``W`` workers of ``d`` gradients (per worker):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from neurolns.accounting._checks import check_size, check_sizes
 from neurolns.accounting.counts import LayerCounts, Phase
-from neurolns.accounting.energy import _StrEnum, format_bits, resolve_format
+from neurolns.accounting.energy import format_bits
+from neurolns.recipes import RECIPES, Exchange, Recipe, Rule
 
 __all__ = ["Rule", "Exchange", "Recipe", "RECIPES", "update_counts", "exchange_counts", "rule_ops_per_param"]
-
-
-class Rule(_StrEnum):
-    """Optimizer update rules the accounting knows."""
-
-    NONE = "none"
-    SGD = "sgd"
-    ADAM = "adam"
-    MADAM = "madam"
-    LNS_MADAM = "lns_madam"
-    SIGNUM = "signum"
-    FROMAGE = "fromage"
-    NERO = "nero"
-    AGD = "agd"
-    DUALISED = "dualised"
-
-
-class Exchange(_StrEnum):
-    """Gradient exchange among data-parallel workers."""
-
-    NONE = "none"
-    ALLREDUCE = "allreduce"
-    SIGN = "sign"
 
 
 #: state tensors per parameter
@@ -93,12 +75,28 @@ STATE_TENSORS = {Rule.NONE: 0, Rule.SGD: 0, Rule.ADAM: 2, Rule.MADAM: 1, Rule.LN
 NS_STEPS = 5
 
 
-def rule_ops_per_param(rule, state_fmt: str, master_fmt: str, grad_fmt: str) -> dict:
-    """``{(op, format): count}`` of one parameter's update (table in the module docstring)."""
+def rule_ops_per_param(rule, state_fmt: str, master_fmt: str, grad_fmt: str, *, voted: bool = False) -> dict:
+    """``{(op, format): count}`` of one parameter's update (table in the module docstring).
+
+    ``voted``: the update follows a 1-bit majority vote (``exchange="sign"``),
+    so each worker keeps a momentum ``m = βm + (1−β)g`` (2 mul, 1 add in the
+    state format) whose sign it sends, and the voted sign is applied: for
+    Signum ``w −= η·vote`` (1 add), for LNS-Madam an integer add of ``η`` code
+    steps with the bound checks (1 int add, 2 int cmp). Taking the signs and
+    voting are priced with the exchange.
+    """
     rule = Rule(rule)
     s = state_fmt
     if rule is Rule.NONE:
         return {}
+    if voted and rule in (Rule.SIGNUM, Rule.LNS_MADAM):
+        ops = {("mul", s): 2, ("add", s): 1}
+        if rule is Rule.SIGNUM:
+            ops[("add", master_fmt)] = 1
+        else:
+            code = f"int{format_bits(master_fmt)}"
+            ops.update({("add", code): 1, ("cmp", code): 2})
+        return ops
     if rule is Rule.SGD:
         return {("mul", master_fmt): 1, ("add", master_fmt): 1}
     if rule is Rule.ADAM:
@@ -137,83 +135,6 @@ def newton_schulz_macs(size: int, steps: int = NS_STEPS) -> int:
     return steps * 3 * d**3
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How a network is trained (or run): formats, update rule and gradient exchange.
-
-    Parameters
-    ----------
-    name : str
-        Label in reports.
-    compute : str
-        Format of forward/backward arithmetic and activations (``"fp32"``, ``"bf16"``, ``"int8"``, ``"lns8"``, ...).
-    rule : Rule or str
-        Update rule; ``"none"`` for inference only.
-    exchange : Exchange or str
-        Gradient exchange between workers.
-    master : str, optional
-        Format of the copy the rule updates (FP32 master weights in mixed
-        precision; a fine exponent code for LNS-Madam). None: the compute copy.
-    weight_copy : bool
-        True when a separate compute-format copy of the weights is stored beside
-        the master (mixed precision); False when the forward reads the master
-        directly or a truncation of it (LNS: the top bits of the fine code).
-    grad : str, optional
-        Gradient format (default: ``compute``).
-    state : str, optional
-        Optimizer-state format (default: ``master`` or ``compute``).
-    """
-
-    name: str
-    compute: str = "fp32"
-    rule: Rule = Rule.ADAM
-    exchange: Exchange = Exchange.ALLREDUCE
-    master: str | None = None
-    weight_copy: bool = False
-    grad: str | None = None
-    state: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "rule", Rule(self.rule))
-        object.__setattr__(self, "exchange", Exchange(self.exchange))
-        for f in ("compute", "master", "grad", "state"):
-            v = getattr(self, f)
-            if v is not None:
-                try:
-                    resolve_format(v)
-                except ValueError as exc:
-                    raise ValueError(f"Recipe.{f}: {exc}") from None
-        if self.rule is Rule.NONE and self.exchange is not Exchange.NONE:
-            raise ValueError(f"exchange={self.exchange.value!r} needs an update rule; allowed with rule='none': 'none'")
-
-    @property
-    def master_fmt(self) -> str:
-        return self.master or self.compute
-
-    @property
-    def grad_fmt(self) -> str:
-        return self.grad or self.compute
-
-    @property
-    def state_fmt(self) -> str:
-        return self.state or self.master or self.compute
-
-    @property
-    def trains(self) -> bool:
-        return self.rule is not Rule.NONE
-
-
-#: the recipes the energy-footprint scenario compares
-RECIPES = {
-    "fp32_adam": Recipe("FP32 Adam", compute="fp32", rule="adam", exchange="allreduce"),
-    "bf16_mixed": Recipe("BF16 mixed precision", compute="bf16", rule="adam", exchange="allreduce",
-                         master="fp32", weight_copy=True, grad="bf16", state="fp32"),
-    "int8_inference": Recipe("INT8 inference", compute="int8", rule="none", exchange="none"),
-    "lns8_madam_1bit": Recipe("LNS8 + LNS-Madam + 1-bit", compute="lns8", rule="lns_madam", exchange="sign",
-                              master="lns12g128", grad="lns8", state="lns16"),
-}
-
-
 def update_counts(recipe: Recipe, param_tensors, *, replicas: int = 1) -> list:
     """Counts of one optimizer step over parameter tensors of the given sizes,
     on ``replicas`` workers that each update their copy (sizes whole numbers
@@ -223,7 +144,8 @@ def update_counts(recipe: Recipe, param_tensors, *, replicas: int = 1) -> list:
     out = []
     if not recipe.trains:
         return out
-    ops = rule_ops_per_param(recipe.rule, recipe.state_fmt, recipe.master_fmt, recipe.grad_fmt)
+    ops = rule_ops_per_param(recipe.rule, recipe.state_fmt, recipe.master_fmt, recipe.grad_fmt,
+                             voted=recipe.exchange is Exchange.SIGN)
     n_state = STATE_TENSORS[recipe.rule]
     lc = LayerCounts("(optimizer)", "Optimizer", Phase.UPDATE)
     for n in param_tensors:

@@ -18,7 +18,7 @@ MODELS = {
 }
 
 #: format -> recipe key used for training steps
-TRAINING_RECIPES = {"fp32": "fp32_adam", "bf16": "bf16_mixed", "lns8": "lns8_madam_1bit"}
+TRAINING_RECIPES = {"fp32": "fp32-adam", "bf16": "bf16", "lns8": "lns8-full"}
 
 
 def register(sub) -> None:
@@ -226,7 +226,7 @@ def _run(args) -> int:
         measured = measure_baseline(model, shape, training=args.train)
         print(measured["note"])
         if measured.get("joules"):
-            base = (training_step_energy(counts, "fp32_adam", emodel, workers=1) if args.train
+            base = (training_step_energy(counts, "fp32-adam", emodel, workers=1) if args.train
                     else inference_energy(counts, "fp32", emodel))
             scale = measured["joules"] / (base.total.total * 1e-12)
             print(f"calibration: measured / simulated FP32 = {scale:.4g}")

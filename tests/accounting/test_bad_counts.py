@@ -32,7 +32,7 @@ from neurolns.accounting.rules import newton_schulz_macs
 
 NAN, INF = math.nan, math.inf
 M = EnergyModel.preset()
-R = RECIPES["fp32_adam"]
+R = RECIPES["fp32-adam"]
 
 
 def _lc(**kw):
@@ -95,7 +95,7 @@ BAD = [
     (lambda: update_counts(R, [10], replicas=0), "replicas"),
     (lambda: exchange_counts(R, [10], 2.5), "workers"),
     (lambda: exchange_counts(R, [NAN], 2), r"param_tensors\[0\]"),
-    (lambda: training_step_energy(mlp_counts([4, 2], 2), "fp32_adam", workers=-1), "workers|replicas"),
+    (lambda: training_step_energy(mlp_counts([4, 2], 2), "fp32-adam", workers=-1), "workers|replicas"),
     (lambda: newton_schulz_macs(-4), "size"),
     (lambda: newton_schulz_macs(16, steps=-1), "steps"),
     (lambda: newton_schulz_macs(16, steps=2.5), "steps"),

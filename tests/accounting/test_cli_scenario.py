@@ -34,7 +34,7 @@ def test_energy_on_a_user_file_factory_writes_json_and_png(tmp_path, capsys):
                "--json", str(js), "--png", str(png)])
     assert rc == 0
     data = json.loads(js.read_text())
-    assert [r["recipe"] for r in data["reports"]] == ["FP32 Adam", "LNS8 + LNS-Madam + 1-bit"]
+    assert [r["recipe"] for r in data["reports"]] == ["FP32 Adam", "LNS8 full"]
     assert data["reports"][0]["macs"] == 2 * 4 * 5 * 3  # forward + weight gradient (no input gradient)
     assert set(data["reports"][1]["by_phase_pj"]) == {"forward", "backward", "update", "exchange"}
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -72,7 +72,7 @@ def test_energy_footprint_scenario_writes_its_tables(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "LNS-Madam reports" in out
     rows = list(csv.DictReader(open(tmp_path / "training.csv")))
-    assert [r["recipe"] for r in rows] == ["FP32 Adam", "BF16 mixed precision", "LNS8 + LNS-Madam + 1-bit"]
+    assert [r["recipe"] for r in rows] == ["FP32 Adam", "BF16 mixed precision", "LNS8 full"]
     data = json.loads((tmp_path / "energy_footprint.json").read_text())
     lns = data["lns8_vs_reported"][0]
     # arithmetic alone beats the reported 90% reduction; the total, memory included, does not

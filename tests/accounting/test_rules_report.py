@@ -39,39 +39,39 @@ def mlp():
 def test_bytes_per_parameter_of_each_recipe(mlp):
     """FP32 Adam: w 4 + g 4 + m,v 8 = 16 B; BF16 mixed: 2 + 4 master + 2 + 8 = 16 B (ZeRO's count);
     LNS8 + LNS-Madam: 12-bit code 1.5 + LNS8 gradient 1 + 16-bit v 2 = 4.5 B."""
-    expect = {"fp32_adam": 16.0, "bf16_mixed": 16.0, "lns8_madam_1bit": 4.5}
+    expect = {"fp32-adam": 16.0, "bf16": 16.0, "lns8-full": 4.5}
     for key, bpp in expect.items():
         m = memory_footprint(mlp, RECIPES[key])
         assert m.bytes_per_param == pytest.approx(bpp)
         assert m.peak == pytest.approx(m.weights + m.master + m.grads + m.state + m.activations + m.workspace)
-    inf = memory_footprint(mlp, RECIPES["int8_inference"])
+    inf = memory_footprint(mlp, RECIPES["int8-inference"])
     assert inf.bytes_per_param == 1.0 and inf.activations == 0 and inf.grads == 0
 
 
 def test_fp32_allreduce_sends_32_times_the_bits_of_the_1bit_exchange():
     """Ring all-reduce: 2(W-1)/W·d words per worker; two-phase sign exchange: 2(W-1)/W·d bits."""
     d, W = [1000, 24], 8
-    fp = exchange_counts(RECIPES["fp32_adam"], d, W)[0]
-    sg = exchange_counts(RECIPES["lns8_madam_1bit"], d, W)[0]
+    fp = exchange_counts(RECIPES["fp32-adam"], d, W)[0]
+    sg = exchange_counts(RECIPES["lns8-full"], d, W)[0]
     assert fp.link_bits == 2 * (W - 1) * sum(d) * 32
     assert sg.link_bits == 2 * (W - 1) * sum(d)
     assert fp.link_bits / sg.link_bits == 32
     assert fp.count("add") == (W - 1) * sum(d)
-    assert exchange_counts(RECIPES["fp32_adam"], d, 1) == []
+    assert exchange_counts(RECIPES["fp32-adam"], d, 1) == []
     with pytest.raises(ValueError, match="workers"):
-        exchange_counts(RECIPES["fp32_adam"], d, 0)
+        exchange_counts(RECIPES["fp32-adam"], d, 0)
 
 
 def test_update_counts_scale_with_parameters_and_replicas():
     """Adam: 8 mul, 4 add, 1 sqrt, 1 div per parameter, all FP32; LNS-Madam's step is one integer
     add on the 12-bit code per parameter."""
     n = [300, 7]
-    adam = update_counts(RECIPES["fp32_adam"], n, replicas=3)[0]
+    adam = update_counts(RECIPES["fp32-adam"], n, replicas=3)[0]
     assert adam.ops[("mul", "fp32")] == 8 * 307 * 3 and adam.ops[("add", "fp32")] == 4 * 307 * 3
     assert adam.ops[("sqrt", "fp32")] == adam.ops[("div", "fp32")] == 307 * 3
-    lm = update_counts(RECIPES["lns8_madam_1bit"], n)[0]
+    lm = update_counts(RECIPES["lns8-full"], n)[0]
     assert lm.ops[("add", "int12")] == 307 and lm.phase is Phase.UPDATE
-    assert update_counts(RECIPES["int8_inference"], n) == []
+    assert update_counts(RECIPES["int8-inference"], n) == []
 
 
 def test_price_layer_equals_hand_arithmetic(h45):
@@ -99,8 +99,8 @@ def test_changing_one_toml_entry_changes_the_report_as_expected(tmp_path, h45, m
     p = tmp_path / "e.toml"
     p.write_text("[op.fp32]\nmul = 4.7\n")
     m2 = EnergyModel.from_toml(p)
-    a = training_step_energy(mlp, "fp32_adam", h45)
-    b = training_step_energy(mlp, "fp32_adam", m2)
+    a = training_step_energy(mlp, "fp32-adam", h45)
+    b = training_step_energy(mlp, "fp32-adam", m2)
     muls = a.macs + sum(lc.count("mul") + 4 * lc.count("div") + 4 * lc.count("sqrt") + 2 * lc.count("exp")
                         for lc in mlp.layers)
     mul_ops = muls + (8 + 4 + 4) * mlp.params  # Adam: 8 mul, 1 div, 1 sqrt per parameter
@@ -108,13 +108,13 @@ def test_changing_one_toml_entry_changes_the_report_as_expected(tmp_path, h45, m
     assert b.total.memory == pytest.approx(a.total.memory)
     # the DRAM entry scales only the DRAM part
     m3 = h45.with_overrides({"memory.dram": 40.0, "setting.sram_kib": 8})
-    c = training_step_energy(mlp, "fp32_adam", h45.with_overrides({"setting.sram_kib": 8}))
-    d = training_step_energy(mlp, "fp32_adam", m3)
+    c = training_step_energy(mlp, "fp32-adam", h45.with_overrides({"setting.sram_kib": 8}))
+    d = training_step_energy(mlp, "fp32-adam", m3)
     assert d.total.dram == pytest.approx(2 * c.total.dram) and d.total.compute == pytest.approx(c.total.compute)
 
 
 def test_training_step_sums_its_phases_and_lns_beats_fp32(h45, mlp):
-    reps = [training_step_energy(mlp, k, h45, workers=4) for k in ("fp32_adam", "bf16_mixed", "lns8_madam_1bit")]
+    reps = [training_step_energy(mlp, k, h45, workers=4) for k in ("fp32-adam", "bf16", "lns8-full")]
     for r in reps:
         phases = r.by_phase()
         assert set(phases) == {"forward", "backward", "update", "exchange"}
@@ -123,9 +123,9 @@ def test_training_step_sums_its_phases_and_lns_beats_fp32(h45, mlp):
     fp32, bf16, lns = (r.total.total for r in reps)
     assert lns < bf16 < fp32
     with pytest.raises(ValueError, match="does not train"):
-        training_step_energy(mlp, "int8_inference", h45)
+        training_step_energy(mlp, "int8-inference", h45)
     with pytest.raises(ValueError, match="backward"):
-        training_step_energy(mlp_counts([4, 2], 1, training=False), "fp32_adam", h45)
+        training_step_energy(mlp_counts([4, 2], 1, training=False), "fp32-adam", h45)
 
 
 def test_inference_of_training_counts_uses_the_forward_phase(h45, mlp):
