@@ -11,11 +11,13 @@
 
 from neurolns.sim.layers import (
     Conv1d,
+    Conv2d,
     Dense,
     Flatten,
     Layer,
     LeakyReLU,
     MaxPool1d,
+    MaxPool2d,
     Products,
     ReLU,
     Reshape,
@@ -29,6 +31,7 @@ from neurolns.sim.params import Param, WeightStorage, forward_table, storage_kwa
 
 __all__ = [
     "Param", "WeightStorage", "storage_kwargs", "update_format", "forward_table",
-    "Layer", "Dense", "Conv1d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Reshape", "MaxPool1d",
+    "Layer", "Dense", "Conv1d", "Conv2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Reshape",
+    "MaxPool1d", "MaxPool2d",
     "Products", "Sequential", "softmax_cross_entropy", "Trainer", "read_checkpoint", "save_checkpoint",
 ]

@@ -182,3 +182,78 @@ def maxpool_backward(dy, arg, dx):
         for c in range(n_c):
             for t in range(l_out):
                 dx[n, c, arg[n, c, t]] += dy[n, c, t]
+
+
+@jit
+def im2col2d(x, kh, kw, sh, sw, ph, pw, cols):
+    """``cols[n, oh·W_out + ow, (c·kh + i)·kw + j] = x_padded[n, c, oh·sh + i, ow·sw + j]`` (zero padding).
+
+    ``x`` is ``(N, C, H, W)``; ``cols`` is ``(N, H_out·W_out, C·kh·kw)``, its last
+    axis in the order of a ``(C_out, C, kh, kw)`` weight flattened per row.
+    """
+    n_b, n_c, h, w = x.shape
+    w_out = (w + 2 * pw - kw) // sw + 1
+    n_pos = cols.shape[1]
+    for n in range(n_b):
+        for t in range(n_pos):
+            r0 = (t // w_out) * sh - ph
+            c0 = (t % w_out) * sw - pw
+            for c in range(n_c):
+                for i in range(kh):
+                    r = r0 + i
+                    base = (c * kh + i) * kw
+                    for j in range(kw):
+                        q = c0 + j
+                        cols[n, t, base + j] = x[n, c, r, q] if 0 <= r < h and 0 <= q < w else 0.0
+
+
+@jit
+def col2im2d(dcols, kh, kw, sh, sw, ph, pw, dx):
+    """Adjoint of :func:`im2col2d`: scatter-add ``dcols`` back into ``dx`` ``(N, C, H, W)``."""
+    n_b, n_c, h, w = dx.shape
+    w_out = (w + 2 * pw - kw) // sw + 1
+    n_pos = dcols.shape[1]
+    dx[...] = 0.0
+    for n in range(n_b):
+        for t in range(n_pos):
+            r0 = (t // w_out) * sh - ph
+            c0 = (t % w_out) * sw - pw
+            for c in range(n_c):
+                for i in range(kh):
+                    r = r0 + i
+                    if 0 <= r < h:
+                        base = (c * kh + i) * kw
+                        for j in range(kw):
+                            q = c0 + j
+                            if 0 <= q < w:
+                                dx[n, c, r, q] += dcols[n, t, base + j]
+
+
+@jit
+def maxpool2d_forward(x, kh, kw, out, arg):
+    """Non-overlapping ``kh × kw`` max pool of ``(N, C, H, W)``; ``arg`` holds the winner's
+    flat index ``r·W + q`` in its ``H × W`` plane (torch's ``return_indices`` layout).
+
+    The window is scanned row by row; ties go to the first maximum, and a window
+    holding NaN pools to NaN, its index the first NaN (``numpy.argmax``).
+    """
+    n_b, n_c, h_out, w_out = out.shape
+    w = x.shape[3]
+    for n in range(n_b):
+        for c in range(n_c):
+            for a in range(h_out):
+                for b in range(w_out):
+                    r0 = a * kh
+                    c0 = b * kw
+                    best = x[n, c, r0, c0]
+                    bi = r0 * w + c0
+                    for i in range(kh):
+                        if best != best:  # the first NaN wins and stays
+                            break
+                        for j in range(kw):
+                            v = x[n, c, r0 + i, c0 + j]
+                            if v > best or (v != v and best == best):
+                                best = v
+                                bi = (r0 + i) * w + c0 + j
+                    out[n, c, a, b] = best
+                    arg[n, c, a, b] = bi

@@ -90,3 +90,38 @@ def maxpool_backward(dy, arg, length):
     nn, cc, _ = np.indices(dy.shape)
     np.add.at(dx, (nn, cc, arg), dy)
     return dx
+
+
+def im2col2d(x, kh, kw, sh, sw, ph, pw, h_out, w_out):
+    x = np.asarray(x, dtype=np.float64)
+    n, c = x.shape[:2]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph + kh), (pw, pw + kw)))
+    rows = (np.arange(h_out)[:, None] * sh + np.arange(kh)[None, :])[:, None, :, None]  # (H_out, 1, kh, 1)
+    cols = (np.arange(w_out)[:, None] * sw + np.arange(kw)[None, :])[None, :, None, :]  # (1, W_out, 1, kw)
+    win = xp[:, :, rows, cols]  # (N, C, H_out, W_out, kh, kw)
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n, h_out * w_out, c * kh * kw)
+
+
+def col2im2d(dcols, kh, kw, sh, sw, ph, pw, shape):
+    n, c, h, w = shape
+    w_out = (w + 2 * pw - kw) // sw + 1
+    h_out = dcols.shape[1] // w_out
+    d = np.asarray(dcols, dtype=np.float64).reshape(n, h_out, w_out, c, kh, kw)
+    dxp = np.zeros((n, c, h + 2 * ph + kh, w + 2 * pw + kw))
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i : i + h_out * sh : sh, j : j + w_out * sw : sw] += d[..., i, j].transpose(0, 3, 1, 2)
+    return dxp[:, :, ph : ph + h, pw : pw + w]
+
+
+def maxpool2d_forward(x, kh, kw):
+    """Values and flat ``r·W + q`` indices of the first maxima (rows scanned first)."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    h_out, w_out = h // kh, w // kw
+    win = x[:, :, : h_out * kh, : w_out * kw].reshape(n, c, h_out, kh, w_out, kw)
+    win = win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h_out, w_out, kh * kw)
+    a = win.argmax(axis=4)
+    rows = np.arange(h_out)[:, None] * kh + a // kw
+    cols = np.arange(w_out)[None, :] * kw + a % kw
+    return win.max(axis=4), rows * w + cols
