@@ -8,7 +8,7 @@ the storage of every parameter:
 =====================================  ==========================================
 torch                                  simulator
 =====================================  ==========================================
-``nn.Linear`` / ``nn.Conv1d``          ``Dense`` / ``Conv1d``, float32, no format
+``nn.Linear`` / ``nn.Conv1d/2d``      ``Dense`` / ``Conv1d/2d``, float32, no format
 LNS layer, ``storage="fp32"``          float32 master, ``forward_format`` = the
                                        layer's ``weight_format``
 LNS layer, ``storage="lns"``           codes on ``master_format`` at the same
@@ -16,9 +16,9 @@ LNS layer, ``storage="lns"``           codes on ``master_format`` at the same
 =====================================  ==========================================
 
 Activations map one-to-one (``ReLU, LeakyReLU, Tanh, Sigmoid, Flatten,
-Unflatten(1, shape) ↔ Reshape, MaxPool1d``). The forward passes then agree to
-float32 rounding (the BLAS libraries differ), and one LNS-Madam step on the
-same gradients gives identical codes on both sides.
+Unflatten(1, shape) ↔ Reshape, MaxPool1d, MaxPool2d``). The forward passes
+then agree to float32 rounding (the BLAS libraries differ), and one LNS-Madam
+step on the same gradients gives identical codes on both sides.
 
 Activation and gradient quantizers are placed differently (the simulator
 quantizes every layer's output and every error signal it passes back; an LNS
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurolns.torch.modules import LNSConv1d, LNSLinear, _LNSMixin
+from neurolns.torch.modules import LNSConv1d, LNSConv2d, LNSLinear, _LNSMixin
 
 __all__ = ["to_sim", "from_sim"]
 
@@ -57,17 +57,29 @@ def _storage_kwargs(module) -> dict:
     return dict(master_format=None, forward_format=None)
 
 
-def _check_conv1d(m: nn.Conv1d, name: str) -> None:
+def _check_conv(m: nn.Conv1d | nn.Conv2d, name: str) -> None:
     bad = []
-    if m.dilation != (1,):
+    if any(d != 1 for d in m.dilation):
         bad.append(f"dilation={m.dilation}")
     if m.groups != 1:
         bad.append(f"groups={m.groups}")
     if m.padding_mode != "zeros" or isinstance(m.padding, str):
         bad.append(f"padding={m.padding!r}, padding_mode={m.padding_mode!r}")
     if bad:
-        raise ValueError(f"layer {name}: the simulator's Conv1d has no {', '.join(bad)}; "
+        kind = "Conv2d" if isinstance(m, nn.Conv2d) else "Conv1d"
+        raise ValueError(f"layer {name}: the simulator's {kind} has no {', '.join(bad)}; "
                          "allowed: dilation 1, groups 1, integer zero padding")
+
+
+def _pool_kernel(m: nn.MaxPool1d | nn.MaxPool2d, name: str, dims: int) -> tuple:
+    """The window of a non-overlapping ``MaxPool{dims}d(k)`` (stride ``k``); ``ValueError`` for another pool."""
+    def spread(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else (v,) * dims
+
+    k = spread(m.kernel_size)
+    if spread(m.stride) != k or any(spread(m.padding)) or any(d != 1 for d in spread(m.dilation)) or m.ceil_mode:
+        raise ValueError(f"layer {name}: only non-overlapping MaxPool{dims}d(k) has a simulator twin, got {m}")
+    return k
 
 
 def _flat_children(model: nn.Sequential, prefix: str = ""):
@@ -87,9 +99,11 @@ def to_sim(model: nn.Module, *, act_format=None, grad_format=None, products: str
     model : torch.nn.Sequential
         Nested ``nn.Sequential`` blocks (torchvision's ``features`` /
         ``classifier`` style) are flattened in order; the simulator's layer
-        ``i`` is the ``i``-th leaf. Leaves: ``nn.Linear``, ``nn.Conv1d`` (dilation 1, groups 1, zero padding),
-        :class:`LNSLinear`, :class:`LNSConv1d`, ``ReLU, LeakyReLU, Tanh,
-        Sigmoid, Flatten, Unflatten(1, shape), MaxPool1d(k)`` (stride ``k``).
+        ``i`` is the ``i``-th leaf. Leaves: ``nn.Linear``, ``nn.Conv1d``,
+        ``nn.Conv2d`` (dilation 1, groups 1, zero padding), :class:`LNSLinear`,
+        :class:`LNSConv1d`, :class:`LNSConv2d`, ``ReLU, LeakyReLU, Tanh,
+        Sigmoid, Flatten, Unflatten(1, shape), MaxPool1d(k), MaxPool2d(k)``
+        (stride ``k``).
     act_format, grad_format : LNSFormat, optional
         The simulator network's activation and error-signal formats.
     products : {"fast", "exact"}
@@ -124,10 +138,14 @@ def to_sim(model: nn.Module, *, act_format=None, grad_format=None, products: str
             layer = sim.Dense(m.in_features, m.out_features, bias=m.bias is not None, products=products,
                               **_storage_kwargs(m))
         elif isinstance(m, nn.Conv1d):
-            _check_conv1d(m, name)
+            _check_conv(m, name)
             layer = sim.Conv1d(m.in_channels, m.out_channels, m.kernel_size[0], stride=m.stride[0],
                                padding=m.padding[0], bias=m.bias is not None, products=products,
                                **_storage_kwargs(m))
+        elif isinstance(m, nn.Conv2d):
+            _check_conv(m, name)
+            layer = sim.Conv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+                               bias=m.bias is not None, products=products, **_storage_kwargs(m))
         elif isinstance(m, nn.ReLU):
             layer = sim.ReLU()
         elif isinstance(m, nn.LeakyReLU):
@@ -145,14 +163,13 @@ def to_sim(model: nn.Module, *, act_format=None, grad_format=None, products: str
                 raise ValueError(f"layer {name}: only Unflatten(1, shape) has a simulator twin, got {m}")
             layer = sim.Reshape(*[int(s) for s in m.unflattened_size])
         elif isinstance(m, nn.MaxPool1d):
-            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-            st = m.stride if isinstance(m.stride, int) else m.stride[0]
-            if st != k or m.padding not in (0, (0,)) or m.dilation not in (1, (1,)) or m.ceil_mode:
-                raise ValueError(f"layer {name}: only non-overlapping MaxPool1d(k) has a simulator twin, got {m}")
-            layer = sim.MaxPool1d(k)
+            layer = sim.MaxPool1d(_pool_kernel(m, name, 1)[0])
+        elif isinstance(m, nn.MaxPool2d):
+            layer = sim.MaxPool2d(_pool_kernel(m, name, 2))
         else:
             raise ValueError(f"layer {name} ({type(m).__name__}) has no simulator twin; allowed: Linear, Conv1d, "
-                             "their LNS layers, ReLU, LeakyReLU, Tanh, Sigmoid, Flatten, Unflatten, MaxPool1d")
+                             "Conv2d, their LNS layers, ReLU, LeakyReLU, Tanh, Sigmoid, Flatten, Unflatten, "
+                             "MaxPool1d, MaxPool2d")
         for p in layer.params():
             _param_to_sim(p, m, p.name)
         layers.append(layer)
@@ -179,6 +196,8 @@ def _module_for(layer, device, dtype):
         return nn.Linear(layer.in_features, layer.out_features, bias, **factory)
     args = (layer.in_channels, layer.out_channels, layer.kernel_size)
     kw = dict(stride=layer.stride, padding=layer.padding, bias=bias, **factory)
+    if isinstance(layer, sim.Conv2d):
+        return LNSConv2d(*args, **kw, **lns_kw) if lns else nn.Conv2d(*args, **kw)
     return LNSConv1d(*args, **kw, **lns_kw) if lns else nn.Conv1d(*args, **kw)
 
 
@@ -186,7 +205,7 @@ def from_sim(net, *, device=None, dtype=torch.float32) -> nn.Sequential:
     """The torch ``nn.Sequential`` of a simulator network, with identical parameters.
 
     Weighted layers with an LNS format become :class:`LNSLinear` /
-    :class:`LNSConv1d`; those whose parameters are codes get
+    :class:`LNSConv1d` / :class:`LNSConv2d`; those whose parameters are codes get
     ``storage="lns"`` with the simulator's update grid and scale, so their
     values, forward weights and codes are the simulator's exactly.
 
@@ -215,7 +234,7 @@ def from_sim(net, *, device=None, dtype=torch.float32) -> nn.Sequential:
                       "quantizers differently, so they are not carried over", UserWarning, stacklevel=2)
     mods = []
     for i, layer in enumerate(net.layers):
-        if isinstance(layer, (sim.Dense, sim.Conv1d)):
+        if isinstance(layer, (sim.Dense, sim.Conv1d, sim.Conv2d)):
             m = _module_for(layer, device, dtype)
             for p in layer.params():
                 _param_from_sim(m, p)
@@ -233,6 +252,8 @@ def from_sim(net, *, device=None, dtype=torch.float32) -> nn.Sequential:
             m = nn.Unflatten(1, tuple(layer.shape))
         elif isinstance(layer, sim.MaxPool1d):
             m = nn.MaxPool1d(layer.kernel_size)
+        elif isinstance(layer, sim.MaxPool2d):
+            m = nn.MaxPool2d(layer.kernel_size)
         else:
             raise ValueError(f"layer {i} ({type(layer).__name__}) has no torch twin")
         mods.append(m)
