@@ -51,7 +51,11 @@ def build_model(model: str, n_features: int, n_classes: int, *, seed: int = 0, *
         from neurolns.models.cnn1d import build_torch
 
         return build_torch(n_features, n_classes=n_classes, seed=seed, **kwargs)
-    raise ValueError(f"model={model!r} is not known; allowed: 'mlp', 'cnn'")
+    if model == "cnn2d":
+        from neurolns.models.cnn2d import build_torch, image_size
+
+        return build_torch(image_size(n_features), n_classes=n_classes, seed=seed, **kwargs)
+    raise ValueError(f"model={model!r} is not known; allowed: 'mlp', 'cnn', 'cnn2d'")
 
 
 def make_torch_optimizer(method: Method | str, model: nn.Module, **overrides):
