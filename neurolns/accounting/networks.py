@@ -32,13 +32,18 @@ def _elems(shape) -> int:
     return n
 
 
+def _spatial(v) -> tuple:
+    """A layer's per-dimension size: an int (1-D layers) or a tuple (2-D layers), as a tuple."""
+    return tuple(int(s) for s in v) if isinstance(v, (tuple, list)) else (int(v),)
+
+
 def count_sim(net, input_shape, *, training: bool = True, loss: bool = True) -> Counts:
     """Count a ``neurolns.sim.Sequential`` on inputs of ``input_shape`` (batch first).
 
-    Dense, Conv1d, ReLU/LeakyReLU (one compare per element), Tanh/Sigmoid (one
-    transcendental per element), MaxPool1d, Flatten and Reshape (free) are
-    known; another layer type raises ``TypeError``. Layers are named by their
-    index, as ``torch.nn.Sequential`` children.
+    Dense, Conv1d, Conv2d, ReLU/LeakyReLU (one compare per element), Tanh/Sigmoid
+    (one transcendental per element), MaxPool1d, MaxPool2d, Flatten and Reshape
+    (free) are known; another layer type raises ``TypeError``. Layers are named
+    by their index, as ``torch.nn.Sequential`` children.
     """
     dims = check_sizes("input_shape", input_shape, minimum=1)
     if not dims:
@@ -59,17 +64,18 @@ def count_sim(net, input_shape, *, training: bool = True, loss: bool = True) -> 
             c.saved_elems += n_in if training else 0
             shape = (layer.out_features,)
             first_weighted = False
-        elif kind == "Conv1d":
-            length = shape[-1]
-            l_out = (length + 2 * layer.padding - layer.kernel_size) // layer.stride + 1
+        elif kind in ("Conv1d", "Conv2d"):
+            kernel, stride, padding = (_spatial(getattr(layer, a)) for a in ("kernel_size", "stride", "padding"))
+            in_size = shape[1:]
+            out_size = tuple((s + 2 * p - k) // st + 1 for s, k, st, p in zip(in_size, kernel, stride, padding))
             bias = layer.bias is not None
-            c.extend(conv_counts(name, layer.in_channels, layer.out_channels, (layer.kernel_size,), (length,),
-                                 (l_out,), batch, bias=bias, training=training, input_grad=not first_weighted))
-            w = layer.out_channels * layer.in_channels * layer.kernel_size
+            c.extend(conv_counts(name, layer.in_channels, layer.out_channels, kernel, in_size, out_size, batch,
+                                 bias=bias, training=training, input_grad=not first_weighted))
+            w = layer.out_channels * layer.in_channels * _elems(kernel)
             c.params += w + (layer.out_channels if bias else 0)
             c.param_tensors += [w] + ([layer.out_channels] if bias else [])
             c.saved_elems += n_in if training else 0
-            shape = (layer.out_channels, l_out)
+            shape = (layer.out_channels,) + out_size
             first_weighted = False
         elif kind in ("ReLU", "LeakyReLU"):
             c.extend(relu_counts(name, n_in, training=training))
@@ -81,18 +87,18 @@ def count_sim(net, input_shape, *, training: bool = True, loss: bool = True) -> 
                 c.add(LayerCounts(name, kind, Phase.BACKWARD).op(Op.MUL, 2 * n_in).op(Op.ADD, n_in)
                       .read(n_in, 2 * n_in).write(n_in))
                 c.saved_elems += n_in
-        elif kind == "MaxPool1d":
-            k = layer.kernel_size
-            out_shape = shape[:-1] + (shape[-1] // k,)
-            c.extend(maxpool_counts(name, n_in, batch * _elems(out_shape), k, training=training))
+        elif kind in ("MaxPool1d", "MaxPool2d"):
+            k = _spatial(layer.kernel_size)
+            out_shape = shape[:-len(k)] + tuple(s // kk for s, kk in zip(shape[-len(k):], k))
+            c.extend(maxpool_counts(name, n_in, batch * _elems(out_shape), _elems(k), training=training))
             shape = out_shape
         elif kind == "Flatten":
             shape = (_elems(shape),)
         elif kind == "Reshape":
             shape = tuple(int(s) for s in layer.shape)
         else:
-            raise TypeError(f"count_sim does not know layer type {kind!r}; allowed: Dense, Conv1d, ReLU, "
-                            "LeakyReLU, Tanh, Sigmoid, MaxPool1d, Flatten, Reshape")
+            raise TypeError(f"count_sim does not know layer type {kind!r}; allowed: Dense, Conv1d, Conv2d, ReLU, "
+                            "LeakyReLU, Tanh, Sigmoid, MaxPool1d, MaxPool2d, Flatten, Reshape")
         c.transient_elems = max(c.transient_elems, batch * _elems(shape))
     if loss:
         c.extend(log_softmax_nll_counts("(loss)", batch, _elems(shape), training=training))
