@@ -39,7 +39,7 @@ def output_lengths(length: int, channels: int = 25) -> list[int]:
 
 def build_sim(length: int = 40, channels: int = 25, n_classes: int = 10, *, weights="fp32",
               forward_format=None, update_gamma: int = 128, headroom: int = 3, act_format=None,
-              grad_format=None, products="fast", seed: int = 0) -> Sequential:
+              grad_format=None, grad_rounding="nearest", products="fast", seed: int = 0) -> Sequential:
     """The CNN as a :class:`neurolns.sim.Sequential` (arguments as :func:`models.mlp.build_sim`).
 
     Examples
@@ -55,7 +55,8 @@ def build_sim(length: int = 40, channels: int = 25, n_classes: int = 10, *, weig
     for i, (ci, co, k, s, p) in enumerate(conv_specs(channels)):
         layers += [Conv1d(ci, co, k, stride=s, padding=p, products=products, seed=seeds[i], **kw), ReLU()]
     layers += [Flatten(), Dense(int(channels) * l_last, n_classes, products=products, seed=seeds[3], **kw)]
-    return Sequential(layers, act_format=act_format, grad_format=grad_format)
+    return Sequential(layers, act_format=act_format, grad_format=grad_format, grad_rounding=grad_rounding,
+                      seed=np.random.SeedSequence([seed, 1]))  # the draws of stochastic rounding
 
 
 def build_torch(length: int = 40, channels: int = 25, n_classes: int = 10, *, seed: int = 0):

@@ -27,7 +27,7 @@ def layer_sizes(in_features: int, hidden, n_classes: int) -> list[int]:
 
 def build_sim(in_features: int = 64, hidden=(256,), n_classes: int = 10, *, weights="fp32",
               forward_format=None, update_gamma: int = 128, headroom: int = 3, act_format=None,
-              grad_format=None, products="fast", seed: int = 0) -> Sequential:
+              grad_format=None, grad_rounding="nearest", products="fast", seed: int = 0) -> Sequential:
     """The MLP as a :class:`neurolns.sim.Sequential`.
 
     Parameters
@@ -39,8 +39,10 @@ def build_sim(in_features: int = 64, hidden=(256,), n_classes: int = 10, *, weig
         LNS codes on the update grid with an LNS forward copy (default LNS8 γ=8).
     forward_format, update_gamma, headroom
         See :func:`neurolns.sim.storage_kwargs`.
-    act_format, grad_format : LNSFormat, optional
+    act_format, grad_format : LNSFormat, FloatFormat, IntFormat, optional
         Activation and error-signal formats (float32 when None).
+    grad_rounding : {"nearest", "stochastic"}
+        Rounding of the error signals (see :class:`neurolns.sim.Sequential`).
     products : {"fast", "exact"}
     seed : int
         Initialisation seed (one independent stream per layer).
@@ -59,7 +61,8 @@ def build_sim(in_features: int = 64, hidden=(256,), n_classes: int = 10, *, weig
         if i:
             layers.append(ReLU())
         layers.append(Dense(a, b, products=products, seed=np.random.default_rng(seeds[i]), **kw))
-    return Sequential(layers, act_format=act_format, grad_format=grad_format)
+    return Sequential(layers, act_format=act_format, grad_format=grad_format, grad_rounding=grad_rounding,
+                      seed=np.random.SeedSequence([seed, 1]))  # the draws of stochastic rounding
 
 
 def build_torch(in_features: int = 64, hidden=(256,), n_classes: int = 10, *, seed: int = 0):

@@ -2,38 +2,36 @@
 
 Per-role quantisers, as in QPyTorch (Zhang et al. 2019): the weights' formats
 live on each :class:`~neurolns.sim.params.Param`; the network adds an
-*activation* format (applied to every layer's output in the forward pass) and
-a *gradient* format (applied to the error signal each layer passes backward).
-``None`` keeps float32. An LNS format quantises with a per-tensor power-of-two
-scale and nearest rounding in the log domain (:func:`neurolns.lns.quantize`).
-NaN passes through these quantisers as NaN (the codec refuses to encode it, so
-it is masked around the codec); ±inf saturates to ± the largest magnitude with
-the codec's ``RuntimeWarning``. The scale is chosen from the finite values.
+*activation* format and an *error-signal* format. ``None`` keeps float32.
+
+* The activation format rounds the network's input and every layer's output
+  in the forward pass, so every product a weighted layer forms has a
+  quantised activation operand (LNS hardware multiplies two LNS numbers).
+* The error-signal format rounds ``∂L/∂logits`` and the gradient every layer
+  passes backward, so ``∂L/∂W = δᵀx`` and ``∂L/∂x = δW`` are formed from
+  quantised error signals ``δ``; ``grad_rounding="stochastic"`` rounds them
+  without bias (in the log domain for LNS), drawing from the network's own
+  generator (``seed``).
+
+Any format of :func:`neurolns.sim.quantizers.fake_quantize` works: LNS (a
+per-tensor power-of-two scale, rounding in the log domain), float (BF16,
+FP16, FP8) and integer (symmetric per tensor). NaN passes through these
+quantisers as NaN; ±inf saturates in LNS (with the codec's ``RuntimeWarning``)
+and follows the format otherwise. The scale is chosen from the finite values.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from neurolns.formats import LNSFormat
-from neurolns.lns import quantize
+from neurolns.formats import Rounding
 from neurolns.sim import _kernels as _k
 from neurolns.sim import _reference as _ref
 from neurolns.sim.layers import Layer
 from neurolns.sim.params import Param, _fmt_spec
+from neurolns.sim.quantizers import check_quant_format, fake_quantize
 
 __all__ = ["Sequential", "softmax_cross_entropy"]
-
-
-def _quantize_keep_nan(x: np.ndarray, fmt: LNSFormat) -> np.ndarray:
-    """``quantize(x, fmt)`` as float32, with NaN kept as NaN instead of raising."""
-    nan = np.isnan(x)
-    if not nan.any():
-        return quantize(x, fmt).astype(np.float32)
-    # 0 does not change the finite max |x| the per-tensor scale is chosen from
-    q = quantize(np.where(nan, np.float32(0), x), fmt).astype(np.float32)
-    q[nan] = np.nan
-    return q
 
 
 def _check_labels(labels, n: int, n_classes: int) -> np.ndarray:
@@ -96,9 +94,14 @@ class Sequential:
     Parameters
     ----------
     layers : list of Layer
-    act_format, grad_format : LNSFormat or None
-        Formats of the activations (each layer's output) and of the error
-        signals passed backward; ``None`` is float32.
+    act_format, grad_format : LNSFormat, FloatFormat, IntFormat or None
+        Formats of the activations (the input and each layer's output) and of
+        the error signals (``∂L/∂logits`` and each gradient passed backward);
+        ``None`` is float32.
+    grad_rounding : {"nearest", "stochastic"}
+        Rounding of the error signals to ``grad_format``.
+    seed : int, numpy.random.Generator or None
+        Source of the draws of stochastic rounding.
 
     Examples
     --------
@@ -109,16 +112,15 @@ class Sequential:
     (2, 3)
     """
 
-    def __init__(self, layers, *, act_format: LNSFormat | None = None, grad_format: LNSFormat | None = None):
+    def __init__(self, layers, *, act_format=None, grad_format=None, grad_rounding="nearest", seed=None):
         layers = list(layers)
         if not layers or not all(isinstance(l, Layer) for l in layers):
             raise TypeError("layers must be a non-empty list of neurolns.sim Layer objects")
-        for name, f in (("act_format", act_format), ("grad_format", grad_format)):
-            if f is not None and not isinstance(f, LNSFormat):
-                raise TypeError(f"{name} must be an LNSFormat or None (float32), got {f!r}")
         self.layers = layers
-        self.act_format = act_format
-        self.grad_format = grad_format
+        self.act_format = check_quant_format("act_format", act_format)
+        self.grad_format = check_quant_format("grad_format", grad_format)
+        self.grad_rounding = Rounding(grad_rounding)
+        self.rng = np.random.default_rng(seed)
 
     # -- parameters -----------------------------------------------------------
     def params(self) -> list[Param]:
@@ -144,25 +146,30 @@ class Sequential:
             "layers": [layer.spec() for layer in self.layers],
             "act_format": _fmt_spec(self.act_format),
             "grad_format": _fmt_spec(self.grad_format),
+            "grad_rounding": self.grad_rounding.value,
         }
 
     # -- passes ---------------------------------------------------------------
     def forward(self, x, train: bool = False) -> np.ndarray:
         """Logits for a batch ``x`` (float32)."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = self._act(np.ascontiguousarray(x, dtype=np.float32))
         for layer in self.layers:
-            x = layer.forward(x, train)
-            if self.act_format is not None:
-                x = _quantize_keep_nan(x, self.act_format)
+            x = self._act(layer.forward(x, train))
         return x
+
+    def _act(self, x: np.ndarray) -> np.ndarray:
+        return x if self.act_format is None else fake_quantize(x, self.act_format)
+
+    def _err(self, d: np.ndarray) -> np.ndarray:
+        if self.grad_format is None:
+            return d
+        return fake_quantize(d, self.grad_format, rounding=self.grad_rounding, rng=self.rng)
 
     def backward(self, dlogits) -> np.ndarray:
         """Back-propagate ``∂L/∂logits``; fills every ``param.grad``; returns ``∂L/∂x``."""
-        d = np.ascontiguousarray(dlogits, dtype=np.float32)
+        d = self._err(np.ascontiguousarray(dlogits, dtype=np.float32))
         for layer in reversed(self.layers):
-            d = layer.backward(d)
-            if self.grad_format is not None:
-                d = _quantize_keep_nan(d, self.grad_format)
+            d = self._err(layer.backward(d))
         return d
 
     def loss_and_grads(self, x, y) -> tuple[float, int]:

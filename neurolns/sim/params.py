@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from neurolns.formats import LNS8, LNSFormat, _StrEnum
+from neurolns.formats import LNS8, FloatFormat, IntFormat, LNSFormat, _StrEnum
 from neurolns.learning import update_format
 from neurolns.lns import LNSArray, check_codes, choose_scale, encode_codes, quantize
 from neurolns.sim import _kernels as _k
@@ -74,10 +74,12 @@ def storage_kwargs(weights="fp32", *, forward_format=None, update_gamma: int = 1
     (12, 128, 8)
     """
     weights = WeightStorage(weights)
-    forward_format = _check_lns("forward_format", forward_format)
     if weights == WeightStorage.FP32:
+        from neurolns.sim.quantizers import check_quant_format
+
+        forward_format = check_quant_format("forward_format", forward_format)
         return {"master_format": None, "forward_format": forward_format, "headroom": headroom}
-    fwd = forward_format or LNS8
+    fwd = _check_lns("forward_format", forward_format) or LNS8
     return {"master_format": update_format(fwd, update_gamma), "forward_format": fwd, "headroom": headroom}
 
 
@@ -112,9 +114,12 @@ class Param:
     master_format : LNSFormat or None
         ``None``: float32 master copy. An LNS format: integer codes on that grid
         (the optimizer's update grid; see :func:`update_format`).
-    forward_format : LNSFormat or None
+    forward_format : LNSFormat, FloatFormat, IntFormat or None
         Format of the copy the forward/backward passes use. ``None``: the master
-        values as they are (float32, or the master grid's values).
+        values as they are (float32, or the master grid's values). A float
+        master may be read through any format
+        (:func:`neurolns.sim.quantizers.fake_quantize`: BF16, INT8, LNS, ...);
+        LNS codes only through an LNS format.
     headroom : int
         LNS storage only: octaves between the initial ``max|w|`` and the format's
         largest magnitude, so multiplicative updates can grow weights ``2**headroom``
@@ -134,7 +139,12 @@ class Param:
     def __init__(self, name: str, value, *, master_format=None, forward_format=None, headroom: int = 3):
         self.name = str(name)
         self.master_format = _check_lns("master_format", master_format)
-        self.forward_format = _check_lns("forward_format", forward_format)
+        if self.master_format is None:  # a float master may be read through any format's fake quantisation
+            from neurolns.sim.quantizers import check_quant_format
+
+            self.forward_format = check_quant_format("forward_format", forward_format)
+        else:
+            self.forward_format = _check_lns("forward_format", forward_format)
         if isinstance(headroom, bool) or not isinstance(headroom, (int, np.integer)) or not 0 <= headroom <= 32:
             raise ValueError(f"headroom={headroom!r} is out of range; allowed: an int in [0, 32] (octaves)")
         self.headroom = int(headroom)
@@ -211,6 +221,10 @@ class Param:
         if self.master_format is None:
             if self.forward_format is None:
                 return self.data
+            if not isinstance(self.forward_format, LNSFormat):
+                from neurolns.sim.quantizers import fake_quantize
+
+                return fake_quantize(self.data, self.forward_format)
             return quantize(self.data, self.forward_format).astype(np.float32)
         table = forward_table(self.master_format, self.forward_format, np.float32)
         if reference:
@@ -246,9 +260,20 @@ class Param:
 def _fmt_spec(fmt):
     if fmt is None:
         return None
+    if isinstance(fmt, FloatFormat):
+        return {"float": fmt.name, "exponent_bits": fmt.exponent_bits, "mantissa_bits": fmt.mantissa_bits,
+                "finite_only": fmt.finite_only}
+    if isinstance(fmt, IntFormat):
+        return {"int": fmt.name, "bits": fmt.bits}
     return {"bits": fmt.bits, "gamma": fmt.gamma, "bias": fmt.bias, "underflow": fmt.underflow.value}
 
 
 def fmt_from_spec(spec):
     """Inverse of the format part of :meth:`Param.spec`."""
-    return None if spec is None else LNSFormat(**spec)
+    if spec is None:
+        return None
+    if "float" in spec:
+        return FloatFormat(spec["float"], spec["exponent_bits"], spec["mantissa_bits"], spec["finite_only"])
+    if "int" in spec:
+        return IntFormat(spec["int"], spec["bits"])
+    return LNSFormat(**spec)

@@ -2,10 +2,17 @@
 
 Reproducibility: the network's initial weights come from the layers' seeds and
 the order of the examples from one ``numpy.random.Generator`` (PCG64) seeded by
-``seed``; nothing else is random (quantisation rounds to nearest). The same
-seeds therefore give the same trajectory bit for bit, and a checkpoint stores
-the generator's state so that stopping and resuming gives the identical
+``seed``; the only other random numbers are the draws of stochastic rounding of
+error signals (the network's own generator, seeded at build). The same seeds
+therefore give the same trajectory bit for bit, and a checkpoint stores both
+generators' states so that stopping and resuming gives the identical
 trajectory too.
+
+Recipes: ``Trainer(net, recipe)`` with a :class:`neurolns.recipes.Recipe`
+runs the recipe's rule (:attr:`~neurolns.recipes.Recipe.trainer_rule`) over
+its workers, after checking that ``net`` was built with the recipe's formats
+(:func:`recipe_model_kwargs` gives the models' ``build_sim`` arguments), so
+what is trained is what :mod:`neurolns.accounting` prices.
 
 Majority vote over ``K`` workers (Bernstein et al., ICLR 2019): each minibatch
 is split into ``K`` shards (``numpy.array_split``, sizes differing by at most
@@ -33,7 +40,56 @@ from neurolns.sim.checkpoint import (
 )
 from neurolns.sim.network import Sequential
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "recipe_model_kwargs"]
+
+
+def recipe_model_kwargs(recipe) -> dict:
+    """Keyword arguments of the models' ``build_sim`` (``neurolns.models``) for a recipe:
+    ``weights, forward_format, update_gamma, act_format, grad_format, grad_rounding``.
+
+    An LNS ``master`` (LNS-Madam's update grid) gives code storage
+    (``weights="lns"``) whose forward copy is the recipe's ``weights`` format; a
+    float master gives float32 storage read through ``weights`` (BF16, INT8,
+    LNS8, or as it is for FP32).
+
+    Examples
+    --------
+    >>> from neurolns.recipes import RECIPES
+    >>> kw = recipe_model_kwargs(RECIPES["lns8-full"])
+    >>> kw["weights"], str(kw["act_format"]), kw["grad_rounding"].value
+    ('lns', 'LNS8(γ=8, bias=64, underflow=zero)', 'stochastic')
+    """
+    from neurolns.formats import LNSFormat
+    from neurolns.learning import update_format
+    from neurolns.recipes import get_recipe
+
+    recipe = get_recipe(recipe)
+    master = recipe.role_format("master")
+    forward = recipe.role_format("weights")
+    kw = {"act_format": recipe.role_format("activations"), "grad_format": recipe.role_format("errors"),
+          "grad_rounding": recipe.error_rounding}
+    if isinstance(master, LNSFormat):
+        if not isinstance(forward, LNSFormat) or update_format(forward, master.gamma) != master:
+            raise ValueError(f"recipe {recipe.name!r}: master={recipe.master!r} is not the update grid of "
+                             f"weights={recipe.weights_fmt!r}; allowed: lns<B+4>g<γ> for an LNS<B> forward format")
+        return {"weights": "lns", "forward_format": forward, "update_gamma": master.gamma, **kw}
+    return {"weights": "fp32", "forward_format": forward, **kw}
+
+
+def _check_net_matches(net, recipe) -> None:
+    """Raise ValueError when ``net`` was not built with ``recipe``'s formats."""
+    kw = recipe_model_kwargs(recipe)
+    have = {"act_format": net.act_format, "grad_format": net.grad_format, "grad_rounding": net.grad_rounding}
+    for name, value in have.items():
+        if value != kw[name]:
+            raise ValueError(f"the network has {name}={value}, recipe {recipe.name!r} trains with {kw[name]}; "
+                             "build it with neurolns.sim.recipe_model_kwargs(recipe)")
+    for pname, p in net.named_params():
+        if p.forward_format != kw["forward_format"] or p.on_codes != (kw["weights"] == "lns"):
+            raise ValueError(f"parameter {pname} has forward format {p.forward_format} "
+                             f"({'codes' if p.on_codes else 'float32'}), recipe {recipe.name!r} trains "
+                             f"{kw['forward_format']} ({'codes' if kw['weights'] == 'lns' else 'float32'}); "
+                             "build the network with neurolns.sim.recipe_model_kwargs(recipe)")
 
 
 def _check_xy(x, y, what: str):
@@ -68,6 +124,15 @@ def _first_difference(a, b, path="") -> str:
     return "" if a == b else f"{path}: {a!r} vs {b!r}"
 
 
+def _restored_generator(state, field: str) -> np.random.Generator:
+    rng = np.random.Generator(np.random.PCG64())
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint field {field} is not a PCG64 state: {exc}") from None
+    return rng
+
+
 def _blas_limit(threads):
     """Context limiting BLAS threads (no-op when ``threads`` is None)."""
     import contextlib
@@ -87,10 +152,12 @@ class Trainer:
     net : Sequential
         Its parameters must be all float32 (float rules) or all LNS codes
         (``"lns-madam"``, ``"lns-majority-vote"``: ``Rule(rule).on_codes``).
-    rule : str or neurolns.learning.Rule
+    rule : str, neurolns.learning.Rule or neurolns.recipes.Recipe
         ``"sgd", "adam", "madam", "lns-madam", "signsgd", "signum", "ef-signsgd",
         "majority-vote", "lns-majority-vote"``; built with
-        :func:`neurolns.learning.make_optimizer` (its trainer defaults).
+        :func:`neurolns.learning.make_optimizer` (its trainer defaults). A
+        recipe gives its rule and, with a 1-bit exchange, its workers; ``net``
+        must carry its formats (:func:`recipe_model_kwargs`).
     batch_size : int
         Examples per step (the last, shorter batch of an epoch is used too).
     seed : int
@@ -133,10 +200,20 @@ class Trainer:
                  workers: int | None = None, progress: bool = False, blas_threads: int | None = 1,
                  lr_schedule: str = "constant", schedule_epochs: int | None = None, **hyperparameters):
         from neurolns.learning import Rule, Schedule, make_optimizer
+        from neurolns.recipes import Recipe
 
         if not isinstance(net, Sequential):
             raise TypeError(f"net must be a neurolns.sim.Sequential, got {type(net).__name__}")
         self.net = net
+        self.recipe = rule if isinstance(rule, Recipe) else None
+        if self.recipe is not None:
+            _check_net_matches(net, self.recipe)
+            if self.recipe.voted:
+                if workers not in (None, self.recipe.workers):
+                    raise ValueError(f"workers={workers!r} differs from recipe {self.recipe.name!r}'s "
+                                     f"{self.recipe.workers}; allowed: None or {self.recipe.workers}")
+                workers = self.recipe.workers
+            rule = self.recipe.trainer_rule
         self.rule = Rule(rule)
         self.batch_size = _check_int_at_least("batch_size", batch_size, 1)
         self.seed = _check_int_at_least("seed", seed, 0)
@@ -318,7 +395,8 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------
     def _identity(self) -> dict:
         return {"rule": self.rule.value, "batch_size": self.batch_size, "workers": self.workers,
-                "lr_schedule": self.lr_schedule.value}
+                "lr_schedule": self.lr_schedule.value,
+                "recipe": None if self.recipe is None else self.recipe.to_dict()}
 
     def save_checkpoint(self, path) -> Path:
         """Write codes, formats, optimizer state, RNG state and history to ``path`` (atomic)."""
@@ -331,6 +409,7 @@ class Trainer:
             "scales": [float(p.scale) for p in self.params],
             "optimizer": to_savable(self.optimizer.state_dict(), arrays, "opt"),
             "rng": self.rng.bit_generator.state,
+            "net_rng": self.net.rng.bit_generator.state,
             "seed": self.seed,
             "epoch": self.epoch,
             "history": self.history,
@@ -353,7 +432,9 @@ class Trainer:
         try:
             mine = {**self._identity(), "network": self.net.spec()}
             # checkpoints written before schedules existed ran at a constant rate
-            theirs = {k: meta.get(k, "constant") if k == "lr_schedule" else meta[k] for k in mine}
+            # and before recipes were recorded they were trained without one
+            old_defaults = {"lr_schedule": "constant", "recipe": None}
+            theirs = {k: meta.get(k, old_defaults[k]) if k in old_defaults else meta[k] for k in mine}
             diff = _first_difference(theirs, mine)
             if diff:
                 raise ValueError(f"checkpoint {path} was made for another setup ({diff.lstrip('.')}; "
@@ -374,11 +455,9 @@ class Trainer:
             if not isinstance(scales, list) or len(scales) != len(self.params):
                 raise ValueError(f"checkpoint field scales must list {len(self.params)} numbers, got {scales!r}")
             scales = [float(check_scale(s, name=f"checkpoint field scales[{i}]")) for i, s in enumerate(scales)]
-            rng = np.random.Generator(np.random.PCG64())
-            try:
-                rng.bit_generator.state = meta["rng"]
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"checkpoint field rng is not a PCG64 state: {exc}") from None
+            rng = _restored_generator(meta["rng"], "rng")
+            # the stochastic-rounding generator (absent in files written before it existed)
+            net_rng = _restored_generator(meta["net_rng"], "net_rng") if "net_rng" in meta else None
             opt_state = from_savable(meta["optimizer"], arrays)
             for counter in ("t", "step", "skipped_steps"):
                 if isinstance(opt_state, dict) and counter in opt_state:
@@ -401,6 +480,8 @@ class Trainer:
             p.data[...] = a
             p.scale = s
         self.rng = rng
+        if net_rng is not None:
+            self.net.rng = net_rng
         self.epoch = epoch
         self.history = list(history)
         self.seconds = float(seconds)
