@@ -36,6 +36,7 @@ from neurolns.formats import LNSFormat, Underflow
 from neurolns.learning._checks import NonFinite, all_finite, check_real, nonfinite_message
 from neurolns.learning.madam import (
     code_step_size,
+    code_steps,
     lns_code_cap,
     lns_madam_update,
     madam_p_max,
@@ -595,6 +596,14 @@ class MajorityVote(Optimizer):
     :func:`~neurolns.learning.code_step_update` on integer codes of the update
     grid ``fmt`` (``|c|`` moves by ``−k·s·sign(c)``, ``k = η γ_u``).
 
+    A rate that is not a whole number of grid steps (a cosine schedule's tail,
+    say) moves each code by ``floor(k)`` or ``floor(k) + 1`` steps, the extra
+    step taken when the element's draw ``r < frac(k)·2^24``: the counter-based
+    draws of :func:`~neurolns.learning.rounding_draws` ``(seed, i, t, n)`` that
+    :class:`LNSMadam` uses, so the expected move is ``k`` steps and a resumed
+    run draws what the uninterrupted one drew. Without this a sign update on a
+    fixed grid cannot anneal: every weight moves at least one step each step.
+
     ``last_bytes_sent`` holds the bytes the K workers sent in the last step.
 
     Examples
@@ -613,6 +622,7 @@ class MajorityVote(Optimizer):
         "ties": (TieRule.PLUS.value, lambda x: TieRule(x).value),
         "multiplicative": (False, lambda x: _check_bool("multiplicative", x)),
         "fmt": (DEFAULT_UPDATE_FORMAT, _check_fmt),
+        "seed": (0, lambda x: _check_seed(x)),
     }
 
     def __init__(self, params, **hyperparameters):
@@ -635,7 +645,7 @@ class MajorityVote(Optimizer):
                 f"({'integer codes' if self._param_kind == 'i' else 'float weights'})"
             )
         if hp["multiplicative"]:
-            code_step_size(hp["fmt"], hp["lr"])
+            code_steps(hp["fmt"], hp["lr"])
             _check_code_dtypes(self.params, hp["fmt"])
         return hp
 
@@ -672,10 +682,29 @@ class MajorityVote(Optimizer):
             sent += packed.nbytes
             vote = majority_vote(packed, p.size, ties=d["ties"]).reshape(p.shape)
             if d["multiplicative"]:
-                code_step_update(p, vote, fmt=d["fmt"], lr=d["lr"])
+                self._code_step(i, p, vote)
             else:
                 apply_signs(p, vote, lr=d["lr"], check_finite=False)
         self.last_bytes_sent = sent
+
+
+    def _code_step(self, i: int, p: np.ndarray, vote: np.ndarray) -> None:
+        """``|c| ← clamp(|c| − n·s·sign c, 1, c_max)`` with ``n`` the rate's whole
+        steps, plus one where the element's draw falls below the fraction."""
+        d = self.defaults
+        k = code_steps(d["fmt"], d["lr"])
+        if k == int(k):
+            code_step_update(p, vote, fmt=d["fmt"], lr=int(k) / d["fmt"].gamma)
+            return
+        from neurolns.learning.madam import rounding_draws
+
+        whole = math.floor(k)
+        up = rounding_draws(d["seed"], i, self.t, p.size).reshape(p.shape) < (k - whole) * 16777216.0
+        n = (whole + up).astype(np.int64)
+        c = p.astype(np.int64)
+        sg = np.where(c > 0, 1, -1)
+        m = np.clip(np.abs(c) - n * vote.astype(np.int64) * sg, 1, d["fmt"].max_code)
+        p[...] = np.where(c == 0, 0, sg * m).astype(p.dtype)
 
 
 def _check_code_dtypes(params, fmt: LNSFormat) -> None:

@@ -174,8 +174,9 @@ class Trainer:
         ``None`` leaves BLAS alone.
     lr_schedule : {"constant", "cosine"}
         Learning-rate schedule over the steps of the run
-        (:func:`neurolns.learning.scheduled_lr`); for code rules the rate stays
-        a whole number (≥ 1) of grid steps.
+        (:func:`neurolns.learning.scheduled_lr`); for LNS-Madam the rate stays
+        a whole number (≥ 1) of grid steps; the multiplicative vote takes
+        fractional steps, rounded stochastically.
     schedule_epochs : int, optional
         Planned length of the run for the schedule; default: the ``epochs`` of
         the :meth:`fit` call (give it explicitly when a run is trained in
@@ -249,7 +250,10 @@ class Trainer:
                                                                                         schedule_epochs, 1)
         self._horizon = self.schedule_epochs
         self.base_lr = float(self.optimizer.defaults["lr"])
-        fmt = self.optimizer.defaults.get("fmt") if self.rule.on_codes else None
+        # LNS-Madam's scheduled rate stays a whole number of grid steps (its rint(ĝ)
+        # already lets small gradients rest); the multiplicative vote moves every
+        # weight each step, so its rate anneals below one step by stochastic rounding
+        fmt = self.optimizer.defaults.get("fmt") if self.rule is Rule.LNS_MADAM else None
         self._grid_gamma = None if fmt is None else int(fmt.gamma)
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
         self.epoch = 0

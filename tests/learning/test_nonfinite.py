@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from neurolns.formats import LNSFormat
+from neurolns.formats import LNS8, LNSFormat
 from neurolns.learning import (
     SGD,
     Adam,
@@ -250,8 +250,8 @@ def test_lr_off_the_grid_and_infinite_hyperparameters_raise_at_construction():
     codes = [np.ones(3, np.int16)]
     with pytest.raises(ValueError, match=r"lr=-0.003 is out of range"):  # any rate >= 0: fractional steps
         LNSMadam(codes, lr=-0.003)
-    with pytest.raises(ValueError, match=r"lr=0.003 is not a whole number"):
-        MajorityVote(codes, multiplicative=True, lr=0.003)
+    with pytest.raises(ValueError, match=r"lr=-0.003 is out of range"):  # fractional steps too: any rate >= 0
+        MajorityVote(codes, multiplicative=True, lr=-0.003)
     w = [np.ones(3, np.float32)]
     for cls in (SGD, Adam, Madam, SignSGD, Signum, EFSignSGD, MajorityVote):
         for lr in (math.inf, math.nan, 0.0, -1.0):
@@ -263,3 +263,21 @@ def test_lr_off_the_grid_and_infinite_hyperparameters_raise_at_construction():
         Adam(w, betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="g_bound=inf"):
         Madam(w, g_bound=math.inf)
+
+
+def test_the_multiplicative_vote_takes_fractional_steps_without_bias():
+    """A rate of 0.3 grid steps moves each code by 0 or 1 step with E[move] = 0.3
+    (the counter-based draws), so a cosine tail anneals below one step; a whole
+    rate moves every code exactly, with no draws. 4,000 codes, 5 standard errors."""
+    from neurolns.learning import MajorityVote, update_format
+
+    fmt = update_format(LNS8)
+    codes = np.full(4000, 1000, np.int16)
+    opt = MajorityVote([codes], multiplicative=True, lr=0.3 / fmt.gamma, workers=1, fmt=fmt)
+    opt.step([[np.ones(4000, np.float32)]])  # the vote +1 on positive weights shrinks them
+    moved = 1000 - codes.astype(np.int64)
+    assert set(np.unique(moved)) == {0, 1}
+    assert abs(moved.mean() - 0.3) < 5 * np.sqrt(0.3 * 0.7 / 4000)
+    whole = np.full(10, 1000, np.int16)
+    MajorityVote([whole], multiplicative=True, lr=2 / fmt.gamma, workers=1, fmt=fmt).step([[np.ones(10, np.float32)]])
+    assert (whole == 998).all()
