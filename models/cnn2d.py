@@ -58,7 +58,7 @@ def image_size(n_features: int) -> int:
 
 def build_sim(size: int = 8, channels: int = 32, n_classes: int = 10, *, weights="fp32",
               forward_format=None, update_gamma: int = 128, headroom: int = 3, act_format=None,
-              grad_format=None, products="fast", seed: int = 0) -> Sequential:
+              grad_format=None, grad_rounding="nearest", products="fast", seed: int = 0) -> Sequential:
     """The CNN as a :class:`neurolns.sim.Sequential` (arguments as :func:`models.mlp.build_sim`).
 
     Parameters
@@ -67,7 +67,8 @@ def build_sim(size: int = 8, channels: int = 32, n_classes: int = 10, *, weights
         Side of the square input image (flat ``(N, size²)`` input), ``>= 4``.
     channels : int
         Channels ``C`` of both convolutions.
-    n_classes, weights, forward_format, update_gamma, headroom, act_format, grad_format, products, seed
+    n_classes, weights, forward_format, update_gamma, headroom, act_format, grad_format, grad_rounding,
+    products, seed
         As :func:`models.mlp.build_sim`.
 
     Examples
@@ -84,7 +85,8 @@ def build_sim(size: int = 8, channels: int = 32, n_classes: int = 10, *, weights
         layers += [Conv2d(ci, co, k, stride=s, padding=p, products=products, seed=seeds[i], **kw), ReLU(),
                    MaxPool2d(2)]
     layers += [Flatten(), Dense(int(channels) * s_last * s_last, n_classes, products=products, seed=seeds[2], **kw)]
-    return Sequential(layers, act_format=act_format, grad_format=grad_format)
+    return Sequential(layers, act_format=act_format, grad_format=grad_format, grad_rounding=grad_rounding,
+                      seed=np.random.SeedSequence([seed, 1]))  # the draws of stochastic rounding
 
 
 def build_torch(size: int = 8, channels: int = 32, n_classes: int = 10, *, weights="fp32", forward_format=None,

@@ -90,3 +90,17 @@ def test_lns8_weights_train_with_lns_madam():
     assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
     assert hist[-1]["test_acc"] >= 0.93, hist[-1]
     assert all(p.data.dtype == np.int16 and not np.array_equal(p.data, b) for p, b in zip(net.params(), before))
+
+
+def test_a_recipe_builds_and_trains_the_2d_cnn():
+    """recipe_model_kwargs gives cnn2d.build_sim its formats, as for the other models; the
+    LNS8 recipe's net (LNS8 activations, stochastically rounded LNS8 errors) takes steps."""
+    from neurolns.data import load_digits
+    from neurolns.recipes import RECIPES
+    from neurolns.sim import Trainer
+    from neurolns.sim.trainer import recipe_model_kwargs
+
+    recipe = RECIPES["lns8-full"]
+    net = cnn2d.build_sim(channels=4, seed=0, **recipe_model_kwargs(recipe))
+    hist = Trainer(net, recipe, batch_size=32, seed=0).fit(load_digits().subset(200, 50), 1)
+    assert np.isfinite(hist[-1]["train_loss"]) and net.grad_rounding.value == "stochastic"
