@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -56,6 +57,89 @@ def best_of_rounds(jobs: dict[str, Callable[[], object]], rounds: int) -> dict[s
         for k, fn in jobs.items():
             best[k] = min(best[k], best_time(fn, repeat=1, warmup=0))
     return best
+
+
+def timed_rounds(jobs: dict[str, Callable[[], object]], rounds: int) -> dict[str, np.ndarray]:
+    """Wall time in seconds of each job in every round: one untimed call each first
+    (compilation, first touch of every page), then each job timed once per round in
+    turn, so that a machine shared with other work loads them alike and a ratio of two
+    jobs taken within one round compares them under the same load."""
+    for fn in jobs.values():
+        fn()
+    times = {k: np.empty(rounds) for k in jobs}
+    for r in range(rounds):
+        for k, fn in jobs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k][r] = time.perf_counter() - t0
+    return times
+
+
+def median_spread(values) -> tuple[float, float, float]:
+    """Median and the lower and upper quartiles of ``values``."""
+    q1, med, q3 = np.percentile(np.asarray(values, dtype=np.float64), [25, 50, 75])
+    return float(med), float(q1), float(q3)
+
+
+def copy_jobs(n_bytes: int, threads: int) -> tuple[dict[str, Callable[[], object]], int]:
+    """Two copies of ``n_bytes`` of float64 on ``threads`` threads, and the bytes each
+    moves per call (read + write).
+
+    * ``"copy np"``: ``threads`` Python threads, each ``np.copyto`` of one contiguous
+      slice (numpy releases the GIL for the copy, which is a ``memcpy``); with one
+      thread, a plain ``np.copyto``;
+    * ``"copy prange"``: a Numba ``prange`` loop run with ``numba.set_num_threads(threads)``.
+
+    A kernel held to the bandwidth bound is compared with the faster of the two, on as
+    many threads as the kernel itself runs: a parallel kernel against a one-thread copy
+    would count the second core's share of the bandwidth as the kernel's merit.
+    """
+    import numba
+
+    from neurolns._jit import pjit, prange
+
+    @pjit
+    def parallel_copy(dst, src):
+        for i in prange(src.size):
+            dst[i] = src[i]
+
+    src = np.ones(n_bytes // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    bounds = np.linspace(0, src.size, threads + 1).astype(np.int64)
+    slices = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def copy_np():
+        if pool is None:
+            np.copyto(dst, src)
+            return
+        for f in [pool.submit(np.copyto, d, s) for d, s in slices]:
+            f.result()
+
+    def copy_prange():
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            parallel_copy(dst, src)
+        finally:
+            numba.set_num_threads(before)
+
+    return {"copy np": copy_np, "copy prange": copy_prange}, 2 * src.nbytes
+
+
+def bound_fractions(times: dict[str, np.ndarray], key: str, nbytes: float, copy_bytes: int) -> np.ndarray:
+    """Per round, the fraction of the bandwidth bound job ``key`` reached: the time the
+    round's faster copy (``copy_jobs``) would take to move the job's ``nbytes``, over the
+    job's time in the same round."""
+    copy = np.minimum(times["copy np"], times["copy prange"])
+    return nbytes * copy / copy_bytes / times[key]
+
+
+def kernel_threads() -> int:
+    """Threads a Numba parallel kernel of neurolns runs on in this process."""
+    import numba
+
+    return numba.get_num_threads()
 
 
 def machine_line() -> str:

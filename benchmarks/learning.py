@@ -9,13 +9,16 @@ of the digits MLP 64-256-10 on a batch of 64, timed for:
 * majority vote over K=5 simulated workers (5 shard gradients, packed signs, vote).
 
 Each figure is printed as a ratio to the torch step measured in the same run
-(goal for LNS8 LNS-Madam: ≤ 2×). ``--quick`` takes fewer repeats.
+(goal for LNS8 LNS-Madam: ≤ 2×): the four steps are timed one call each in
+turn, per round (3,000 rounds; 250 with ``--quick``), each round gives one
+ratio per step, and the figure is the median over the rounds with the
+quartiles. Times in µs are medians too.
 
 Then the optimizer update alone on the same MLP's parameters (LNS-Madam on
 ``update_format(LNS8)`` codes), with the once-per-step finiteness check of
 ``LNSMadam.step`` and without it (the pure update with ``check_finite=False``),
 so the cost of the non-finite policy is visible: the check is one streaming
-pass over each gradient.
+pass over each gradient (medians over the same number of rounds).
 
     .venv/bin/python benchmarks/learning.py [--quick] [--threads 1] [--batch 64]
 """
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of_rounds, machine_line, report  # noqa: E402
+from _common import machine_line, median_spread, report, timed_rounds  # noqa: E402
 
 
 def torch_step(x, y, hidden):
@@ -54,10 +57,39 @@ def torch_step(x, y, hidden):
 def sim_step(x, y, hidden, rule, weights):
     from neurolns.models.mlp import build_sim
     from neurolns.sim import Trainer
-    from neurolns.sim.trainer import _blas_limit
 
     tr = Trainer(build_sim(x.shape[1], hidden, 10, weights=weights, seed=0), rule, batch_size=len(x))
     return lambda: tr.step(x, y)
+
+
+CASES = [
+    ("sim FP32 Adam step / torch", "adam", "fp32", None),
+    ("sim LNS8 LNS-Madam step / torch", "lns-madam", "lns", 2.0),
+    ("sim FP32 majority vote K=5 step / torch", "majority-vote", "fp32", None),
+]
+
+
+def step_ratios(threads: int = 1, batch: int = 64, hidden: int = 256, rounds: int = 3000) -> dict:
+    """Per-round times of the torch FP32 Adam step and the simulator steps of ``CASES``
+    (``"times"``, by rule, ``"torch"`` for the baseline) and the per-round ratios of each
+    simulator step to the torch step of the same round (``"ratios"``, by rule)."""
+    import torch
+
+    from neurolns.sim.trainer import _blas_limit
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 64), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    jobs = {"torch": torch_step(x, y, (hidden,))}
+    jobs.update({rule: sim_step(x, y, (hidden,), rule, weights) for _, rule, weights, _ in CASES})
+    with _blas_limit(threads):
+        for fn in jobs.values():  # compile, allocate optimizer state, warm the caches
+            for _ in range(20):
+                fn()
+        # one call of each in turn per round: a neighbour's load hits every step alike
+        times = timed_rounds(jobs, rounds)
+    return {"times": times, "ratios": {rule: times[rule] / times["torch"] for _, rule, _, _ in CASES}}
 
 
 def main(argv=None) -> int:
@@ -67,42 +99,22 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--hidden", type=int, default=256)
     args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    repeat, number = (5, 50) if args.quick else (15, 200)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.batch, 64), dtype=np.float32)
-    y = rng.integers(0, 10, args.batch)
-    hidden = (args.hidden,)
+    rounds = 250 if args.quick else 3000
 
     print(machine_line())
-    print(f"MLP 64-{args.hidden}-10, batch {args.batch}, {args.threads} thread(s) for torch and BLAS")
-    from neurolns.sim.trainer import _blas_limit
-
-    cases = [
-        ("sim FP32 Adam step / torch", "adam", "fp32", None),
-        ("sim LNS8 LNS-Madam step / torch", "lns-madam", "lns", 2.0),
-        ("sim FP32 majority vote K=5 step / torch", "majority-vote", "fp32", None),
-    ]
-    jobs = {"torch": torch_step(x, y, hidden)}
-    jobs.update({rule: sim_step(x, y, hidden, rule, weights) for _, rule, weights, _ in cases})
-    with _blas_limit(args.threads):
-        for fn in jobs.values():  # compile, allocate optimizer state, warm the caches
-            for _ in range(20):
-                fn()
-        # one call of each in turn per round: a neighbour's load hits every step alike
-        best = best_of_rounds(jobs, rounds=repeat * number)
-    base = best["torch"]
-    report("torch FP32 Adam step (baseline)", base * 1e6, "us")
-    for name, rule, weights, goal in cases:
-        t = best[rule]
+    print(f"MLP 64-{args.hidden}-10, batch {args.batch}, {args.threads} thread(s) for torch and BLAS; "
+          f"{rounds} rounds, median [quartiles] over the rounds")
+    r = step_ratios(args.threads, args.batch, args.hidden, rounds)
+    report("torch FP32 Adam step (baseline)", float(np.median(r["times"]["torch"])) * 1e6, "us")
+    for name, rule, _, goal in CASES:
+        med, lo, hi = median_spread(r["ratios"][rule])
         if goal is None:
-            report(name, t / base, "x")
+            report(name, med, "x")
         else:
-            report(name, t / base, "x", goal=f"<= {goal}x", ok=t / base <= goal)
-        report(f"  ({rule} step time)", t * 1e6, "us")
-    update_with_and_without_check(args.hidden, repeat * number)
+            report(name, med, "x", goal=f"<= {goal}x", ok=med <= goal)
+        print(f"    quartiles {lo:.3f}-{hi:.3f}")
+        report(f"  ({rule} step time)", float(np.median(r["times"][rule])) * 1e6, "us")
+    update_with_and_without_check(args.hidden, rounds)
     return 0
 
 
@@ -128,14 +140,15 @@ def update_with_and_without_check(hidden: int, rounds: int) -> None:
         for c, g, v in zip(raw, grads, vs):
             lns_madam_update(c, g, v, t["t"], fmt=fmt, check_finite=False)
 
-    best = best_of_rounds({"step": lambda: opt.step(grads), "unchecked": unchecked,
-                           "check": lambda: [all_finite(g) for g in grads]}, rounds=rounds)
+    times = timed_rounds({"step": lambda: opt.step(grads), "unchecked": unchecked,
+                          "check": lambda: [all_finite(g) for g in grads]}, rounds)
+    med = {k: float(np.median(v)) for k, v in times.items()}
     n = sum(c.size for c in codes)
     print(f"LNS-Madam update alone, {n} synapses (the MLP's parameters)")
-    report("  LNSMadam.step, with the finite check", best["step"] * 1e6, "us")
-    report("  pure updates, check_finite=False", best["unchecked"] * 1e6, "us")
-    report("  the finite check alone", best["check"] * 1e6, "us")
-    report("  step with check / without", best["step"] / best["unchecked"], "x")
+    report("  LNSMadam.step, with the finite check", med["step"] * 1e6, "us")
+    report("  pure updates, check_finite=False", med["unchecked"] * 1e6, "us")
+    report("  the finite check alone", med["check"] * 1e6, "us")
+    report("  step with check / without", float(np.median(times["step"] / times["unchecked"])), "x")
 
 
 if __name__ == "__main__":
