@@ -3,8 +3,11 @@
 For the digits MLP, the MNIST-1D CNN and a ResNet-18-sized CNN at 32×32, the
 scenario counts one training step and one inference with
 ``neurolns.torch.counting.count_torch``, prices them under an energy model
-(``horowitz45`` by default) for four recipes — FP32 Adam, BF16 mixed precision,
-INT8 inference, LNS8 + LNS-Madam + 1-bit gradient exchange — and writes
+(``horowitz45`` by default) for the recipes of :mod:`neurolns.recipes` — the
+ones ``neurolns run lns-vs-float --recipe`` trains: FP32 Adam, BF16 mixed
+precision, INT8 quantisation-aware training, LNS8 weights only and LNS8 full
+(weights, activations and error signals in LNS8, LNS-Madam's code update, a
+1-bit majority vote among 4 workers), plus INT8 inference — and writes
 
 * ``training.csv`` / ``inference.csv`` / ``memory.csv`` and ``energy_footprint.json``,
 * ``training_<model>.png`` and ``inference_<model>.png`` (stacked bars: compute vs memory),
@@ -31,7 +34,8 @@ MODELS = {
     "cnn1d": ("MNIST-1D CNN", "neurolns.models.cnn1d", {}, (40,), 4000, 100),
     "resnet18": ("ResNet-18 (32x32)", "neurolns.models.resnet", {}, (3, 32, 32), 50000, 128),
 }
-TRAIN_RECIPES = ("fp32-adam", "bf16", "lns8-full")
+#: every training recipe of neurolns.recipes: the ones `neurolns run lns-vs-float --recipe` trains
+TRAIN_RECIPES = ("fp32-adam", "bf16", "int8", "lns8-weights", "lns8-full")
 INFER_RECIPES = ("fp32-adam", "bf16", "int8-inference", "lns8-full")
 #: LNS-Madam's reported energy reduction against FP32 (abstract of Zhao et al. 2022): "over 90%"
 PAPER_RATIO = 0.10

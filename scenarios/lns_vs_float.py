@@ -23,6 +23,19 @@ within 1 point of FP32 Adam, majority vote within 2 points of FP32 SGD.
 
 ``--backend torch`` trains through ``neurolns.torch.scenario.run_method``.
 
+Recipes (``--recipe fp32-adam,lns8-weights,lns8-full``, keys of
+:data:`neurolns.recipes.RECIPES`) train whole recipes instead of the methods
+above: formats of weights, activations and error signals, rule, workers and
+gradient exchange, through the simulator's ``Trainer(net, recipe)`` or
+``neurolns.torch.scenario.run_recipe``. FP32 Adam is always trained beside
+them. The summary then gives, per recipe, the test accuracy, its difference
+from FP32 Adam and the *modelled* energy of one training epoch
+(:func:`neurolns.accounting.training_step_energy` of the counted network under
+the same recipe, ``horowitz45`` model, times the steps of an epoch), and
+``pareto.png`` plots accuracy against energy. ``--ablate`` adds, for
+``lns8-full``, one run per part switched back to FP32 or its float-path
+choice (activations, error signals, stochastic rounding, the 1-bit vote).
+
 Examples
 --------
 .. code-block:: bash
@@ -74,11 +87,26 @@ SETTINGS = {
 }
 
 
+#: Per data set: hyperparameters of each recipe's rule that differ from the
+#: trainer defaults (MNIST-1D: the same steps as the methods above; the
+#: multiplicative vote's rate measured in docs/recipes.md).
+RECIPE_HYPER = {
+    "digits": {},
+    "mnist1d": {"fp32-adam": {"lr": 1e-2}, "bf16": {"lr": 1e-2}, "int8": {"lr": 1e-2},
+                "lns8-weights": {"lr": 16 / 128}, "lns8-full": {"lr": 4 / 128}},
+}
+
+
 def _parse(argv):
     p = ArgumentParser(prog="neurolns run lns-vs-float", description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=sorted(SETTINGS), default="digits")
-    p.add_argument("--model", choices=["mlp", "cnn"], default=None, help="default: mlp for digits, cnn for mnist1d")
+    p.add_argument("--model", choices=["mlp", "cnn", "cnn2d"], default=None,
+                   help="default: mlp for digits, cnn for mnist1d; cnn2d: the 8x8-image CNN (digits only)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated; default: all")
+    p.add_argument("--recipe", default="", help="comma-separated recipes (fp32-adam, bf16, int8, lns8-weights, "
+                                                "lns8-full): train them instead of --methods, FP32 Adam beside")
+    p.add_argument("--ablate", action="store_true",
+                   help="with --recipe lns8-full: one more run per part switched back to float")
     p.add_argument("--seeds", type=int_range(1), default=None, help="number of seeds (0..N-1; default 3, quick 1)")
     p.add_argument("--epochs", type=int_range(1), default=None)
     p.add_argument("--batch-size", type=int_range(1), default=None,
@@ -101,6 +129,19 @@ def _parse(argv):
     if bad or not methods:
         p.error(f"unknown method(s) {bad}; allowed: {', '.join(METHODS)}")
     args.methods = methods
+    args.recipes = _parse_recipes(p, args.recipe, args.ablate)
+    if args.recipes and args.backend == "torch":
+        from neurolns.formats import LNSFormat
+
+        for lab, r in args.recipes.items():
+            for role in ("weights", "activations", "errors", "master"):
+                f = r.role_format(role)
+                if f is not None and not isinstance(f, LNSFormat):
+                    p.error(f"--recipe {lab}: {role} in {f.name} is not a format the torch layers quantise; "
+                            "allowed with --backend torch: fp32-adam, lns8-weights, lns8-full (--backend sim "
+                            "trains every recipe)")
+    if args.model == "cnn2d" and args.dataset != "digits":
+        p.error(f"--model cnn2d needs --dataset digits (8x8 images); got --dataset {args.dataset}")
     args.track = tuple(q.strip() for q in args.track.split(",") if q.strip())
     if args.track and args.backend != "torch":
         p.error("--track needs --backend torch")
@@ -118,10 +159,51 @@ def _parse(argv):
     args.lr_schedule = args.lr_schedule or cfg["schedule"]
     args.channels = args.channels if args.channels is not None else (cfg["channels"] or 25)
     args.seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
-    if "majority-vote" in methods and args.batch_size < 5:
+    if args.recipes:
+        need = max(r.workers for r in args.recipes.values())
+        if args.batch_size < need:
+            p.error(f"--batch-size {args.batch_size} is out of range with {need} workers; allowed: >= {need}")
+    elif "majority-vote" in methods and args.batch_size < 5:
         p.error(f"--batch-size {args.batch_size} is out of range with majority-vote; allowed: >= 5 (5 workers)")
     args.out = checked(p, OutputDir, args.out)
     return args
+
+
+def ablations(full) -> dict:
+    """``lns8-full`` with one part switched back at a time, keyed by what changed."""
+    return {
+        "lns8-full": full,
+        "- activations in FP32": full.replace(name="LNS8 full, FP32 activations", activations="fp32",
+                                              compute="fp32", weights="lns8", key="abl-act"),
+        "- error signals in FP32": full.replace(name="LNS8 full, FP32 error signals", errors="fp32", grad="fp32",
+                                                key="abl-err"),
+        "- nearest rounding of error signals": full.replace(name="LNS8 full, nearest error rounding",
+                                                            error_rounding="nearest", key="abl-round"),
+        "- FP32 all-reduce instead of the 1-bit vote": full.replace(name="LNS8 full, FP32 all-reduce",
+                                                                    exchange="allreduce", key="abl-vote"),
+    }
+
+
+def _parse_recipes(p, spec: str, ablate: bool) -> dict:
+    """``{label: Recipe}`` in run order, FP32 Adam first; empty without ``--recipe``."""
+    from neurolns.recipes import TRAINING_RECIPES
+
+    keys = [k.strip() for k in spec.split(",") if k.strip()]
+    if not keys:
+        if ablate:
+            p.error("--ablate needs --recipe lns8-full")
+        return {}
+    bad = [k for k in keys if k not in TRAINING_RECIPES]
+    if bad:
+        p.error(f"unknown recipe(s) {bad}; allowed: {', '.join(TRAINING_RECIPES)}")
+    if ablate and "lns8-full" not in keys:
+        p.error("--ablate needs lns8-full among --recipe")
+    out = {"fp32-adam": TRAINING_RECIPES["fp32-adam"]}
+    for k in keys:
+        out[k] = TRAINING_RECIPES[k]
+    if ablate:
+        out.update({lab: r for lab, r in ablations(TRAINING_RECIPES["lns8-full"]).items() if lab != "lns8-full"})
+    return out
 
 
 def _check_device(p, device: str, backend: str) -> None:
@@ -148,14 +230,69 @@ def load_data(name: str, quick: bool):
     return data.subset(600, 300) if quick else data
 
 
-def build(model: str, weights: str, data, seed: int, channels: int = 25):
+def build(model: str, weights, data, seed: int, channels: int = 25):
+    """The simulator model; ``weights`` is a storage name or the keyword arguments of a recipe."""
+    kw = dict(weights) if isinstance(weights, dict) else {"weights": weights}
     if model == "mlp":
         from neurolns.models.mlp import build_sim
 
-        return build_sim(data.n_features, (256,), data.n_classes, weights=weights, seed=seed)
+        return build_sim(data.n_features, (256,), data.n_classes, seed=seed, **kw)
+    if model == "cnn2d":
+        from neurolns.models.cnn2d import build_sim
+
+        return build_sim(n_classes=data.n_classes, channels=channels, seed=seed, **kw)
     from neurolns.models.cnn1d import build_sim
 
-    return build_sim(data.n_features, channels, data.n_classes, weights=weights, seed=seed)
+    return build_sim(data.n_features, channels, data.n_classes, seed=seed, **kw)
+
+
+def recipe_hyper(dataset: str, recipe) -> dict:
+    """The rule's hyperparameters of a recipe on a data set (ablations: those of lns8-full)."""
+    key = recipe.key if not recipe.key.startswith("abl-") else "lns8-full"
+    if recipe.key == "abl-vote":  # LNS-Madam on all-reduced gradients: the lns8-weights rate
+        key = "lns8-weights"
+    return RECIPE_HYPER[dataset].get(key, {})
+
+
+def run_sim_recipe(label: str, recipe, args, data, seed: int) -> dict:
+    from neurolns.sim import Trainer
+    from neurolns.sim.trainer import recipe_model_kwargs
+
+    net = build(args.model, recipe_model_kwargs(recipe), data, seed, args.channels)
+    tr = Trainer(net, recipe, batch_size=args.batch_size, seed=seed, progress=not args.no_progress,
+                 lr_schedule=args.lr_schedule, **recipe_hyper(args.dataset, recipe))
+    t0 = time.perf_counter()
+    history = tr.fit(data, args.epochs)
+    return {"history": history, "test_acc": history[-1]["test_acc"], "seconds": time.perf_counter() - t0,
+            "recipe": recipe.to_dict(),
+            "hyperparameters": {k: v for k, v in tr.optimizer.defaults.items() if isinstance(v, (int, float, str))}}
+
+
+def run_torch_recipe(label: str, recipe, args, data, seed: int) -> dict:
+    from neurolns.torch.scenario import run_recipe
+
+    model_kwargs = {"channels": args.channels} if args.model in ("cnn", "cnn2d") else {}
+    t0 = time.perf_counter()
+    out = run_recipe(recipe, args.model, data, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
+                     device=args.device, lr_schedule=args.lr_schedule, model_kwargs=model_kwargs,
+                     progress=not args.no_progress, track=args.track, **recipe_hyper(args.dataset, recipe))
+    return {**out, "seconds": out.get("seconds", time.perf_counter() - t0)}
+
+
+def epoch_energy(recipe, args, data) -> dict:
+    """Modelled energy of one training epoch under ``recipe`` (``horowitz45``): the
+    counted step of the global batch, the update on each worker, the exchange."""
+    import math as _math
+
+    from neurolns.accounting import EnergyModel, count_sim, training_step_energy
+
+    net = build(args.model, "fp32", data, 0, args.channels)
+    counts = count_sim(net, (args.batch_size, data.n_features))
+    rep = training_step_energy(counts, recipe, EnergyModel.preset("horowitz45"), workers=recipe.workers)
+    steps = _math.ceil(len(data.x_train) / args.batch_size)
+    e = rep.total
+    return {"epoch_J": e.total * steps * 1e-12, "compute_J": e.compute * steps * 1e-12,
+            "memory_J": e.memory * steps * 1e-12, "bytes_per_param": rep.memory.bytes_per_param}
 
 
 def run_sim(method: str, args, data, seed: int) -> dict:
@@ -187,13 +324,20 @@ def run_torch(method: str, args, data, seed: int) -> dict:
     return {**out, "seconds": out.get("seconds", time.perf_counter() - t0)}
 
 
-def summarise(runs, methods):
+def summarise(runs, methods, energy=None):
     rows = []
     for m in methods:
         accs = np.array([r["test_acc"] for r in runs if r["method"] == m])
         secs = np.array([r["seconds"] for r in runs if r["method"] == m])
-        rows.append({"method": m, "mean_test_acc": float(accs.mean()), "std_test_acc": float(accs.std()),
-                     "n_seeds": int(len(accs)), "mean_seconds": float(secs.mean())})
+        if not len(accs):
+            continue
+        row = {"method": m, "mean_test_acc": float(accs.mean()), "std_test_acc": float(accs.std()),
+               "n_seeds": int(len(accs)), "mean_seconds": float(secs.mean())}
+        if energy is not None and m in energy:
+            row.update({"energy_J_per_epoch": energy[m]["epoch_J"],
+                        "energy_ratio_to_fp32_adam": energy[m]["epoch_J"] / energy["fp32-adam"]["epoch_J"],
+                        "bytes_per_param": energy[m]["bytes_per_param"]})
+        rows.append(row)
     return rows
 
 
@@ -220,7 +364,9 @@ def write_outputs(out: Path, args, runs, summary) -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"dataset": args.dataset, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
             "seeds": args.seeds, "backend": args.backend, "quick": args.quick, "lr_schedule": args.lr_schedule,
-            "channels": args.channels if args.model == "cnn" else None}
+            "channels": args.channels if args.model in ("cnn", "cnn2d") else None,
+            "recipes": {k: r.to_dict() for k, r in args.recipes.items()} or None,
+            "energy_model": "horowitz45" if args.recipes else None}
     (out / "runs.json").write_text(json.dumps({"config": meta, "summary": summary, "runs": runs}, indent=1))
     keys = ["method", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "sharpness", "threshold",
             "margin_min", "margin_median"]
@@ -251,10 +397,81 @@ def write_outputs(out: Path, args, runs, summary) -> None:
     fig.tight_layout()
     fig.savefig(out / "accuracy.png", dpi=120)
     plt.close(fig)
+    if args.recipes and any("energy_J_per_epoch" in r for r in summary):
+        plot_pareto(summary, out / "pareto.png", f"{args.dataset} / {args.model}, backend {args.backend}")
+
+
+def plot_pareto(summary, path: Path, title: str) -> None:
+    """Test accuracy (mean ± std over seeds, measured) against the modelled energy of
+    a training epoch, one point per recipe: the trade-off a chip designer reads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for r in summary:
+        if "energy_J_per_epoch" not in r:
+            continue
+        ax.errorbar(r["energy_J_per_epoch"], 100 * r["mean_test_acc"], yerr=100 * r["std_test_acc"], fmt="o",
+                    capsize=3)
+        ax.annotate(r["method"], (r["energy_J_per_epoch"], 100 * r["mean_test_acc"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per training epoch, J (modelled: horowitz45, counted operations and traffic)")
+    ax.set_ylabel("test accuracy, % (measured; mean ± std over seeds)")
+    ax.set_title(f"accuracy vs energy: {title}", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def print_recipe_table(summary) -> None:
+    print(f"{'recipe':>40s}  {'test acc (%)':>14s}  {'vs FP32 Adam':>12s}  {'J/epoch (model)':>15s}  "
+          f"{'ratio':>6s}  {'B/param':>7s}  {'time/run (s)':>12s}")
+    base = next(r for r in summary if r["method"] == "fp32-adam")
+    for r in summary:
+        d = 100 * (r["mean_test_acc"] - base["mean_test_acc"])
+        print(f"{r['method']:>40s}  {100 * r['mean_test_acc']:7.2f} ± {100 * r['std_test_acc']:4.2f}  {d:+12.2f}  "
+              f"{r['energy_J_per_epoch']:15.4g}  {r['energy_ratio_to_fp32_adam']:6.3f}  {r['bytes_per_param']:7.2f}  "
+              f"{r['mean_seconds']:12.1f}")
+
+
+def main_recipes(args) -> int:
+    """Train every recipe of ``--recipe`` (FP32 Adam first) and print accuracy beside modelled energy."""
+    runner = run_sim_recipe if args.backend == "sim" else run_torch_recipe
+    runs = []
+    out = args.out.path
+    labels = list(args.recipes)
+    try:
+        data = load_data(args.dataset, args.quick)
+        energy = {lab: epoch_energy(r, args, data) for lab, r in args.recipes.items()}
+        for lab, recipe in args.recipes.items():
+            for seed in range(args.seeds):
+                r = runner(lab, recipe, args, data, seed)
+                runs.append({**r, "method": lab, "seed": seed, "dataset": args.dataset, "model": args.model})
+                print(f"{lab:>40s} seed {seed}: test acc {100 * r['test_acc']:.2f}%  ({r['seconds']:.1f} s)",
+                      flush=True)
+    except KeyboardInterrupt:
+        done = list(dict.fromkeys(r["method"] for r in runs))
+        raise interrupted(args.out, lambda: write_outputs(out, args, runs, summarise(runs, done, energy)),
+                          len(runs)) from None
+    summary = summarise(runs, labels, energy)
+    write_outputs(out, args, runs, summary)
+    width = f" ({args.channels} channels)" if args.model in ("cnn", "cnn2d") else ""
+    print(f"\n{args.dataset} / {args.model}{width}, {args.epochs} epochs, batch {args.batch_size}, "
+          f"{args.lr_schedule} lr, {args.seeds} seed(s), backend {args.backend}; accuracy measured, "
+          "energy modelled (horowitz45)")
+    print_recipe_table(summary)
+    print(f"results written to {out}/ (runs.json, runs.csv, summary.csv, accuracy.png, pareto.png)")
+    return 0
 
 
 def main(argv=None) -> int:
     args = _parse(argv)
+    if args.recipes:
+        return main_recipes(args)
     runner = run_sim if args.backend == "sim" else run_torch
     runs = []
     out = args.out.path

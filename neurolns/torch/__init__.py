@@ -24,7 +24,16 @@ See ``docs/torch.md``.
 """
 
 from neurolns.torch.arch_optim import AGD, Dualised, Fromage, Muon, Nero, agd_init_, newton_schulz_t
-from neurolns.torch.modules import ConvertReport, LNSConv1d, LNSConv2d, LNSLinear, Storage, convert, lns_modules
+from neurolns.torch.modules import (
+    ConvertReport,
+    LNSConv1d,
+    LNSConv2d,
+    LNSLinear,
+    Storage,
+    convert,
+    lns_modules,
+    set_grad_rounding,
+)
 from neurolns.torch.optim import (
     EFSignSGD,
     LNSMadam,
@@ -60,7 +69,7 @@ __all__ = [
     "LNSLinear",
     "LNSConv1d",
     "LNSConv2d",
-    "convert",
+    "convert", "set_grad_rounding",
     "ConvertReport",
     "lns_modules",
     "Madam",

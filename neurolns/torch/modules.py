@@ -54,7 +54,8 @@ from neurolns.torch.quantize import (
     quantize_grad,
 )
 
-__all__ = ["Storage", "LNSLinear", "LNSConv1d", "LNSConv2d", "convert", "ConvertReport", "lns_modules", "grid_magnitudes"]
+__all__ = ["Storage", "LNSLinear", "LNSConv1d", "LNSConv2d", "convert", "ConvertReport", "lns_modules", "grid_magnitudes",
+           "set_grad_rounding"]
 
 #: every live LNS layer, so that an optimizer can find the grid and scale of a parameter
 _LIVE: "weakref.WeakSet[_LNSMixin]" = weakref.WeakSet()
@@ -310,9 +311,17 @@ class _LNSMixin:
             x = quantize(x, self.act_format, check_nan=False)
         return x
 
+    #: rounding of the error signal to ``grad_format`` and the generator of its draws
+    #: (:func:`set_grad_rounding`); class defaults, so layers built before keep working
+    grad_rounding = "nearest"
+    grad_generator = None
+
     def _bwd_output(self, y):
         if self.grad_format is not None and y.requires_grad:
-            y = quantize_grad(y, self.grad_format)
+            if self.grad_rounding == "nearest":
+                y = quantize_grad(y, self.grad_format)
+            else:
+                y = quantize_grad(y, self.grad_format, rounding=self.grad_rounding, generator=self.grad_generator)
         return y
 
     def extra_repr(self) -> str:
@@ -464,6 +473,40 @@ class ConvertReport:
 
 
 _SWAPPABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def set_grad_rounding(model: nn.Module, rounding="nearest", *, seed: int | None = None) -> int:
+    """Round the error signals of every LNS layer of ``model`` with ``rounding``.
+
+    ``"stochastic"`` rounds each error signal up or down in the log domain
+    with the probability that makes it unbiased (:class:`neurolns.formats.Rounding`),
+    drawing from one ``torch.Generator`` shared by the layers, seeded with
+    ``seed`` (on the device of the model's first parameter). Returns the number
+    of layers set. The simulator's counterpart is ``Sequential(grad_rounding=...)``.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from neurolns import LNS8
+    >>> m = nn.Sequential(nn.Linear(4, 3))
+    >>> _ = convert(m, LNS8, grad_format=LNS8)
+    >>> set_grad_rounding(m, "stochastic", seed=0)
+    1
+    """
+    from neurolns.formats import Rounding
+
+    rounding = Rounding(rounding)
+    layers = [m for m in model.modules() if isinstance(m, _LNSMixin)]
+    gen = None
+    if rounding is Rounding.STOCHASTIC:
+        first = next(model.parameters(), None)
+        gen = torch.Generator(device=first.device if first is not None else "cpu")
+        if seed is not None:
+            gen.manual_seed(int(seed))
+    for m in layers:
+        m.grad_rounding = rounding.value
+        m.grad_generator = gen
+    return len(layers)
 
 
 def convert(model: nn.Module, fmt: LNSFormat | None = LNS8, *, act_format=None, grad_format=None, storage="fp32",

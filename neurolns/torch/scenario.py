@@ -25,7 +25,7 @@ from torch import nn
 
 from neurolns.formats import LNS8, _check_int_at_least, _StrEnum
 
-__all__ = ["Method", "run_method", "build_model", "make_torch_optimizer"]
+__all__ = ["Method", "run_method", "run_recipe", "prepare_recipe", "build_model", "make_torch_optimizer"]
 
 
 class Method(_StrEnum):
@@ -87,10 +87,116 @@ def make_torch_optimizer(method: Method | str, model: nn.Module, **overrides):
     return None
 
 
+def prepare_recipe(recipe, model: nn.Module, *, seed: int = 0, **overrides):
+    """Convert ``model`` for a :class:`neurolns.recipes.Recipe` and build what steps it.
+
+    Every LNS role becomes an LNS layer setting (:func:`neurolns.torch.convert`:
+    weights on the recipe's update grid with ``storage="lns"``, activation and
+    error-signal formats, :func:`~neurolns.torch.set_grad_rounding` seeded with
+    ``seed``); FP32 roles stay float. The rule is the recipe's
+    :attr:`~neurolns.recipes.Recipe.trainer_rule` with
+    :data:`neurolns.learning.TRAINER_DEFAULTS` (``overrides`` replace them).
+
+    Returns
+    -------
+    (optimizer, vote)
+        ``vote`` is ``None`` unless the recipe votes: then the workers' signs
+        are voted and the voted signs drive ``optimizer`` (LNS-Madam: a code
+        step of ``lr·γ`` against the vote; Signum: ``w −= lr·vote``).
+
+    Raises
+    ------
+    ValueError
+        For a role in a format the torch layers do not quantise (BF16, INT8:
+        train those recipes with the simulator, ``--backend sim``).
+    """
+    from neurolns.formats import LNSFormat
+    from neurolns.learning import TRAINER_DEFAULTS, Rule
+    from neurolns.recipes import get_recipe
+    from neurolns.torch import LNSMadam, convert, set_grad_rounding
+
+    recipe = get_recipe(recipe)
+    roles = {r: recipe.role_format(r) for r in ("weights", "activations", "errors", "master")}
+    bad = {r: f for r, f in roles.items() if f is not None and not isinstance(f, LNSFormat)}
+    if bad:
+        r, f = next(iter(bad.items()))
+        raise ValueError(f"recipe {recipe.name!r}: {r} in {getattr(f, 'name', f)} is not a format the torch layers "
+                         "quantise; allowed on the torch backend: LNS formats and FP32 (train it with the simulator)")
+    rule = recipe.trainer_rule
+    master = roles["master"]
+    if master is not None or any(roles[r] is not None for r in ("weights", "activations", "errors")):
+        convert(model, roles["weights"], act_format=roles["activations"], grad_format=roles["errors"],
+                storage="lns" if master is not None else "fp32",
+                update_gamma=master.gamma if master is not None else 128)
+        set_grad_rounding(model, recipe.error_rounding, seed=seed)
+    params = list(model.parameters())
+    if rule == "lns-majority-vote":
+        hp = {**TRAINER_DEFAULTS[Rule.LNS_MAJORITY_VOTE], **overrides}
+        inner = LNSMadam(params, lr=hp["lr"], p_scale=float("inf"))
+        vote = _MajorityVote(params, lr=hp["lr"], workers=recipe.workers, momentum=hp["momentum"], ties=hp["ties"],
+                             apply_to=inner)
+        return inner, vote
+    if rule == "majority-vote":
+        hp = {**TRAINER_DEFAULTS[Rule.MAJORITY_VOTE], **overrides}
+        return None, _MajorityVote(params, lr=hp["lr"], workers=recipe.workers, momentum=hp["momentum"],
+                                   ties=hp["ties"])
+    method = {"adam": Method.FP32_ADAM, "sgd": Method.FP32_SGD, "lns-madam": Method.LNS8_LNSMADAM,
+              "madam": Method.MADAM, "signum": Method.SIGNUM}[rule]
+    if method is Method.LNS8_LNSMADAM:  # the layers are converted already: only the optimizer
+        return LNSMadam(params, **{**TRAINER_DEFAULTS[Rule.LNS_MADAM], **overrides}), None
+    return make_torch_optimizer(method, model, **overrides), None
+
+
+def run_recipe(recipe, model: str, data, *, epochs: int, batch_size: int, seed: int, device: str = "cpu",
+               progress: bool = False, lr_schedule: str = "constant", model_kwargs: dict | None = None,
+               threads: int | None = 1, track=(), **overrides) -> dict:
+    """Train ``model`` on ``data`` under a :class:`neurolns.recipes.Recipe` through the torch bridge.
+
+    Arguments and the returned dict as :func:`run_method` (``"method"`` is the
+    recipe's key and ``"recipe"`` its fields); the model is prepared by
+    :func:`prepare_recipe`. With a 1-bit exchange each minibatch is split into
+    the recipe's workers (``numpy.array_split``), each keeps its momentum and
+    the vote drives the update, as in the simulator's trainer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neurolns.data import Dataset
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((64, 8)).astype(np.float32); y = (x[:, 0] > 0).astype(np.int64)
+    >>> d = Dataset(x[:48], y[:48], x[48:], y[48:], n_classes=2)
+    >>> r = run_recipe("lns8-full", "mlp", d, epochs=2, batch_size=16, seed=0)
+    >>> r["method"], r["recipe"]["workers"], len(r["history"])
+    ('lns8-full', 4, 2)
+    """
+    from neurolns.recipes import get_recipe
+
+    return _run_on_threads(None, model, data, epochs=epochs, batch_size=batch_size, seed=seed, device=device,
+                           progress=progress, lr_schedule=lr_schedule, model_kwargs=model_kwargs,
+                           overrides=overrides, track=track, threads=threads, recipe=get_recipe(recipe))
+
+
+def _run_on_threads(method, model, data, *, epochs, device, threads, **kw) -> dict:
+    """:func:`_run` with torch's intra-op threads set to ``threads`` on CPU (restored afterwards)."""
+    epochs = _check_int_at_least("epochs", epochs, 1)
+    if threads is not None:
+        threads = _check_int_at_least("threads", threads, 1)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    before = torch.get_num_threads()
+    if threads is not None and torch.device(device).type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        return _run(method, model, data, epochs=epochs, device=device, **kw)
+    finally:
+        torch.set_num_threads(before)
+
+
 class _MajorityVote:
     """signSGD with majority vote over K simulated workers (Bernstein et al., ICLR 2019)."""
 
-    def __init__(self, params, *, lr, workers, momentum, ties="plus"):
+    def __init__(self, params, *, lr, workers, momentum, ties="plus", apply_to=None):
+        self.apply_to = apply_to  # an optimizer that takes the voted signs as its gradients (LNS-Madam)
         self.params = [p for p in params]
         self.lr, self.k, self.beta = float(lr), int(workers), float(momentum)
         self.tie = 0.0 if ties == "abstain" else 1.0
@@ -109,7 +215,14 @@ class _MajorityVote:
                 votes[i] += torch.where(m < 0, -1.0, 1.0)
         for p, v in zip(self.params, votes):
             s = torch.where(v > 0, 1.0, torch.where(v < 0, -1.0, self.tie))
-            p.add_(s, alpha=-self.lr)
+            if self.apply_to is None:
+                p.add_(s, alpha=-self.lr)
+            else:
+                p.grad = s.to(p.dtype)
+        if self.apply_to is not None:
+            # LNS-Madam on a ±1 signal: v̂ = 1, so ĝ = ±1 and every code moves lr·γ steps
+            # (a fraction of a step rounded stochastically) against the vote
+            self.apply_to.step()
 
 
 def _lr_setter(method, opt, vote, lr_schedule):
@@ -119,7 +232,7 @@ def _lr_setter(method, opt, vote, lr_schedule):
     schedule = Schedule(lr_schedule)
     if schedule is Schedule.CONSTANT:
         return lambda step, total: None
-    if vote is not None:
+    if vote is not None and vote.apply_to is None:
         base = vote.lr
 
         def set_vote(step, total):
@@ -202,25 +315,13 @@ def run_method(method: str, model: str, data, *, epochs: int, batch_size: int, s
     >>> len(r["history"]), 0.0 <= r["test_acc"] <= 1.0
     (2, True)
     """
-    method = Method(method)
-    epochs = _check_int_at_least("epochs", epochs, 1)
-    if threads is not None:
-        threads = _check_int_at_least("threads", threads, 1)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    before = torch.get_num_threads()
-    if threads is not None and torch.device(device).type == "cpu":
-        torch.set_num_threads(threads)
-    try:
-        return _run(method, model, data, epochs=epochs, batch_size=batch_size, seed=seed, device=device,
-                    progress=progress, lr_schedule=lr_schedule, model_kwargs=model_kwargs, overrides=overrides,
-                    track=track)
-    finally:
-        torch.set_num_threads(before)
+    return _run_on_threads(Method(method), model, data, epochs=epochs, batch_size=batch_size, seed=seed,
+                           device=device, progress=progress, lr_schedule=lr_schedule, model_kwargs=model_kwargs,
+                           overrides=overrides, track=track, threads=threads)
 
 
 def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_schedule, model_kwargs, overrides,
-         track=()):
+         track=(), recipe=None):
     from neurolns.learning import TRAINER_DEFAULTS, Rule
 
     batch_size = _check_int_at_least("batch_size", batch_size, 1)
@@ -228,8 +329,13 @@ def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_
     dev = torch.device(device)
     n_features = int(np.asarray(data.x_train).shape[1])
     net = build_model(model, n_features, int(data.n_classes), seed=seed, **(model_kwargs or {})).to(dev)
-    opt = make_torch_optimizer(method, net, **overrides)
     vote = None
+    if recipe is not None:
+        opt, vote = prepare_recipe(recipe, net, seed=seed, **overrides)
+        if vote is not None and vote.k > batch_size:
+            raise ValueError(f"workers={vote.k} is out of range; allowed: 1 <= workers <= batch_size ({batch_size})")
+    else:
+        opt = make_torch_optimizer(method, net, **overrides)
     if method == Method.MAJORITY_VOTE:
         hp = {**TRAINER_DEFAULTS[Rule.MAJORITY_VOTE], **overrides}
         vote = _MajorityVote(net.parameters(), lr=hp["lr"], workers=hp["workers"], momentum=hp["momentum"],
@@ -242,7 +348,8 @@ def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_
     yte = torch.as_tensor(np.array(data.y_test, dtype=np.int64), device=dev)
     rng = np.random.Generator(np.random.PCG64(seed))
     loss_fn = nn.CrossEntropyLoss()
-    set_lr = _lr_setter(method, opt, vote, lr_schedule)
+    grid_method = method if recipe is None else (Method.LNS8_LNSMADAM if recipe.trainer_rule == "lns-madam" else None)
+    set_lr = _lr_setter(grid_method, opt, vote, lr_schedule)
     min_batch = vote.k if vote is not None else 1
     per_epoch = sum(1 for start in range(0, len(xtr), batch_size) if min(batch_size, len(xtr) - start) >= min_batch)
     history = []
@@ -257,7 +364,8 @@ def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_
     if progress:
         from tqdm import tqdm
 
-        epochs_iter = tqdm(epochs_iter, desc=f"{method.value} {model}", unit="epoch")
+        epochs_iter = tqdm(epochs_iter, desc=f"{method.value if recipe is None else recipe.key} {model}",
+                           unit="epoch")
     net.train()
     for epoch in epochs_iter:
         order = torch.as_tensor(rng.permutation(len(xtr)), device=dev)
@@ -297,5 +405,7 @@ def _run(method, model, data, *, epochs, batch_size, seed, device, progress, lr_
         if tracker is not None:
             row = tracker.after_step(epoch, net, opt)
             history[-1].update({k: v for k, v in row.items() if k not in ("step", "lr")})
-    return {"method": method.value, "model": model, "seed": seed, "device": str(dev), "history": history,
-            "test_acc": history[-1]["test_acc"], "seconds": time.perf_counter() - t0}
+    label = method.value if recipe is None else (recipe.key or recipe.name)
+    return {"method": label, "model": model, "seed": seed, "device": str(dev), "history": history,
+            "test_acc": history[-1]["test_acc"], "seconds": time.perf_counter() - t0,
+            **({} if recipe is None else {"recipe": recipe.to_dict()})}
