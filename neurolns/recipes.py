@@ -279,7 +279,7 @@ TRAINING_RECIPES = {
                            key="lns8-weights"),
     "lns8-full": Recipe("LNS8 full", compute="lns8", rule="lns_madam",
                         exchange="sign", master="lns12g128", grad="lns8", errors="lns8", state="lns16",
-                        error_rounding="stochastic", workers=4, key="lns8-full"),
+                        workers=4, key="lns8-full"),
 }
 
 #: Every preset: the training recipes and INT8 inference.

@@ -33,8 +33,8 @@ from FP32 Adam and the *modelled* energy of one training epoch
 (:func:`neurolns.accounting.training_step_energy` of the counted network under
 the same recipe, ``horowitz45`` model, times the steps of an epoch), and
 ``pareto.png`` plots accuracy against energy. ``--ablate`` adds, for
-``lns8-full``, one run per part switched back to FP32 or its float-path
-choice (activations, error signals, stochastic rounding, the 1-bit vote).
+``lns8-full``, one run per part switched back to FP32 (activations, error
+signals, the 1-bit vote) and one with stochastic rounding of the error signals.
 
 Examples
 --------
@@ -106,7 +106,8 @@ def _parse(argv):
     p.add_argument("--recipe", default="", help="comma-separated recipes (fp32-adam, bf16, int8, lns8-weights, "
                                                 "lns8-full): train them instead of --methods, FP32 Adam beside")
     p.add_argument("--ablate", action="store_true",
-                   help="with --recipe lns8-full: one more run per part switched back to float")
+                   help="with --recipe lns8-full: one more run per part switched back to float, and one with "
+                        "stochastic rounding of error signals")
     p.add_argument("--seeds", type=int_range(1), default=None, help="number of seeds (0..N-1; default 3, quick 1)")
     p.add_argument("--epochs", type=int_range(1), default=None)
     p.add_argument("--batch-size", type=int_range(1), default=None,
@@ -177,8 +178,8 @@ def ablations(full) -> dict:
                                               compute="fp32", weights="lns8", key="abl-act"),
         "- error signals in FP32": full.replace(name="LNS8 full, FP32 error signals", errors="fp32", grad="fp32",
                                                 key="abl-err"),
-        "- nearest rounding of error signals": full.replace(name="LNS8 full, nearest error rounding",
-                                                            error_rounding="nearest", key="abl-round"),
+        "+ stochastic rounding of error signals": full.replace(name="LNS8 full, stochastic error rounding",
+                                                               error_rounding="stochastic", key="abl-round"),
         "- FP32 all-reduce instead of the 1-bit vote": full.replace(name="LNS8 full, FP32 all-reduce",
                                                                     exchange="allreduce", key="abl-vote"),
     }

@@ -40,7 +40,7 @@ def test_ablation_switches_one_part_back_per_row():
     rows = scen.ablations(full)
     assert rows["- activations in FP32"].activations_fmt == "fp32" and rows["- activations in FP32"].errors_fmt == "lns8"
     assert rows["- error signals in FP32"].errors_fmt == "fp32" and rows["- error signals in FP32"].activations_fmt == "lns8"
-    assert rows["- nearest rounding of error signals"].error_rounding.value == "nearest"
+    assert rows["+ stochastic rounding of error signals"].error_rounding.value == "stochastic"
     assert rows["- FP32 all-reduce instead of the 1-bit vote"].trainer_rule == "lns-madam"
     for lab, r in rows.items():
         changed = {k for k, v in r.to_dict().items() if v != full.to_dict()[k]} - {"name", "key"}

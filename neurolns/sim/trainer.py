@@ -57,7 +57,7 @@ def recipe_model_kwargs(recipe) -> dict:
     >>> from neurolns.recipes import RECIPES
     >>> kw = recipe_model_kwargs(RECIPES["lns8-full"])
     >>> kw["weights"], str(kw["act_format"]), kw["grad_rounding"].value
-    ('lns', 'LNS8(γ=8, bias=64, underflow=zero)', 'stochastic')
+    ('lns', 'LNS8(γ=8, bias=64, underflow=zero)', 'nearest')
     """
     from neurolns.formats import LNSFormat
     from neurolns.learning import update_format

@@ -28,7 +28,10 @@ def test_lns8_full_converts_every_role_and_votes_into_lns_madam():
     for layer in layers:
         assert (layer.weight_format, layer.act_format, layer.grad_format) == (LNS8, LNS8, LNS8)
         assert layer.storage == "lns" and layer.master_format == update_format(LNS8, 128)
-        assert layer.grad_rounding == "stochastic" and layer.grad_generator is layers[0].grad_generator
+        assert layer.grad_rounding == "nearest"
+    opt, vote = prepare_recipe(RECIPES["lns8-full"].replace(error_rounding="stochastic"), m, seed=0)
+    layers = [x for x in m.modules() if isinstance(x, LNSLinear)]
+    assert all(x.grad_rounding == "stochastic" and x.grad_generator is layers[0].grad_generator for x in layers)
     assert isinstance(opt, LNSMadam) and vote.k == 4 and vote.apply_to is opt
 
 
