@@ -93,7 +93,7 @@ SETTINGS = {
 RECIPE_HYPER = {
     "digits": {},
     "mnist1d": {"fp32-adam": {"lr": 1e-2}, "bf16": {"lr": 1e-2}, "int8": {"lr": 1e-2},
-                "lns8-weights": {"lr": 16 / 128}, "lns8-full": {"lr": 4 / 128}},
+                "lns8-weights": {"lr": 16 / 128}, "lns8-full": {"lr": 8 / 128}},
 }
 
 
