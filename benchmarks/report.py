@@ -289,7 +289,8 @@ def _timed(label, fn, *args):
 
 def measure(seeds: int = 3, sections=SECTIONS) -> dict:
     """Run the measurements of the given sections; the figures :func:`measured_rows` and
-    :func:`modelled_rows` take, plus ``"load"`` (load average before and after) per section."""
+    :func:`modelled_rows` take, plus ``"load measured"`` (load average before and after the
+    measured section)."""
     fig = {}
     if "measured" in sections:
         load0 = os.getloadavg()[0]
