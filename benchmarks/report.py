@@ -5,7 +5,9 @@ of HTML comments (``<!-- report:measured:start -->`` ...
 ``<!-- report:measured:end -->``, and the same for ``modelled``):
 
 measured (each a run on this machine, under a minute or two each)
-    digits MLP accuracies, 3 seeds (``neurolns run lns-vs-float``); encode /
+    digits MLP accuracies, 3 seeds (``neurolns run lns-vs-float``); the
+    ``lns8-full`` recipe against FP32 Adam on the digits MLP and the digits
+    Conv2d CNN, 3 seeds (``neurolns run lns-vs-float --recipe lns8-full``); encode /
     decode / mul of 10^7 LNS8 values as fractions of the copy bound
     (``benchmarks/lns_kernels.py``); the LNS-Madam update of 10^8 synapses as
     a fraction of the copy bound (``benchmarks/learning_rules.py``); the
@@ -159,6 +161,16 @@ def measured_rows(fig: dict) -> list[Row]:
                         f"{gap:+.2f} points ({_pct(*d['majority-vote'])} vs {_pct(*d['fp32-sgd'])})",
                         "neurolns run lns-vs-float --dataset digits --methods majority-vote,fp32-sgd",
                         "[simulator](docs/simulator.md)"))
+    for model, label in (("mlp", "digits MLP 64-256-10"), ("cnn2d", "digits Conv2d CNN (25 channels)")):
+        if f"recipe {model}" in fig:
+            r = fig[f"recipe {model}"]
+            gap = 100 * (r["lns8-full"][0] - r["fp32-adam"][0])
+            rows.append(Row(f"LNS8 full (LNS8 weights, activations and error signals; LNS-Madam on a 1-bit vote of 4 "
+                            f"workers) vs FP32 Adam, {label}, 20 epochs, {r['seeds']} seeds, simulator",
+                            f"{_pct(*r['lns8-full'])} vs {_pct(*r['fp32-adam'])} ({gap:+.2f} points)",
+                            "neurolns run lns-vs-float --recipe lns8-full"
+                            + (" --model cnn2d" if model == "cnn2d" else ""),
+                            "[recipes](docs/recipes.md)"))
     if "codec" in fig:
         c = fig["codec"]
         rows.append(Row(f"encode / decode / mul of {_count(c['n'])} LNS8 values (`out=`), fraction of the copy bound; "
@@ -217,18 +229,27 @@ def modelled_rows(fig: dict) -> list[Row]:
 # ---- the measurements ---------------------------------------------------------------------------------------
 
 
-def measure_digits(seeds: int) -> dict:
+def _lns_vs_float(argv: list[str], seeds: int) -> dict:
+    """method -> (mean, std) test accuracy of ``neurolns run lns-vs-float ARGV --seeds SEEDS``."""
     from neurolns.scenarios.lns_vs_float import main as lns_vs_float
 
     with tempfile.TemporaryDirectory() as out:
-        rc = lns_vs_float(["--dataset", "digits", "--methods", ",".join(DIGITS_METHODS), "--seeds", str(seeds),
-                           "--out", out, "--no-progress"])
+        rc = lns_vs_float([*argv, "--seeds", str(seeds), "--out", out, "--no-progress"])
         if rc != 0:
-            raise RuntimeError(f"neurolns run lns-vs-float exited with {rc}")
+            raise RuntimeError(f"neurolns run lns-vs-float {' '.join(argv)} exited with {rc}")
         summary = json.loads((Path(out) / "runs.json").read_text())["summary"]
     d = {r["method"]: (r["mean_test_acc"], r["std_test_acc"]) for r in summary}
     d["seeds"] = seeds
     return d
+
+
+def measure_digits(seeds: int) -> dict:
+    return _lns_vs_float(["--dataset", "digits", "--methods", ",".join(DIGITS_METHODS)], seeds)
+
+
+def measure_recipe(model: str, seeds: int) -> dict:
+    """FP32 Adam and the lns8-full recipe on digits (``model``: mlp or cnn2d), the scenario's defaults."""
+    return _lns_vs_float(["--recipe", "lns8-full", "--model", model], seeds)
 
 
 def measure_codec() -> dict:
@@ -298,6 +319,9 @@ def measure(seeds: int = 3, sections=SECTIONS) -> dict:
         fig["update"] = _timed("LNS-Madam update fractions (benchmarks/learning_rules.py)", measure_update)
         fig["step"] = _timed("training step ratio (benchmarks/learning.py)", measure_step)
         fig["digits"] = _timed("digits accuracies (neurolns run lns-vs-float)", measure_digits, seeds)
+        for model in ("mlp", "cnn2d"):
+            fig[f"recipe {model}"] = _timed(f"lns8-full vs FP32 Adam, digits {model} (neurolns run lns-vs-float "
+                                            "--recipe lns8-full)", measure_recipe, model, seeds)
         fig["load measured"] = (load0, os.getloadavg()[0])
     if "modelled" in sections:
         fig.update(_timed("energy and memory (neurolns run energy)", model_energy))

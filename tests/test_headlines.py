@@ -126,3 +126,32 @@ def test_sysid_r_sys_at_5500_images_to_the_stated_digits(tmp_path):
     assert summary["madam"]["r_sys_std"] == pytest.approx(0.001, abs=0.001)
     assert summary["adam"]["r_sys_mean"] == pytest.approx(0.81, abs=0.01)
     assert summary["adam"]["r_sys_std"] == pytest.approx(0.01, abs=0.01)
+
+
+def _recipe_run(tmp_path, *argv) -> dict:
+    """method -> mean test accuracy of ``neurolns run lns-vs-float --recipe lns8-full ARGV``."""
+    from neurolns.scenarios.lns_vs_float import main
+
+    assert main(["--recipe", "lns8-full", *argv, "--out", str(tmp_path), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "runs.json").read_text())["summary"]
+    assert all(r["n_seeds"] == 3 for r in summary)
+    return {r["method"]: r["mean_test_acc"] for r in summary}
+
+
+@pytest.mark.parametrize("command", ["neurolns run lns-vs-float --recipe lns8-full",
+                                     "neurolns run lns-vs-float --recipe lns8-full --model cnn2d",
+                                     "neurolns run lns-vs-float --recipe lns8-full --dataset mnist1d"])
+def test_lns8_full_recipe_rows_within_their_stated_spread(tmp_path, command):
+    """The LNS8 full recipe against FP32 Adam (digits MLP, digits Conv2d, MNIST-1D CNN; 3 seeds,
+    the scenario's defaults): each rerun mean lies within the README's stated sd of its mean, and
+    the gap within the README's points ± the two sds combined (sqrt of the sum of squares). The
+    MNIST-1D row is the one machine it names (the same code rounds floats differently on others)."""
+    what, figure = _row(command)
+    assert "3 seeds" in what
+    (full, full_sd), (adam, adam_sd) = _pct_pairs(figure)[:2]
+    gap = float(re.search(r"\(([+−-]\d+\.\d+) points", figure).group(1).replace("−", "-")) / 100
+    got = _recipe_run(tmp_path, *command.split()[5:])
+    assert abs(got["lns8-full"] - full) <= full_sd + 5e-5, (got, figure)
+    assert abs(got["fp32-adam"] - adam) <= adam_sd + 5e-5, (got, figure)
+    assert abs((got["lns8-full"] - got["fp32-adam"]) - gap) <= math.hypot(full_sd, adam_sd) + 5e-5, (got, figure)
+    assert gap == pytest.approx(full - adam, abs=1.5e-4)  # the row is self-consistent

@@ -34,6 +34,8 @@ SYNTHETIC = {
     "update": {"int8": np.array([0.5, 0.58, 0.66]), "int16": np.array([0.61]), "n": 10**8, "threads": 2,
                "rounds": 7},
     "step": {"ratios": np.array([0.5, 0.6, 0.7, 0.8, 0.9]), "rounds": 3000},
+    "recipe mlp": {"fp32-adam": (0.9786, 0.0013), "lns8-full": (0.9861, 0.0023), "seeds": 3},
+    "recipe cnn2d": {"fp32-adam": (0.9842, 0.0035), "lns8-full": (0.9749, 0.0023), "seeds": 3},
     "load measured": (1.04, 1.96),
     "energy": {"workers": 4, "ratios": {"digits MLP": 0.1191, "MNIST-1D CNN": 0.1604},
                "recipes": ["FP32 Adam", "LNS8 full"]},
@@ -79,6 +81,11 @@ def test_rows_say_what_the_figures_are():
     assert "3 seeds" in lns.what
     vote = rows["neurolns run lns-vs-float --dataset digits --methods majority-vote,fp32-sgd"]
     assert vote.figure == "+1.21 points (98.05 ± 0.23% vs 96.84 ± 0.35%)"
+    full = rows["neurolns run lns-vs-float --recipe lns8-full"]
+    assert full.figure == "98.61 ± 0.23% vs 97.86 ± 0.13% (+0.75 points)"  # the gap of the unrounded means
+    assert "digits MLP" in full.what and "3 seeds" in full.what and "1-bit vote" in full.what
+    conv = rows["neurolns run lns-vs-float --recipe lns8-full --model cnn2d"]
+    assert conv.figure == "97.49 ± 0.23% vs 98.42 ± 0.35% (-0.93 points)" and "Conv2d" in conv.what
     assert rows["python benchmarks/lns_kernels.py"].figure == "0.60 [0.55–0.65] / 0.44 [0.42–0.46] / 0.90 [0.90–0.90]"
     assert "on 2 threads" in rows["python benchmarks/lns_kernels.py"].what
     assert "15 rounds" in rows["python benchmarks/lns_kernels.py"].what
