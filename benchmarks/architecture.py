@@ -8,13 +8,17 @@ Three parts, each printed as a comparison within the same run:
   γ = 128 update grid; forward through the γ = 8 grid, LNS8's spacing) against
   FP32 Nero, both in numpy on the digits MLP 64-256-10 (same initial weights
   and example order; biases take FP32 Nero in both);
-* ``agd``: AGD (no learning rate, bias-free, orthogonal init) against Adam
-  tuned over a rate grid, on the digits MLP and the MNIST-1D CNN (25
-  channels), 3 seeds, in torch.
+* ``agd``: AGD (no learning rate) on the network and loss it is derived for
+  (:func:`neurolns.torch.agd_prepare_`: bias-free, orthogonal init, √2·ReLU;
+  :func:`neurolns.torch.agd_square_loss`) against Adam on the usual network
+  (biases, torch's init, ReLU, cross-entropy) tuned over a rate grid, on the
+  digits MLP (20 epochs) and the MNIST-1D CNN (25 channels, 60 epochs), 3
+  seeds, in torch; ``agd-ablation``: AGD on the usual ReLU and loss, and at
+  30 epochs, seed 0.
 
 .. code-block:: bash
 
-    python benchmarks/architecture.py kernel lns-nero agd
+    python benchmarks/architecture.py kernel lns-nero agd agd-ablation
 """
 
 from __future__ import annotations
@@ -134,14 +138,14 @@ def bench_lns_nero(seeds: int = 3) -> None:
 
 
 # ----------------------------------------------------------------- AGD vs tuned Adam (torch)
-def _train_torch(net, opt, data, *, epochs, batch, seed):
+def _train_torch(net, opt, data, *, epochs, batch, seed, loss_fn=None):
     import torch
     from torch import nn
 
     xtr = torch.as_tensor(np.array(data.x_train, np.float32))
     ytr = torch.as_tensor(np.array(data.y_train, np.int64))
     rng = np.random.Generator(np.random.PCG64(seed))
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
     for _ in range(epochs):
         order = torch.as_tensor(rng.permutation(len(xtr)))
         for s in range(0, len(xtr), batch):
@@ -154,37 +158,49 @@ def _train_torch(net, opt, data, *, epochs, batch, seed):
         return float((net(xte).argmax(1) == torch.as_tensor(np.array(data.y_test, np.int64))).float().mean())
 
 
-def _net(model, data, seed, agd):
+def _net(model, data, seed, agd, relu_gain=True):
+    """The scenario's torch model; for AGD prepared by ``agd_prepare_`` (``relu_gain=False``:
+    biases dropped and orthogonal init, but the plain ReLU kept)."""
     import torch
     from torch import nn
 
-    from neurolns.torch import agd_init_
+    from neurolns.torch import ScaledReLU, agd_prepare_
     from neurolns.torch.scenario import build_model
 
     net = build_model(model, int(np.asarray(data.x_train).shape[1]), int(data.n_classes), seed=seed)
     if agd:
-        gen = torch.Generator().manual_seed(seed)
-        for m in net.modules():
-            if isinstance(m, (nn.Linear, nn.Conv1d)):
-                m.bias = None
-                agd_init_(m.weight.data, gen)
+        agd_prepare_(net, torch.Generator().manual_seed(seed))
+        if not relu_gain:
+            for parent in net.modules():
+                for name, child in parent.named_children():
+                    if isinstance(child, ScaledReLU):
+                        setattr(parent, name, nn.ReLU())
     return net
+
+
+AGD_CASES = (("digits", "mlp", 20, 32), ("mnist1d", "cnn", 60, 100))
+ADAM_RATES = (1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def _data(name):
+    from neurolns.data import load_digits, load_mnist1d
+
+    return load_digits() if name == "digits" else load_mnist1d(num_samples=5000)
 
 
 def bench_agd(seeds: int = 3) -> None:
     import torch
 
-    from neurolns.data import load_digits, load_mnist1d
-    from neurolns.torch import AGD
+    from neurolns.torch import AGD, agd_square_loss
 
     torch.set_num_threads(1)
-    cases = [("digits", "mlp", load_digits(), 20, 32), ("mnist1d", "cnn", load_mnist1d(num_samples=5000), 30, 100)]
-    for dname, model, data, epochs, batch in cases:
+    for dname, model, epochs, batch in AGD_CASES:
+        data = _data(dname)
         t0 = time.perf_counter()
-        agd = [_train_torch(n, AGD(n.parameters()), data, epochs=epochs, batch=batch, seed=s)
+        agd = [_train_torch(n, AGD(n.parameters()), data, epochs=epochs, batch=batch, seed=s, loss_fn=agd_square_loss)
                for s in range(seeds) for n in [_net(model, data, s, True)]]
         adam = {}
-        for lr in (1e-3, 3e-3, 1e-2):
+        for lr in ADAM_RATES:
             adam[lr] = [_train_torch(n, torch.optim.Adam(n.parameters(), lr=lr), data, epochs=epochs, batch=batch,
                                      seed=s) for s in range(seeds) for n in [_net(model, data, s, False)]]
         best = max(adam, key=lambda k: np.mean(adam[k]))
@@ -195,9 +211,30 @@ def bench_agd(seeds: int = 3) -> None:
               f"gap to tuned Adam (lr {best:g}): {100 * (np.mean(agd) - np.mean(adam[best])):+.2f} points")
 
 
+def bench_agd_ablation() -> None:
+    """AGD, seed 0: what the √2 ReLU, the square loss and the epochs each give."""
+    import torch
+    from torch import nn
+
+    from neurolns.torch import AGD, agd_square_loss
+
+    torch.set_num_threads(1)
+    for dname, model, epochs, batch in AGD_CASES:
+        data = _data(dname)
+        rows = [("ReLU, cross-entropy", False, nn.CrossEntropyLoss(), epochs),
+                ("√2·ReLU, cross-entropy", True, nn.CrossEntropyLoss(), epochs),
+                ("√2·ReLU, square loss", True, agd_square_loss, epochs),
+                ("√2·ReLU, square loss, half the epochs", True, agd_square_loss, epochs // 2)]
+        print(f"{dname} {model}, batch {batch}, seed 0, AGD:")
+        for label, gain, loss_fn, ep in rows:
+            net = _net(model, data, 0, True, relu_gain=gain)
+            acc = _train_torch(net, AGD(net.parameters()), data, epochs=ep, batch=batch, seed=0, loss_fn=loss_fn)
+            print(f"  {label}, {ep} epochs: {100 * acc:.1f}%")
+
+
 def main(argv=None) -> int:
-    parts = (argv if argv is not None else sys.argv[1:]) or ["kernel", "lns-nero", "agd"]
-    fns = {"kernel": bench_kernel, "lns-nero": bench_lns_nero, "agd": bench_agd}
+    parts = (argv if argv is not None else sys.argv[1:]) or ["kernel", "lns-nero", "agd", "agd-ablation"]
+    fns = {"kernel": bench_kernel, "lns-nero": bench_lns_nero, "agd": bench_agd, "agd-ablation": bench_agd_ablation}
     bad = [p for p in parts if p not in fns]
     if bad:
         print(f"unknown part(s) {bad}; allowed: {', '.join(fns)}")

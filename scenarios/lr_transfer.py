@@ -20,7 +20,7 @@ lns-madam   LNS-Madam on LNS8 layers (η = k/128 octave)                  2^-6 �
 fromage     Fromage (``neurolns.torch.Fromage``)                         2^-7 … 2^0
 nero        Nero (``neurolns.torch.Nero``)                               2^-7 … 2^0
 dualised    dualised update with momentum = Muon (``neurolns.torch.Muon``)  2^-7 … 2^0
-agd         AGD (``neurolns.torch.AGD``, bias-free, orthogonal init)     none: one point
+agd         AGD (``neurolns.torch.AGD`` on ``agd_prepare_``'s net)      none: one point
 ==========  ===========================================================  ==================
 
 The default run takes 7 rates per grid, widths 64–512, depths 2–8, 6 epochs;
@@ -145,19 +145,14 @@ def _sweep_key(sweep: str, size: int, widths, depths) -> dict:
 def build(name: str, n_in: int, n_out: int, width: int, depth: int, seed: int, lr: float):
     """The MLP for one run and its optimizer."""
     import torch
-    from torch import nn
 
     from neurolns.models.mlp import build_torch
-    from neurolns.torch import AGD, Fromage, Muon, Nero, agd_init_
+    from neurolns.torch import AGD, Fromage, Muon, Nero, agd_prepare_
     from neurolns.torch.scenario import make_torch_optimizer
 
     net = build_torch(n_in, (width,) * (depth - 1), n_out, seed=seed)
-    if name == "agd":  # AGD has no biases and wants its orthogonal initialisation
-        gen = torch.Generator().manual_seed(seed)
-        for m in net:
-            if isinstance(m, nn.Linear):
-                m.bias = None
-                agd_init_(m.weight.data, gen)
+    if name == "agd":  # the network AGD is derived for: no biases, orthogonal init, √2·ReLU
+        agd_prepare_(net, torch.Generator().manual_seed(seed))
         return net, AGD(net.parameters())
     method = {"sgd": "fp32-sgd", "adam": "fp32-adam", "madam": "madam", "lns-madam": "lns8-lnsmadam"}.get(name)
     if method is not None:

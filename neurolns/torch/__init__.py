@@ -23,7 +23,8 @@ margins, a tracker) are in :mod:`neurolns.torch.dynamics` (``docs/dynamics.md``)
 See ``docs/torch.md``.
 """
 
-from neurolns.torch.arch_optim import AGD, Dualised, Fromage, Muon, Nero, agd_init_, newton_schulz_t
+from neurolns.torch.arch_optim import (AGD, Dualised, Fromage, Muon, Nero, ScaledReLU, agd_init_, agd_prepare_,
+                                      agd_square_loss, newton_schulz_t)
 from neurolns.torch.modules import (
     ConvertReport,
     LNSConv1d,
@@ -90,5 +91,8 @@ __all__ = [
     "Dualised",
     "Muon",
     "agd_init_",
+    "agd_prepare_",
+    "agd_square_loss",
+    "ScaledReLU",
     "newton_schulz_t",
 ]

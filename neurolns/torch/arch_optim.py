@@ -31,7 +31,8 @@ import torch
 
 from neurolns.torch.optim import _Base, _real
 
-__all__ = ["Fromage", "Nero", "AGD", "Dualised", "Muon", "agd_init_", "newton_schulz_t"]
+__all__ = ["Fromage", "Nero", "AGD", "Dualised", "Muon", "agd_init_", "agd_prepare_", "agd_square_loss", "ScaledReLU",
+           "newton_schulz_t"]
 
 _NS = {"cubic": (1.5, -0.5, 0.0), "muon": (3.4445, -4.7750, 2.0315)}
 
@@ -200,6 +201,82 @@ def agd_init_(w: torch.Tensor, generator: torch.Generator | None = None) -> torc
         out[:, :, i] = q if m >= n else q.T
     w.copy_((out * _agd_scale(tuple(w.shape))).reshape(w.shape))
     return w
+
+
+class ScaledReLU(torch.nn.Module):
+    """``√2 · max(x, 0)``: the ReLU of the networks AGD is derived for.
+
+    With orthogonal weights of singular value ``s = √(d_out/d_in)``, a ReLU
+    halves the mean square of a layer's output; the ``√2`` gives it back, so
+    every layer's output has the size the derivation of AGD's step assumes
+    (Bernstein et al. 2023, whose fully connected networks use it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> ScaledReLU()(torch.tensor([-1.0, 2.0]))
+    tensor([0.0000, 2.8284])
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) * math.sqrt(2.0)
+
+
+@torch.no_grad()
+def agd_prepare_(net: torch.nn.Module, generator: torch.Generator | None = None) -> torch.nn.Module:
+    """Make ``net`` the network AGD is derived for, in place; returns ``net``.
+
+    Every ``Linear`` and ``Conv1d/2d`` loses its bias and is initialised by
+    :func:`agd_init_`; every ``nn.ReLU`` becomes :class:`ScaledReLU`. Other
+    layers (pooling, reshapes) are kept. With :func:`agd_square_loss` this is
+    the setting of Bernstein et al. (2023).
+
+    Raises
+    ------
+    TypeError
+        If ``net`` holds a layer with parameters of another kind (a norm layer's
+        affine weights, an embedding): AGD has no rule for them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = agd_prepare_(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)),
+    ...                    torch.Generator().manual_seed(0))
+    >>> [type(m).__name__ for m in net], [p.dim() for p in net.parameters()]
+    (['Linear', 'ScaledReLU', 'Linear'], [2, 2])
+    """
+    weighted = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
+    for name, m in list(net.named_modules()):
+        if isinstance(m, weighted):
+            m.bias = None
+            agd_init_(m.weight.data, generator)
+        elif any(True for _ in m.parameters(recurse=False)):
+            raise TypeError(f"{name or 'net'} ({type(m).__name__}) has parameters AGD has no rule for; "
+                            "allowed: Linear, Conv1d, Conv2d (their biases are dropped)")
+    for parent in list(net.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.ReLU):
+                setattr(parent, child_name, ScaledReLU())
+    return net
+
+
+def agd_square_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The square loss AGD is derived for: ``mean((f(x) − √C·onehot(y))²)`` over the batch and the ``C`` classes.
+
+    The ``√C`` makes the target vector's mean square 1, the size of the
+    outputs of an :func:`agd_prepare_` network (Bernstein et al. 2023).
+
+    Examples
+    --------
+    >>> import torch
+    >>> round(agd_square_loss(torch.zeros(1, 4), torch.tensor([2])).item(), 6)   # (√4)²/4
+    1.0
+    """
+    if output.dim() != 2 or target.shape != output.shape[:1]:
+        raise ValueError(f"output {tuple(output.shape)} and target {tuple(target.shape)}: expected (N, C) and (N,)")
+    c = output.shape[1]
+    onehot = torch.nn.functional.one_hot(target.long(), c).to(output.dtype) * math.sqrt(c)
+    return (output - onehot).square().mean()
 
 
 class AGD(_Base):
