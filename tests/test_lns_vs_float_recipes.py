@@ -60,3 +60,19 @@ def test_bad_recipe_arguments_are_one_line_errors(argv, msg, tmp_path, capsys):
         scen.main(argv + ["--out", str(tmp_path / "x")])
     assert exc.value.code == 2
     assert msg in capsys.readouterr().err
+
+
+def test_pareto_front_keeps_the_recipes_nothing_beats_on_both_axes(tmp_path):
+    """A recipe is on the front iff no cheaper recipe is at least as accurate (mean); the
+    figure draws the front and one point per recipe."""
+    rows = [{"method": m, "energy_J_per_epoch": e, "mean_test_acc": a, "std_test_acc": 0.01}
+            for m, e, a in [("fp32", 6.0, 0.978), ("bf16", 3.6, 0.978), ("int8", 5.9, 0.977),
+                            ("full", 0.7, 0.986), ("abl", 1.4, 0.981), ("cheap", 0.5, 0.90)]]
+    assert [r["method"] for r in scen.pareto_front(rows)] == ["cheap", "full"]
+    # brute force: not dominated by any other point with lower energy and >= accuracy
+    brute = sorted((r["method"] for r in rows if not any(
+        o["energy_J_per_epoch"] < r["energy_J_per_epoch"] and o["mean_test_acc"] >= r["mean_test_acc"]
+        for o in rows)), key=lambda m: next(r["energy_J_per_epoch"] for r in rows if r["method"] == m))
+    assert brute == ["cheap", "full"]
+    scen.plot_pareto(rows, tmp_path / "p.png", "t")
+    assert (tmp_path / "p.png").stat().st_size > 10_000
