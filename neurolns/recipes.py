@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 
 from neurolns.formats import FloatFormat, LNSFormat, Rounding, _StrEnum, resolve_format
 
-__all__ = ["Rule", "Exchange", "Recipe", "RECIPES", "TRAINING_RECIPES", "get_recipe"]
+__all__ = ["Rule", "Exchange", "TieRule", "Recipe", "RECIPES", "TRAINING_RECIPES", "get_recipe"]
 
 
 class Rule(_StrEnum):
@@ -69,6 +69,17 @@ class Exchange(_StrEnum):
     NONE = "none"
     ALLREDUCE = "allreduce"
     SIGN = "sign"
+
+
+class TieRule(_StrEnum):
+    """What a tied majority vote (``Σ_k sign_k = 0``, even ``K``) gives.
+
+    ``PLUS``: +1, the vote is ``sign(Σ)`` with sign(0) = +1 (one bit, packable).
+    ``ABSTAIN``: 0, no update for that parameter (odd-symmetric, ternary).
+    """
+
+    PLUS = "plus"
+    ABSTAIN = "abstain"
 
 
 #: the trainers' rule (``neurolns.learning.Rule`` value) of each (rule, exchange)
@@ -129,6 +140,13 @@ class Recipe:
         priced (default: ``grad``, else ``compute``).
     error_rounding : {"nearest", "stochastic"}
         Rounding of the error signals to ``errors`` (LNS: in the log domain).
+    ties : {"plus", "abstain"}
+        With ``exchange="sign"``: what a tied vote (even ``workers``) gives, +1
+        or 0 (:class:`TieRule`). Each worker still sends one bit per weight;
+        an abstaining vote is ternary, so it is not sent back as one bit:
+        every worker gathers all the signs and votes itself (the all-gather
+        exchange of :mod:`neurolns.torch.distributed`), which the accounting
+        prices. ``"abstain"`` with another exchange is refused.
     workers : int
         Data-parallel workers the global batch is split over (≥ 1). With
         ``exchange="sign"`` every worker keeps its own momentum and sends its
@@ -160,6 +178,7 @@ class Recipe:
     activations: str | None = None
     errors: str | None = None
     error_rounding: Rounding = Rounding.NEAREST
+    ties: TieRule = TieRule.PLUS
     workers: int = 1
     key: str = ""
 
@@ -169,6 +188,7 @@ class Recipe:
         object.__setattr__(self, "rule", Rule(self.rule))
         object.__setattr__(self, "exchange", Exchange(self.exchange))
         object.__setattr__(self, "error_rounding", Rounding(self.error_rounding))
+        object.__setattr__(self, "ties", TieRule(self.ties))
         for f in ("compute", "master", "grad", "state", "weights", "activations", "errors"):
             v = getattr(self, f)
             if v is not None or f == "compute":
@@ -185,6 +205,9 @@ class Recipe:
                 if v is not None and not isinstance(resolve_format(v), LNSFormat):
                     raise ValueError(f"Recipe.{f}={v!r} is out of range with compute={self.compute!r}; allowed: an "
                                      "LNS format (an LNS product needs two LNS operands)")
+        if self.ties is TieRule.ABSTAIN and self.exchange is not Exchange.SIGN:
+            raise ValueError(f"Recipe.ties='abstain' is out of range with exchange={self.exchange.value!r}; "
+                             "allowed: 'plus' (ties happen only in a vote, exchange='sign')")
         if self.exchange is Exchange.SIGN and self.rule not in (Rule.SIGNUM, Rule.LNS_MADAM):
             raise ValueError(f"exchange='sign' with rule={self.rule.value!r} is not a rule this package trains or "
                              "prices; allowed with a 1-bit exchange: 'signum', 'lns_madam'")
@@ -257,7 +280,8 @@ class Recipe:
     def to_dict(self) -> dict:
         """JSON-able fields (result files record the recipe with this)."""
         d = asdict(self)
-        d.update(rule=self.rule.value, exchange=self.exchange.value, error_rounding=self.error_rounding.value)
+        d.update(rule=self.rule.value, exchange=self.exchange.value, error_rounding=self.error_rounding.value,
+                 ties=self.ties.value)
         return d
 
     def replace(self, **changes) -> "Recipe":

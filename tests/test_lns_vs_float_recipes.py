@@ -76,3 +76,14 @@ def test_pareto_front_keeps_the_recipes_nothing_beats_on_both_axes(tmp_path):
     assert brute == ["cheap", "full"]
     scen.plot_pareto(rows, tmp_path / "p.png", "t")
     assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_mnist1d_trains_lns8_full_with_abstaining_ties_and_the_ablation_puts_plus_back():
+    """RECIPE_CHANGES: on MNIST-1D lns8-full's tied votes abstain (priced as an all-gather), on
+    digits the preset runs unchanged; --ablate then adds the row with the preset's +1 ties."""
+    assert scen.dataset_recipe("lns8-full", "mnist1d").ties.value == "abstain"
+    assert scen.dataset_recipe("lns8-full", "digits") is RECIPES["lns8-full"]
+    rows = scen.ablations(scen.dataset_recipe("lns8-full", "mnist1d"))
+    assert rows["- tied votes +1 (the preset) instead of abstaining"].ties.value == "plus"
+    assert rows["- FP32 all-reduce instead of the 1-bit vote"].ties.value == "plus"
+    assert "- tied votes +1 (the preset) instead of abstaining" not in scen.ablations(RECIPES["lns8-full"])

@@ -62,7 +62,7 @@ import math
 from neurolns.accounting._checks import check_size, check_sizes
 from neurolns.accounting.counts import LayerCounts, Phase
 from neurolns.accounting.energy import format_bits
-from neurolns.recipes import RECIPES, Exchange, Recipe, Rule
+from neurolns.recipes import RECIPES, Exchange, Recipe, Rule, TieRule
 
 __all__ = ["Rule", "Exchange", "Recipe", "RECIPES", "update_counts", "exchange_counts", "rule_ops_per_param"]
 
@@ -180,13 +180,23 @@ def exchange_counts(recipe: Recipe, param_tensors, workers: int) -> list:
         lc.op("add", (w - 1) * d, g).op("mul", w * d, g)
         for n in param_tensors:
             lc.read(n, 2 * (w - 1) * n, g).write(n, 2 * (w - 1) * n, g)
-    else:
-        lc.link_bits += 2 * (w - 1) * d  # 1 bit per element, both phases
+    elif recipe.ties is TieRule.PLUS:
+        lc.link_bits += 2 * (w - 1) * d  # two-phase: 1 bit per element in each phase
         small = "int8"
         lc.op("cmp", w * d, g)  # take signs
         lc.op("add", (w - 1) * d, small).op("cmp", d, small)  # vote on slices
         for n in param_tensors:
             lc.read(n, w * n, g).write(n, w * n, g)  # read gradients, write voted signs back unpacked
             lc.read(n, 2 * (w - 1) * n, "bit").write(n, 2 * (w - 1) * n, "bit")  # packed buffers
+    else:
+        # an abstaining vote is ternary, so it is not sent back as 1 bit: all-gather of
+        # every worker's signs (each receives W-1 rows of d bits), every worker votes all d
+        lc.link_bits += w * (w - 1) * d
+        small = "int8"
+        lc.op("cmp", w * d, g)
+        lc.op("add", w * (w - 1) * d, small).op("cmp", w * d, small)
+        for n in param_tensors:
+            lc.read(n, w * n, g).write(n, w * n, g)
+            lc.read(n, w * (w - 1) * n, "bit").write(n, w * n, "bit")
     return [lc]
 

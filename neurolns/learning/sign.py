@@ -40,12 +40,13 @@ import math
 
 import numpy as np
 
-from neurolns.formats import LNSFormat, _StrEnum
+from neurolns.formats import LNSFormat
 from neurolns.learning import _kernels as _k
 from neurolns.learning import _reference as _ref
 from neurolns.learning._checks import check_array, check_flag, check_real, check_writeable
 from neurolns.learning._checks import check_finite as _check_finite  # the name is also a keyword below
 from neurolns.learning.madam import check_codes, code_cap, code_step_size
+from neurolns.recipes import TieRule  # defined with the recipes, the bottom layer, that name it too
 
 __all__ = [
     "TieRule",
@@ -62,15 +63,6 @@ __all__ = [
 ]
 
 
-class TieRule(_StrEnum):
-    """What a tied majority vote (``Σ_k sign_k = 0``, even ``K``) gives.
-
-    ``PLUS``: +1, the vote is ``sign(Σ)`` with sign(0) = +1 (one bit, packable).
-    ``ABSTAIN``: 0, no update for that parameter (odd-symmetric, ternary).
-    """
-
-    PLUS = "plus"
-    ABSTAIN = "abstain"
 
 
 def _finite_input(name, x, check_finite) -> None:

@@ -62,6 +62,24 @@ def test_fp32_allreduce_sends_32_times_the_bits_of_the_1bit_exchange():
         exchange_counts(RECIPES["fp32-adam"], d, 0)
 
 
+def test_an_abstaining_vote_is_priced_as_an_all_gather_of_the_signs():
+    """ties="abstain": each of W workers receives the other W-1 sign rows (d bits each): W(W-1)d
+    link bits, against the two-phase 2(W-1)d of a +1-tie vote; every worker votes all d
+    elements, (W-1)d adds each. Refused with an exchange that has no vote."""
+    d, W = [1000, 24], 4
+    plus = exchange_counts(RECIPES["lns8-full"], d, W)[0]
+    abstain = exchange_counts(RECIPES["lns8-full"].replace(ties="abstain"), d, W)[0]
+    assert abstain.link_bits == W * (W - 1) * sum(d) == 12 * 1024
+    assert plus.link_bits == 2 * (W - 1) * sum(d) == 6 * 1024
+    assert abstain.count("add") == W * (W - 1) * sum(d)
+    assert plus.count("add") == (W - 1) * sum(d)
+    assert RECIPES["lns8-full"].replace(ties="abstain").to_dict()["ties"] == "abstain"
+    with pytest.raises(ValueError, match="ties='abstain' is out of range with exchange='allreduce'"):
+        RECIPES["fp32-adam"].replace(ties="abstain")
+    with pytest.raises(ValueError, match="'maybe' is not a valid TieRule"):
+        RECIPES["lns8-full"].replace(ties="maybe")
+
+
 def test_update_counts_scale_with_parameters_and_replicas():
     """Adam: 8 mul, 4 add, 1 sqrt, 1 div per parameter, all FP32; LNS-Madam's step is one integer
     add on the 12-bit code per parameter."""

@@ -63,7 +63,8 @@ def _delivered(call, world):
 @pytest.mark.parametrize("world", [2, 4])
 def test_vote_sends_one_32nd_of_fp32_allreduce(world, tmp_path):
     """Bytes written to the sockets: two-phase vote / FP32 all-reduce = 1/32 and all-gather vote
-    / FP32 = W/64 (within 1%), as the accounting module's link bits say; the collectives called
+    / FP32 = W/64 (within 1%), as the accounting module's link bits say (the all-gather is what a
+    recipe with ties="abstain" is priced as); the collectives called
     and the hook's counter explain the bytes written."""
     reports = _launch(world, tmp_path)
     ops = {"fp32": {"all_reduce"}, "two-phase": {"all_to_all_single", "all_gather_single", "all_gather_into_tensor"},
@@ -91,3 +92,7 @@ def test_vote_sends_one_32nd_of_fp32_allreduce(world, tmp_path):
     assert measured == pytest.approx(vote_bits / fp32_bits, rel=0.01)
     assert 8 * sent["fp32"] == pytest.approx(fp32_bits, rel=0.01)
     assert 8 * sent["two-phase"] == pytest.approx(vote_bits, rel=0.01)
+    # an abstaining vote (ties="abstain") is priced as the all-gather it needs
+    abstain = get_recipe("lns8-full").replace(ties="abstain")
+    abstain_bits = sum(lc.link_bits for lc in exchange_counts(abstain, params, world))
+    assert 8 * sent["allgather"] == pytest.approx(abstain_bits, rel=0.01)

@@ -93,3 +93,14 @@ def test_stochastic_rounding_of_error_signals_changes_the_run_and_nearest_does_n
         t.fit(_data(), 1)
         runs[name] = [p.data.copy() for p in t.params]
     assert any(not np.array_equal(a, b) for a, b in zip(runs["sr"], runs["near"]))
+
+
+def test_the_recipes_tie_rule_reaches_the_vote_and_no_other_one_is_taken():
+    """Trainer(net, recipe) votes with the recipe's ties (priced with it); a ties= that
+    contradicts the recipe is refused rather than silently training another system."""
+    r = RECIPES["lns8-full"].replace(ties="abstain")
+    tr = Trainer(_net(r), r, batch_size=16, seed=0)
+    assert tr.optimizer.defaults["ties"] == "abstain"
+    assert Trainer(_net(RECIPES["lns8-full"]), RECIPES["lns8-full"], batch_size=16).optimizer.defaults["ties"] == "plus"
+    with pytest.raises(ValueError, match="ties='plus' differs from recipe"):
+        Trainer(_net(r), r, batch_size=16, ties="plus")

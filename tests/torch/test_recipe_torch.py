@@ -89,3 +89,15 @@ def test_stochastic_error_rounding_is_unbiased_and_seeded():
     assert torch.equal(a, b) and not torch.equal(a, c)
     exact = float((0.3 * torch.linspace(0.5, 1.0, 20000)).sum())
     assert abs(float(a) - exact) < 0.01 * exact
+
+
+def test_the_recipes_tie_rule_reaches_the_torch_vote():
+    """prepare_recipe votes with the recipe's ties (a tie abstains: 0; the preset: +1) and refuses
+    an override that contradicts it."""
+    m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    _, vote = prepare_recipe(RECIPES["lns8-full"].replace(ties="abstain"), m, seed=0)
+    assert vote.tie == 0.0
+    _, vote = prepare_recipe(RECIPES["lns8-full"], nn.Sequential(nn.Linear(8, 2)), seed=0)
+    assert vote.tie == 1.0
+    with pytest.raises(ValueError, match="differs from recipe"):
+        prepare_recipe(RECIPES["lns8-full"], nn.Sequential(nn.Linear(8, 2)), seed=0, ties="abstain")
