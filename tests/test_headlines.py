@@ -8,7 +8,7 @@ reruns the report's own accounting). Timed figures (fractions of the copy bound,
 with the machine and its load and are not held here; their medians and quartiles are
 reported by their benchmarks.
 
-All are slow (``pytest -m slow``): about 10 minutes together on 2 cores.
+All are slow (``pytest -m slow``): about 15 minutes together on 2 cores.
 """
 from __future__ import annotations
 
