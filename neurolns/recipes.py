@@ -277,6 +277,24 @@ class Recipe:
             return None
         return fmt
 
+    def vote_hyperparameters(self, hyperparameters: dict) -> dict:
+        """``hyperparameters`` of the trainers' rule with the recipe's tie rule set.
+
+        The tie rule is priced with the recipe, so it has one source: a ``ties``
+        that contradicts the recipe is refused rather than silently training
+        another system.
+
+        >>> RECIPES["lns8-full"].replace(ties="abstain").vote_hyperparameters({"lr": 0.1})
+        {'lr': 0.1, 'ties': 'abstain'}
+        """
+        if not self.voted:
+            return dict(hyperparameters)
+        ties = hyperparameters.get("ties", self.ties.value)
+        if ties != self.ties.value:
+            raise ValueError(f"ties={ties!r} differs from recipe {self.name!r}'s {self.ties.value!r}; "
+                             "set it on the recipe (Recipe.replace(ties=...))")
+        return {**hyperparameters, "ties": self.ties.value}
+
     def to_dict(self) -> dict:
         """JSON-able fields (result files record the recipe with this)."""
         d = asdict(self)

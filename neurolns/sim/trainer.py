@@ -214,11 +214,7 @@ class Trainer:
                     raise ValueError(f"workers={workers!r} differs from recipe {self.recipe.name!r}'s "
                                      f"{self.recipe.workers}; allowed: None or {self.recipe.workers}")
                 workers = self.recipe.workers
-                ties = hyperparameters.get("ties", self.recipe.ties.value)
-                if ties != self.recipe.ties.value:  # the tie rule is priced with the recipe: one source of it
-                    raise ValueError(f"ties={ties!r} differs from recipe {self.recipe.name!r}'s "
-                                     f"{self.recipe.ties.value!r}; set it on the recipe (Recipe.replace(ties=...))")
-                hyperparameters["ties"] = ties
+                hyperparameters = self.recipe.vote_hyperparameters(hyperparameters)
             rule = self.recipe.trainer_rule
         self.rule = Rule(rule)
         self.batch_size = _check_int_at_least("batch_size", batch_size, 1)

@@ -266,6 +266,11 @@ def agd_square_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     The ``√C`` makes the target vector's mean square 1, the size of the
     outputs of an :func:`agd_prepare_` network (Bernstein et al. 2023).
 
+    Raises
+    ------
+    ValueError
+        For shapes other than ``(N, C)`` and ``(N,)``, or a label outside ``0..C-1``.
+
     Examples
     --------
     >>> import torch
@@ -275,6 +280,9 @@ def agd_square_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if output.dim() != 2 or target.shape != output.shape[:1]:
         raise ValueError(f"output {tuple(output.shape)} and target {tuple(target.shape)}: expected (N, C) and (N,)")
     c = output.shape[1]
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= c):
+        raise ValueError(f"target holds labels {int(target.min())}..{int(target.max())}; allowed: 0..{c - 1} "
+                         f"(C = {c} outputs)")
     onehot = torch.nn.functional.one_hot(target.long(), c).to(output.dtype) * math.sqrt(c)
     return (output - onehot).square().mean()
 

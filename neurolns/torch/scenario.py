@@ -130,11 +130,7 @@ def prepare_recipe(recipe, model: nn.Module, *, seed: int = 0, **overrides):
                 update_gamma=master.gamma if master is not None else 128)
         set_grad_rounding(model, recipe.error_rounding, seed=seed)
     params = list(model.parameters())
-    if recipe.voted:  # the tie rule is priced with the recipe: one source of it, as in the simulator's Trainer
-        if overrides.get("ties", recipe.ties.value) != recipe.ties.value:
-            raise ValueError(f"ties={overrides['ties']!r} differs from recipe {recipe.name!r}'s "
-                             f"{recipe.ties.value!r}; set it on the recipe (Recipe.replace(ties=...))")
-        overrides = {**overrides, "ties": recipe.ties.value}
+    overrides = recipe.vote_hyperparameters(overrides)  # the tie rule is priced with the recipe: one source
     if rule == "lns-majority-vote":
         hp = {**TRAINER_DEFAULTS[Rule.LNS_MAJORITY_VOTE], **overrides}
         inner = LNSMadam(params, lr=hp["lr"], p_scale=float("inf"))

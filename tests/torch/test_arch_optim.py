@@ -234,6 +234,9 @@ def test_agd_square_loss_is_the_mean_square_distance_to_sqrt_c_onehot():
     assert got == pytest.approx(want, rel=1e-14)
     with pytest.raises(ValueError, match="expected"):
         agd_square_loss(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
+    for bad in (5, -1):  # a label outside 0..C-1 names the range instead of indexing garbage
+        with pytest.raises(ValueError, match=r"allowed: 0\.\.4"):
+            agd_square_loss(torch.zeros(2, 5), torch.tensor([0, bad]))
 
 
 def test_agd_on_its_network_and_loss_trains_the_digits_mlp_without_a_rate():
